@@ -56,12 +56,15 @@ class TaskFunction(Generic[P, R]):
         return _api.submit(self, *args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<smartpool task {self.__qualname__} hint={self._smartpool_hint}>"
+        return f"<smartpool task {self._name()} hint={self._smartpool_hint}>"
+
+    def _name(self) -> str:
+        return str(getattr(self, "__qualname__", type(self).__qualname__))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By reference when importable (cheap, and the worker gets the module's real object);
         # otherwise by value, the wrapped function travelling through cloudpickle.
-        module, name = self.__module__, self.__qualname__
+        module, name = self.__module__, self._name()
         if module != "__main__" and "<locals>" not in name:
             try:
                 found: object = importlib.import_module(module)

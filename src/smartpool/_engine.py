@@ -48,8 +48,8 @@ def start(
 ) -> Iterator[list[Any]]:
     """Prepare eagerly (so bad functions fail here), then return a lazy iterator of result lists.
 
-    Each list holds the values of one chunk; callers flatten (``imap``) or extend (``parallel_map``),
-    which is much cheaper per item than yielding values one by one through this generator.
+    Each list holds the values of one chunk; callers flatten (``imap``) or extend
+    (``parallel_map``), much cheaper per item than yielding values one by one from here.
     """
     logger.debug("plan for %s: %s", getattr(call.fn, "__qualname__", call.fn), plan)
     backend = _backends.get_backend(plan.backend, plan.max_workers)

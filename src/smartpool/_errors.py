@@ -1,8 +1,8 @@
 """The error tree: one root, a few precise leaves.
 
-Every error smartpool raises itself derives from :class:`SmartpoolError`; errors raised by the user's
-function are re-raised as their own type (see ``_remote``), never wrapped, unless they cannot travel
-back from a worker, in which case they arrive as :class:`RemoteError`.
+Every error smartpool raises itself derives from :class:`SmartpoolError`; errors raised by the
+user's function are re-raised as their own type (see ``_remote``), never wrapped, unless they
+cannot travel back from a worker, in which case they arrive as :class:`RemoteError`.
 """
 
 from __future__ import annotations

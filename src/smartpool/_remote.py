@@ -48,11 +48,11 @@ def dump_exception(exc: BaseException) -> bytes:
 
     try:
         pickling_support.install(exc)
-        data = cloudpickle.dumps(exc)
+        data: bytes = cloudpickle.dumps(exc)
         pickle.loads(data)  # prove it rebuilds here, not as a confusing error in the caller
-        return data
     except Exception:
-        return cloudpickle.dumps(_as_remote_error(exc))
+        data = cloudpickle.dumps(_as_remote_error(exc))
+    return data
 
 
 def load_exception(data: bytes) -> BaseException:

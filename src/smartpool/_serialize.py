@@ -25,7 +25,8 @@ _HINT = (
 def dumps(obj: object) -> bytes:
     import cloudpickle
 
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 def loads(data: bytes) -> Any:
@@ -86,6 +87,7 @@ def _picklable(obj: object) -> bool:
 
 
 def _children(obj: object) -> list[tuple[str, object]]:
+    kids: list[tuple[str, object]]
     if isinstance(obj, functools.partial):
         kids = [("partial function", obj.func)]
         kids += [(f"partial argument {i}", a) for i, a in enumerate(obj.args)]

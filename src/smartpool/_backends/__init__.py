@@ -1,4 +1,4 @@
-"""Backend registry: one warm pool per (backend, worker count), created lazily, shut down at exit."""
+"""Backend registry: one warm pool per (backend, worker count), made lazily, shut down at exit."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def shutdown(wait: bool = True) -> None:
         backend.shutdown(wait=wait)
     launcher = sys.modules.get("smartpool._process.launcher")
     if launcher is not None:
-        launcher.stop_server()  # type: ignore[attr-defined]
+        launcher.stop_server()
 
 
 def _create(name: str, workers: int, start_method: str) -> Backend:

@@ -1,4 +1,4 @@
-"""The process backend: chunks run in worker processes; functions and items travel by cloudpickle."""
+"""The process backend: chunks run in worker processes; functions and items go by cloudpickle."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ProcessBackend(Backend):
         self._keys: dict[bytes, int] = {}
 
     def prepare(self, call: Call) -> _Prepared:
-        fn_bytes = dump_function(call.portable)  # SerializationError here, before any work
+        fn_bytes = dump_function(call.portable)  # type: ignore[arg-type]  # SerializationError here, before any work
         key = self._keys.get(fn_bytes)
         if key is None:  # the same function pickled again keeps its key: workers keep it loaded
             if len(self._keys) > 256:

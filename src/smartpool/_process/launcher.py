@@ -30,6 +30,11 @@ class WorkerProcess(ABC):
         self.pid = pid
         self.conn = conn
 
+    def close(self) -> None:
+        """Close the parent's end of the socket: an idle worker exits when it sees that."""
+        owned_fds.discard(self.conn.fileno())
+        self.conn.close()
+
     @abstractmethod
     def kill(self) -> int | None:
         """Kill the worker (SIGKILL) and return its exit code."""
@@ -39,12 +44,18 @@ class WorkerProcess(ABC):
         """Wait briefly for a worker that is exiting; its exit code (negative: killed by signal)."""
 
 
+#: Descriptors smartpool itself holds in the caller (worker sockets, the server's control socket,
+#: wake-up pipes). A worker forked straight from the caller closes them all, or it would keep other
+#: workers' sockets open and they would never see their parent hang up.
+owned_fds: set[int] = set()
+
+
 def init_message() -> bytes:
     return pickle.dumps({"sys_path": list(sys.path), "cwd": os.getcwd()})
 
 
-def start_worker(method: str, close_in_child: list[int]) -> WorkerProcess:
-    """Start one worker with ``method``; ``close_in_child``: parent-only fds (for "fork")."""
+def start_worker(method: str) -> WorkerProcess:
+    """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
     parent_sock, child_sock = socket.socketpair()
     try:
         if method == "forkserver":
@@ -52,9 +63,10 @@ def start_worker(method: str, close_in_child: list[int]) -> WorkerProcess:
         elif method == "spawn":
             proc = _SpawnedWorker.start(parent_sock, child_sock)
         else:
-            proc = _ForkedWorker.start(parent_sock, child_sock, close_in_child)
+            proc = _ForkedWorker.start(parent_sock, child_sock)
     finally:
         child_sock.close()
+    owned_fds.add(proc.conn.fileno())
     proc.conn.send_bytes(init_message())
     return proc
 
@@ -85,6 +97,7 @@ class _ForkServer:
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair()
         self._ctrl = ours
+        owned_fds.add(ours.fileno())
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
             self.pid = os.fork()
@@ -131,6 +144,7 @@ class _ForkServer:
     def stop(self) -> None:
         """Close the control socket: the server kills any worker left and exits."""
         with self._lock:
+            owned_fds.discard(self._ctrl.fileno())
             self._ctrl.close()
         if self._popen is not None:
             self._popen.wait(timeout=10)
@@ -167,6 +181,7 @@ def forget_server() -> None:
     global _server_instance, _server_lock
     _server_instance = None
     _server_lock = threading.Lock()
+    owned_fds.clear()
 
 
 def _single_threaded() -> bool:
@@ -207,14 +222,13 @@ class _SpawnedWorker(WorkerProcess):
 
 class _ForkedWorker(WorkerProcess):
     @classmethod
-    def start(
-        cls, parent_sock: socket.socket, child_sock: socket.socket, close_in_child: list[int]
-    ) -> _ForkedWorker:
+    def start(cls, parent_sock: socket.socket, child_sock: socket.socket) -> _ForkedWorker:
+        inherited = list(owned_fds)  # read before fork: the at-fork hook clears it in the child
         pid = os.fork()
         if pid == 0:
             try:
                 parent_sock.close()
-                for fd in close_in_child:
+                for fd in inherited:
                     try:
                         os.close(fd)
                     except OSError:

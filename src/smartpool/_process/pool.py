@@ -27,7 +27,7 @@ from .._errors import TaskTimeoutError, WorkerCrashedError
 from .._remote import load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
-from .launcher import WorkerProcess, start_worker
+from .launcher import WorkerProcess, owned_fds, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
 
@@ -63,6 +63,7 @@ class ProcessPool:
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
         self._wake_r, self._wake_w = os.pipe()
+        owned_fds.update((self._wake_r, self._wake_w))
         self._manager: threading.Thread | None = None
         self._closed = False
 
@@ -102,16 +103,12 @@ class ProcessPool:
         worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
 
     def _start_worker(self) -> None:
-        with self._lock:
-            close_in_child = [w.proc.conn.fileno() for w in self._all] + [
-                self._wake_r,
-                self._wake_w,
-            ]
-        proc = start_worker(self.method, close_in_child)
+        proc = start_worker(self.method)
         worker = _Worker(proc)
         with self._lock:
             if self._closed:
                 proc.kill()
+                proc.close()
                 return
             self._all.append(worker)
             task = self._next_task()
@@ -205,7 +202,7 @@ class ProcessPool:
             self._all.remove(worker)
             task = worker.task
             replace = bool(self._queue) and not self._closed
-        worker.proc.conn.close()
+        worker.proc.close()
         if task is not None:
             settle(task.future, error=_loss_error(task, worker.proc.pid, exitcode, timed_out))
         if replace:
@@ -233,12 +230,13 @@ class ProcessPool:
                         worker.task.future,
                         error=_loss_error(worker.task, worker.proc.pid, exitcode, False),
                     )
-            worker.proc.conn.close()
+            worker.proc.close()
         if wait:
             for worker in workers:
                 worker.proc.exitcode()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        for fd in (self._wake_r, self._wake_w):
+            owned_fds.discard(fd)
+            os.close(fd)
 
 
 def _loss_error(task: Task, pid: int, exitcode: int | None, timed_out: bool) -> Exception:

@@ -3,8 +3,8 @@
 Messages on the worker's socket (``multiprocessing.connection`` framing):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
-* parent -> worker, per chunk: header = pickle of ``(fn_key, has_fn, start, retry)``, then the pickled
-  function if ``has_fn`` (each worker caches functions by key), then the pickled items.
+* parent -> worker, per chunk: header = pickle of ``(fn_key, has_fn, start, retry)``, then the
+  pickled function if ``has_fn`` (each worker caches functions by key), then the pickled items.
 * worker -> parent, per chunk: header = pickle of ``(seconds, worker, has_error)``, then the pickled
   values computed, then the pickled error if ``has_error``.
 
@@ -131,10 +131,10 @@ def _forget_parent_pools() -> None:
     """A forked worker inherits copies of the caller's pools, whose threads do not exist here."""
     backends = sys.modules.get("smartpool._backends")
     if backends is not None:
-        backends._pools.clear()  # type: ignore[attr-defined]
+        backends._pools.clear()
     launcher = sys.modules.get("smartpool._process.launcher")
     if launcher is not None:
-        launcher.forget_server()  # type: ignore[attr-defined]
+        launcher.forget_server()
 
 
 def _exit_when_parent_dies(fd: int) -> None:

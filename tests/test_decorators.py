@@ -1,0 +1,110 @@
+"""@cpu_bound and @io_bound: inline calls, .map/.imap/.submit, metadata and routing."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import threading
+from concurrent.futures import Future
+
+import pytest
+
+import smartpool
+
+from .tasks import crunch, fetch
+
+
+def test_metadata_and_signature_are_kept() -> None:
+    assert crunch.__name__ == "crunch"
+    assert crunch.__doc__ == "Square n, scaled; return it with the pid that computed it."
+    assert crunch.__module__ == "tests.tasks"
+    params = inspect.signature(crunch).parameters
+    assert list(params) == ["n", "scale"]
+    assert params["scale"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_plain_call_runs_inline() -> None:
+    assert crunch(4, scale=2) == (32, os.getpid())
+    assert fetch("a") == ("A", os.getpid(), threading.get_ident())
+
+
+def test_cpu_bound_map_runs_on_processes() -> None:
+    results = crunch.map(range(8))
+    assert [r for r, _ in results] == [n * n for n in range(8)]
+    assert os.getpid() not in {pid for _, pid in results}
+
+
+def test_io_bound_map_runs_on_threads_of_this_process() -> None:
+    results = fetch.map(["a", "b", "c", "d"])
+    assert [r for r, _, _ in results] == ["A", "B", "C", "D"]
+    assert {pid for _, pid, _ in results} == {os.getpid()}
+    assert threading.get_ident() not in {tid for _, _, tid in results}
+
+
+def test_parallel_map_uses_the_decorators_hint() -> None:
+    assert os.getpid() not in {pid for _, pid in smartpool.parallel_map(crunch, [1, 2])}
+    assert {pid for _, pid, _ in smartpool.parallel_map(fetch, ["x", "y"])} == {os.getpid()}
+
+
+def test_call_site_options_override_the_decorator() -> None:
+    results = crunch.map(range(4), backend="serial")
+    assert {pid for _, pid in results} == {os.getpid()}
+
+
+def test_imap_streams() -> None:
+    assert [r for r, _, _ in fetch.imap(iter(["p", "q"]))] == ["P", "Q"]
+
+
+def test_submit_returns_a_future_on_the_hinted_backend() -> None:
+    future = crunch.submit(7, scale=3)
+    assert isinstance(future, Future)
+    value, pid = future.result(timeout=60)
+    assert value == 147 and pid != os.getpid()
+    key, pid, tid = fetch.submit("z").result(timeout=60)
+    assert key == "Z" and pid == os.getpid() and tid != threading.get_ident()
+
+
+def test_submit_reraises_the_original_error() -> None:
+    @smartpool.cpu_bound
+    def broken(x: int) -> int:
+        raise ArithmeticError(x)
+
+    with pytest.raises(ArithmeticError) as info:
+        broken.submit(3).result(timeout=60)
+    assert info.value.args == (3,)
+    assert "item 0 failed on the process backend" in info.value.__notes__[0]
+
+
+def test_decorator_with_options_and_bare_agree() -> None:
+    @smartpool.cpu_bound(max_workers=1, retries=0)
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f.hint == "cpu" and f.options.max_workers == 1
+    assert f.map([1, 2]) == [2, 3]
+    assert f(1) == 2
+
+
+def test_decorated_function_pickles_by_reference() -> None:
+    assert pickle.loads(pickle.dumps(crunch)) is crunch
+
+
+def test_decorated_local_function_pickles_by_value() -> None:
+    offset = 5
+
+    @smartpool.cpu_bound
+    def local(x: int) -> int:
+        return x + offset
+
+    assert local.map([1, 2]) == [6, 7]
+
+
+def test_decorating_a_non_callable_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="decorates a callable"):
+        smartpool.cpu_bound(3)  # type: ignore[call-overload]
+
+
+def test_bad_decorator_options_fail_at_decoration() -> None:
+    with pytest.raises(ValueError, match="max_workers must be at least 1"):
+        smartpool.io_bound(max_workers=0)

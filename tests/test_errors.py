@@ -1,0 +1,145 @@
+"""A worker's exception reaches the caller as itself: type, args, frames, chain and a note."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+import smartpool
+
+from .helpers import (
+    CustomError,
+    double,
+    fail_on,
+    raise_chained,
+    raise_in_handler,
+    raise_unpicklable,
+    sleep_then_return,
+)
+
+
+def test_exception_keeps_type_args_and_attributes(backend: str) -> None:
+    with pytest.raises(CustomError) as info:
+        smartpool.parallel_map(fail_on(7), range(20), backend=backend)
+    assert info.value.args == (7, "item 7 is bad")
+    assert (info.value.code, info.value.detail) == (7, "item 7 is bad")
+
+
+def test_traceback_holds_the_worker_frames(backend: str) -> None:
+    with pytest.raises(CustomError) as info:
+        smartpool.parallel_map(fail_on(3), range(5), backend=backend)
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-1] == "check"  # the function that raised, from the worker's stack
+    text = "".join(traceback.format_exception(info.value))
+    assert 'raise CustomError(x, f"item {x} is bad")' in text
+
+
+def test_note_names_item_backend_and_worker(backend: str) -> None:
+    with pytest.raises(CustomError) as info:
+        smartpool.parallel_map(fail_on(4), range(10), backend=backend)
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 1
+    assert f"item 4 failed on the {backend} backend" in notes[0]
+    assert "process " in notes[0] and "thread " in notes[0]
+
+
+def test_cause_is_preserved(backend: str) -> None:
+    with pytest.raises(ValueError, match="outer 2") as info:
+        smartpool.parallel_map(raise_chained, [2], backend=backend)
+    cause = info.value.__cause__
+    assert isinstance(cause, KeyError) and cause.args == ("inner 2",)
+    assert cause.__traceback__ is not None
+
+
+def test_context_is_preserved(backend: str) -> None:
+    with pytest.raises(RuntimeError, match="context kept") as info:
+        smartpool.parallel_map(raise_in_handler, [1, 2], backend=backend)
+    assert isinstance(info.value.__context__, KeyError)
+
+
+def test_unpicklable_exception_arrives_as_remote_error() -> None:
+    with pytest.raises(smartpool.RemoteError) as info:
+        smartpool.parallel_map(raise_unpicklable, [5], backend="process")
+    error = info.value
+    assert error.type_name == "tests.helpers.Unpicklable"
+    assert error.message == "cannot travel 5"
+    assert "raise_unpicklable" in error.remote_traceback
+    assert isinstance(error, smartpool.SmartpoolError)
+
+
+@pytest.mark.parametrize("backend", ["serial", "thread"])
+def test_unpicklable_exception_is_itself_in_process(backend: str) -> None:
+    from .helpers import Unpicklable
+
+    with pytest.raises(Unpicklable):
+        smartpool.parallel_map(raise_unpicklable, [5], backend=backend)
+
+
+def test_lowest_failing_index_wins(parallel_backend: str) -> None:
+    # Item 30 fails at once; item 5 fails after a delay. Ordered results raise item 5's error.
+    def fail_late_and_early(x: int) -> int:
+        import time
+
+        if x == 5:
+            time.sleep(0.2)
+            raise CustomError(5, "late but first")
+        if x == 30:
+            raise CustomError(30, "early but later")
+        return x
+
+    with pytest.raises(CustomError) as info:
+        smartpool.parallel_map(
+            fail_late_and_early, range(40), backend=parallel_backend, chunksize=1, max_workers=4
+        )
+    assert info.value.code == 5
+
+
+def test_pending_work_is_cancelled_and_the_pool_still_works(parallel_backend: str) -> None:
+    items = [(i, 0.01) for i in range(200)]
+    with pytest.raises(CustomError):
+        smartpool.parallel_map(fail_on(0), range(5), backend=parallel_backend)
+    assert smartpool.parallel_map(sleep_then_return, items[:10], backend=parallel_backend) == list(
+        range(10)
+    )
+    assert smartpool.parallel_map(double, range(10), backend=parallel_backend) == [
+        2 * i for i in range(10)
+    ]
+
+
+def test_error_tree() -> None:
+    assert issubclass(smartpool.SerializationError, smartpool.SmartpoolError)
+    assert issubclass(smartpool.SerializationError, TypeError)
+    assert issubclass(smartpool.TaskTimeoutError, TimeoutError)
+    assert issubclass(smartpool.TaskTimeoutError, smartpool.SmartpoolError)
+    assert issubclass(smartpool.WorkerCrashedError, smartpool.SmartpoolError)
+    assert issubclass(smartpool.RemoteError, smartpool.SmartpoolError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"backend": "gpu"}, ValueError, "'auto', 'serial', 'thread', 'process'"),
+        ({"max_workers": 0}, ValueError, "max_workers must be at least 1"),
+        ({"chunksize": 0}, ValueError, "chunksize must be at least 1"),
+        ({"max_workers": 2.5}, TypeError, "max_workers must be an int"),
+        ({"timeout": -1}, ValueError, "timeout must be a positive"),
+        ({"retries": -1}, ValueError, "retries must be an int >= 0"),
+        ({"timeout": 1, "backend": "serial"}, ValueError, "cannot be enforced"),
+        ({"retry_on": (int,)}, TypeError, "retry_on must be exception types"),
+    ],
+)
+def test_bad_options_are_typed_errors_naming_the_problem(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        smartpool.parallel_map(double, [1, 2], **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        smartpool.imap(double, [1, 2], **kwargs)  # type: ignore[arg-type]
+
+
+def test_non_callable_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="fn must be callable, got int"):
+        smartpool.parallel_map(42, [1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fn must be callable"):
+        smartpool.imap("not a function", [1])  # type: ignore[arg-type]
