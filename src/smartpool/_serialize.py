@@ -10,9 +10,12 @@ a closure rather than at the whole function.
 from __future__ import annotations
 
 import functools
+import io
 import pickle
+import types
+from collections import ChainMap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ._errors import SerializationError
 
@@ -23,10 +26,38 @@ _HINT = (
 
 
 def dumps(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _pickler_class() -> Any:
+    """cloudpickle's Pickler, keeping each by-value function's real file name.
+
+    cloudpickle >= 3.1.3 replaces ``co_filename`` with ``"<dynamic-code>"`` to make payloads
+    deterministic; a worker's traceback would then lose its file names and source lines.
+    """
     import cloudpickle
 
-    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return data
+    base: Any = cloudpickle.Pickler
+    table: Any = base.dispatch_table
+    code_reduce = table[types.CodeType]
+
+    def reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+        rebuild, args = code_reduce(code)
+        return (_code_with_filename, (rebuild, args, code.co_filename))
+
+    class Pickler(base):  # type: ignore[misc]
+        dispatch_table: ClassVar[Any] = ChainMap({types.CodeType: reduce_code}, table)
+
+    return Pickler
+
+
+def _code_with_filename(
+    rebuild: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str
+) -> types.CodeType:
+    return rebuild(*args).replace(co_filename=filename)
 
 
 def loads(data: bytes) -> Any:

@@ -129,16 +129,14 @@ class ProcessPool:
         task = worker.task
         assert task is not None
         has_fn = task.fn_key not in worker.fn_keys
-        header = pickle.dumps((task.fn_key, has_fn, task.start, task.retry), protocol=5)
-        conn = worker.proc.conn
+        if has_fn:
+            worker.fn_keys.append(task.fn_key)
+            while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
+                worker.fn_keys.popleft()
+        fn_bytes = task.fn_bytes if has_fn else b""
+        message = (task.fn_key, fn_bytes, task.start, task.retry, task.items_bytes)
         try:
-            conn.send_bytes(header)
-            if has_fn:
-                conn.send_bytes(task.fn_bytes)
-                worker.fn_keys.append(task.fn_key)
-                while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
-                    worker.fn_keys.popleft()
-            conn.send_bytes(task.items_bytes)
+            worker.proc.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
             pass  # the worker died: the manager sees its socket close and reports the crash
 
@@ -167,13 +165,11 @@ class ProcessPool:
             self._expire_deadlines()
 
     def _receive(self, worker: _Worker) -> ChunkResult:
-        conn = worker.proc.conn
-        seconds, where, has_error = pickle.loads(conn.recv_bytes())
-        values = loads(conn.recv_bytes())
+        seconds, where, values_bytes, error_bytes = pickle.loads(worker.proc.conn.recv_bytes())
         task = worker.task
         assert task is not None
-        error = load_exception(conn.recv_bytes()) if has_error else None
-        return ChunkResult(task.start, values, error, seconds, where)
+        error = load_exception(error_bytes) if error_bytes else None
+        return ChunkResult(task.start, loads(values_bytes), error, seconds, where)
 
     def _finished(self, worker: _Worker, result: ChunkResult) -> None:
         with self._lock:

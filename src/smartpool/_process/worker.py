@@ -3,10 +3,12 @@
 Messages on the worker's socket (``multiprocessing.connection`` framing):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
-* parent -> worker, per chunk: header = pickle of ``(fn_key, has_fn, start, retry)``, then the
-  pickled function if ``has_fn`` (each worker caches functions by key), then the pickled items.
-* worker -> parent, per chunk: header = pickle of ``(seconds, worker, has_error)``, then the pickled
-  values computed, then the pickled error if ``has_error``.
+* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry, items_bytes)``, where
+  ``fn_bytes`` is empty when the worker already has that function (workers cache them by key).
+* worker -> parent, per chunk: pickle of ``(seconds, worker, values_bytes, error_bytes)``.
+
+One message each way per chunk: every write wakes the other side, which costs far more than
+copying the bytes into one buffer.
 
 A worker ignores SIGINT (the caller handles Ctrl-C and kills workers) and exits as soon as its
 parent goes away, even in the middle of a task, so nothing is ever orphaned.
@@ -57,18 +59,16 @@ def main(fd: int) -> None:
 def _serve(conn: Connection) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, has_fn, start, retry = pickle.loads(conn.recv_bytes())
+        fn_key, fn_bytes, start, retry, items_bytes = pickle.loads(conn.recv_bytes())
         retry_policy: RetryPolicy = retry
         load_error: BaseException | None = None
-        if has_fn:
-            fn_bytes = conn.recv_bytes()
+        if fn_bytes:
             try:
                 functions[fn_key] = loads(fn_bytes)
             except BaseException as exc:
                 load_error = _annotated(exc, "the function could not be unpickled in the worker")
             while len(functions) > FUNCTION_CACHE_SIZE:
                 functions.popitem(last=False)
-        items_bytes = conn.recv_bytes()
         if load_error is None:
             try:
                 items = loads(items_bytes)
@@ -92,11 +92,8 @@ def _reply(conn: Connection, result: ChunkResult) -> None:
         values, error = values[:bad], exc
         values_bytes = dump_items(values, result.start)
     error_bytes = dump_exception(error) if error is not None else b""
-    header = (result.seconds, result.worker, error is not None)
-    conn.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
-    conn.send_bytes(values_bytes)
-    if error is not None:
-        conn.send_bytes(error_bytes)
+    message = (result.seconds, result.worker, values_bytes, error_bytes)
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _first_unpicklable(values: list[Any]) -> int:
