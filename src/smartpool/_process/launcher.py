@@ -100,6 +100,7 @@ class _ForkServer:
         owned_fds.add(ours.fileno())
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
+            flush_std_streams()
             self.pid = os.fork()
             if self.pid == 0:  # the server: forked while nothing else ran, so fork is safe here
                 try:
@@ -184,6 +185,16 @@ def forget_server() -> None:
     owned_fds.clear()
 
 
+def flush_std_streams() -> None:
+    """Empty the caller's stdio buffers before a fork, or the child would write them out again."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def _single_threaded() -> bool:
     try:
         return len(os.listdir("/proc/self/task")) == 1
@@ -224,6 +235,7 @@ class _ForkedWorker(WorkerProcess):
     @classmethod
     def start(cls, parent_sock: socket.socket, child_sock: socket.socket) -> _ForkedWorker:
         inherited = list(owned_fds)  # read before fork: the at-fork hook clears it in the child
+        flush_std_streams()
         pid = os.fork()
         if pid == 0:
             try:
