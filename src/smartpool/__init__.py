@@ -6,6 +6,7 @@ Example:
     ['A', 'B']
 """
 
+from ._api import explain as explain
 from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
@@ -20,6 +21,7 @@ from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._planner import Plan as Plan
+from ._planner import forget as forget
 
 __version__ = "0.1.0.dev0"
 
@@ -33,6 +35,8 @@ __all__ = [
     "WorkerCrashedError",
     "configure",
     "cpu_bound",
+    "explain",
+    "forget",
     "imap",
     "io_bound",
     "parallel_map",

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _backends, _engine
-from ._errors import SmartpoolError
-from ._planner import Hint, Options, Plan, make_plan
+from ._backends._base import Call
+from ._errors import SerializationError, SmartpoolError
+from ._planner import Hint, Options, Plan, make_plan, needs_probe, recall, remember, replan
+from ._probe import Measurement, probe_items
+from ._serialize import dump_function
 from ._task import ChunkResult
+
+logger = logging.getLogger("smartpool")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,9 +120,63 @@ def _start(fn: Callable[[T], R], iterable: Iterable[T], /, **given: Any) -> Iter
     given["retry_on"] = retry_on if isinstance(retry_on, tuple) else (retry_on,)
     options = resolve_options(fn, **given)
     n_items = _engine.length_of(iterable)
-    plan = make_plan(fn, options, hint=hint_of(fn), n_items=n_items)
+    hint = hint_of(fn)
     call = _engine.make_call(raw_function(fn), options, portable=fn)
-    return _engine.start(call, iterable, plan, ordered=options.ordered, n_items=n_items)
+    if not needs_probe(options, hint, n_items):
+        plan = make_plan(fn, options, hint=hint, n_items=n_items)
+        run = _engine.Run(call, iter(iterable), plan, ordered=options.ordered, n_items=n_items)
+        return run.chunks()
+    return _auto_chunks(fn, call, iter(iterable), options, n_items)
+
+
+def _auto_chunks(
+    fn: Callable[..., Any],
+    call: Call,
+    source: Iterator[Any],
+    options: Options,
+    n_items: int | None,
+) -> Iterator[list[Any]]:
+    """Probe the first items in the caller (keeping their results), plan, run the rest."""
+    measurement = recall(fn)
+    done = 0
+    if measurement is None:
+        probe = probe_items(call.fn, source)
+        if probe.values:
+            yield probe.values
+        if probe.failed is not None:
+            raise _engine.with_note(probe.failed, "serial")
+        measurement, done = probe.measurement, len(probe.values)
+        remember(fn, measurement)
+        if probe.exhausted:
+            return
+    n_left = None if n_items is None else n_items - done
+    plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
+    if plan.backend == "process" and measurement.picklable is None:
+        try:
+            dump_function(fn)
+        except SerializationError:  # now we know: plan again without processes
+            measurement = replace(measurement, picklable=False)
+            remember(fn, measurement)
+            plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
+    for reason in plan.reasons:
+        if reason.startswith("WARNING: "):
+            warnings.warn(reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=3)
+    probed = measurement
+
+    def revise(current: Plan, observed: Measurement, next_index: int) -> Plan | None:
+        left = None if n_items is None else n_items - next_index
+        return replan(current, observed, probed, options, n_left=left, done=next_index)
+
+    run = _engine.Run(
+        call,
+        source,
+        plan,
+        ordered=options.ordered,
+        n_items=n_items,
+        first_index=done,
+        replanner=revise,
+    )
+    yield from run.chunks()
 
 
 def submit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
@@ -159,13 +221,33 @@ class StarCall:
         return self.fn(*args, **kwargs)
 
 
-def explain_plan(
-    fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opts: Any
-) -> Plan:
-    """The plan a call would use, without running it."""
-    options = resolve_options(fn, **opts)
+def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **options: Any) -> Plan:
+    """The plan ``parallel_map(fn, iterable, **options)`` would follow, without running the job.
+
+    For an automatic call with no kept decision, the function is probed on the first few items
+    of ``iterable`` (pass a list: a generator would lose them), and the decision is kept for the
+    real call. Without ``iterable`` nothing runs, and the plan shows what is known so far.
+
+    Example:
+        >>> import smartpool
+        >>> smartpool.explain(str.upper, ["a", "b"], backend="thread").backend
+        'thread'
+    """
+    opts = resolve_options(fn, **options)
     n_items = None if iterable is None else _engine.length_of(iterable)
-    return make_plan(fn, options, hint=hint_of(fn), n_items=n_items)
+    hint = hint_of(fn)
+    measurement = None
+    if needs_probe(opts, hint, n_items):
+        measurement = recall(fn)
+        if measurement is None and iterable is not None:
+            probe = probe_items(raw_function(fn), iter(iterable))
+            if probe.failed is not None:
+                raise _engine.with_note(probe.failed, "serial")
+            measurement = probe.measurement
+            remember(fn, measurement)
+    plan = make_plan(fn, opts, hint=hint, n_items=n_items, measurement=measurement)
+    logger.debug("explain %s: %s", getattr(fn, "__qualname__", fn), plan)
+    return plan
 
 
 def resolve_options(fn: Callable[..., Any], **given: Any) -> Options:

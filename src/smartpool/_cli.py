@@ -42,7 +42,7 @@ def demo(quick: bool = False, out: Any = None) -> list[dict[str, Any]]:
             _api.parallel_map(fn, items[:2], backend=backend)
         times = {backend: _timed(fn, items, backend) for backend in BACKENDS}
         best = min(times, key=lambda b: times[b])
-        plan = _api.explain_plan(fn, items)
+        plan = _api.explain(fn, items)
         cells = "".join(
             f"{times[b]:.3f}s ({times['serial'] / times[b]:.1f}x)".rjust(16) for b in BACKENDS
         )

@@ -1,9 +1,13 @@
 """The one executor loop: feed chunks to a backend, collect Futures, yield results, rebuild errors.
 
-Every backend goes through :func:`start`. The loop keeps at most ``2 x workers`` chunks in flight
-and pulls input only when it submits, so an endless generator streams with bounded memory. Results
-come out in input order (or completion order with ``ordered=False``); the first failing item in
-that order raises, and everything still pending is cancelled.
+Every backend goes through :class:`Run`. It keeps at most ``2 x workers`` chunks in flight and pulls
+input only when it submits, so an endless generator streams with bounded memory. Results come out
+in input order (or completion order with ``ordered=False``); the first failing item in that order
+raises, and everything still pending is cancelled.
+
+An automatic run watches itself: after each chunk it may ask the planner for a new plan, and from
+then on submits to the new backend while chunks already in flight finish where they are. Futures
+are the only currency between the loop and a backend, so nothing is lost or repeated.
 """
 
 from __future__ import annotations
@@ -16,16 +20,22 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from . import _backends
-from ._backends._base import Backend, Call
+from ._backends._base import Call
 from ._chunking import ChunkSizer
-from ._errors import SmartpoolError
+from ._errors import SerializationError, SmartpoolError
 from ._planner import Options, Plan
+from ._probe import Measurement
 from ._remote import add_note
 from ._task import ChunkResult, RetryPolicy
 
 logger = logging.getLogger("smartpool")
 
-_Entry = tuple[int, int, "Future[ChunkResult]"]
+#: A chunk in flight: its first index, its size, its Future and the backend it went to.
+_Entry = tuple[int, int, "Future[ChunkResult]", str]
+#: Asked after each chunk with what was observed since the last plan; returns a new plan or None.
+Replanner = Callable[[Plan, Measurement, int], "Plan | None"]
+#: Observe at least this much work before asking for a new plan.
+_REPLAN_MIN_SECONDS = 0.02
 
 
 def length_of(iterable: Iterable[Any]) -> int | None:
@@ -43,63 +53,104 @@ def make_call(fn: Callable[[Any], Any], options: Options, portable: object = Non
     return Call(fn, retry, options.timeout, portable if portable is not None else fn)
 
 
-def start(
-    call: Call, iterable: Iterable[Any], plan: Plan, *, ordered: bool, n_items: int | None
-) -> Iterator[list[Any]]:
-    """Prepare eagerly (so bad functions fail here), then return a lazy iterator of result lists.
+class Run:
+    """One call's journey: items in, chunks of results out, following (and revising) a plan."""
 
-    Each list holds the values of one chunk; callers flatten (``imap``) or extend
-    (``parallel_map``), much cheaper per item than yielding values one by one from here.
-    """
-    logger.debug("plan for %s: %s", getattr(call.fn, "__qualname__", call.fn), plan)
-    backend = _backends.get_backend(plan.backend, plan.max_workers)
-    prepared = backend.prepare(call)
-    sizer = ChunkSizer.for_run(
-        chunksize=plan.chunksize,
-        n_items=n_items,
-        workers=plan.max_workers,
-        target_seconds=plan.target_chunk_seconds,
-    )
-    window = 1 if plan.backend == "serial" else 2 * plan.max_workers
-    return _drive(backend, prepared, iter(iterable), sizer, window, ordered)
+    def __init__(
+        self,
+        call: Call,
+        source: Iterator[Any],
+        plan: Plan,
+        *,
+        ordered: bool,
+        n_items: int | None,
+        first_index: int = 0,
+        replanner: Replanner | None = None,
+    ) -> None:
+        self._call = call
+        self._source = source
+        self._ordered = ordered
+        self._n_items = n_items
+        self._next_index = first_index
+        self._replanner = replanner
+        self._observed = [0, 0.0, 0.0]  # items, seconds, cpu seconds since the plan was made
+        self._use(plan)
 
+    def _use(self, plan: Plan) -> None:
+        """Switch to ``plan``: the next chunk goes to its backend (prepared here, eagerly)."""
+        backend = _backends.get_backend(plan.backend, plan.max_workers)
+        prepared = backend.prepare(self._call)  # may raise SerializationError: nothing changed yet
+        logger.debug("plan for %s: %s", getattr(self._call.fn, "__qualname__", "?"), plan)
+        self.plan, self._backend, self._prepared = plan, backend, prepared
+        left = None if self._n_items is None else max(0, self._n_items - self._next_index)
+        self._sizer = ChunkSizer.for_run(
+            chunksize=plan.chunksize,
+            n_items=left,
+            workers=plan.max_workers,
+            target_seconds=plan.target_chunk_seconds,
+            item_seconds=plan.item_seconds,
+        )
+        self._window = 1 if plan.backend == "serial" else 2 * plan.max_workers
+        self._observed = [0, 0.0, 0.0]
 
-def _drive(
-    backend: Backend,
-    prepared: object,
-    source: Iterator[Any],
-    sizer: ChunkSizer,
-    window: int,
-    ordered: bool,
-) -> Iterator[list[Any]]:
-    pending: deque[_Entry] = deque()
-    next_index = 0
-    exhausted = False
-    try:
-        while True:
-            while not exhausted and len(pending) < window:
-                items = list(itertools.islice(source, sizer.next_size()))
-                if not items:
-                    exhausted = True
-                    break
-                future = backend.submit(prepared, items, next_index)
-                pending.append((next_index, len(items), future))
-                next_index += len(items)
-            if not pending:
-                return
-            entry = pending.popleft() if ordered else _pop_first_done(pending)
-            result = _outcome(entry, pending)
-            sizer.observe(len(result.values) + (result.error is not None), result.seconds)
-            if result.error is not None:
-                raise with_note(result, backend.name)
-            yield result.values
-    except KeyboardInterrupt:
-        _cancel(pending)
-        backend.abort()
-        _backends.discard(backend)
-        raise
-    finally:
-        _cancel(pending)
+    def chunks(self) -> Iterator[list[Any]]:
+        """Lists of results, one per chunk, in the order the caller asked for."""
+        pending: deque[_Entry] = deque()
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self._window:
+                    items = list(itertools.islice(self._source, self._sizer.next_size()))
+                    if not items:
+                        exhausted = True
+                        break
+                    future = self._backend.submit(self._prepared, items, self._next_index)
+                    entry = (self._next_index, len(items), future, self._backend.name)
+                    pending.append(entry)
+                    self._next_index += len(items)
+                if not pending:
+                    return
+                entry = pending.popleft() if self._ordered else _pop_first_done(pending)
+                result = _outcome(entry, pending)
+                if result.error is not None:
+                    raise with_note(result, entry[3])
+                self._learn(result)
+                yield result.values
+        except KeyboardInterrupt:
+            _cancel(pending)
+            self._backend.abort()
+            _backends.discard(self._backend)
+            raise
+        finally:
+            _cancel(pending)
+
+    def _learn(self, result: ChunkResult) -> None:
+        n = len(result.values)
+        self._sizer.observe(n, result.seconds)
+        if self._replanner is None or n == 0:
+            return
+        observed = self._observed
+        observed[0] += n
+        observed[1] += result.seconds
+        observed[2] += result.cpu_seconds
+        if observed[1] < _REPLAN_MIN_SECONDS:
+            return
+        items, seconds, cpu = observed
+        measurement = Measurement(
+            call_seconds=seconds / items,
+            cpu_fraction=min(1.0, cpu / seconds) if seconds > 0 else 1.0,
+            releases_gil=None,
+            picklable=None,
+            transfer_seconds=0.0,
+            samples=int(items),
+        )
+        new = self._replanner(self.plan, measurement, self._next_index)
+        observed[:] = [0, 0.0, 0.0]
+        if new is not None:
+            try:
+                self._use(new)
+            except SerializationError as exc:  # the better backend cannot take this function
+                logger.debug("not re-planned to %s: %s", new.backend, exc)
 
 
 def with_note(result: ChunkResult, backend: str) -> BaseException:
@@ -119,7 +170,7 @@ def _outcome(entry: _Entry, pending: deque[_Entry]) -> ChunkResult:
     except SmartpoolError as error:
         completed = getattr(error, "completed", None)
         if isinstance(completed, dict):
-            for start, _, future in pending:
+            for start, _, future, _ in pending:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     values = future.result().values
                     completed.update(zip(range(start, start + len(values)), values, strict=True))
@@ -136,6 +187,6 @@ def _pop_first_done(pending: deque[_Entry]) -> _Entry:
 
 
 def _cancel(pending: deque[_Entry]) -> None:
-    for _, _, future in pending:
+    for _, _, future, _ in pending:
         future.cancel()
     pending.clear()

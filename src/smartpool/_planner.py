@@ -6,12 +6,17 @@ probe plugs in here, in :func:`make_plan`, without touching either.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import _context
+from ._probe import Measurement
 
 BackendName = Literal["serial", "thread", "process"]
 Hint = Literal["cpu", "io"]
@@ -19,6 +24,23 @@ BACKENDS: tuple[str, ...] = ("auto", "serial", "thread", "process")
 
 #: Threads for I/O-bound work when neither the user nor a measurement says otherwise.
 DEFAULT_IO_WORKERS = 32
+#: Upper bound on threads sized from a measured wait fraction.
+MAX_IO_THREADS = 128
+#: Items assumed when the input's length is unknown (a generator).
+ASSUMED_ITEMS = 10_000
+#: A parallel plan must be estimated at most this fraction of serial time...
+MARGIN = 0.85
+#: ...and save at least this much, since estimates are rough.
+MIN_SAVING_SECONDS = 0.002
+#: Prefer threads when within this factor of processes: nothing to pickle, nothing to start.
+PREFER_THREADS = 1.15
+#: Re-plan when items take this many times more (or less) than the plan assumed.
+REPLAN_FACTOR = 8.0
+#: Rough costs (measured on a 2-core Linux VM) that the estimates use.
+THREAD_TASK_SECONDS = 30e-6
+THREAD_START_SECONDS = 80e-6
+PROCESS_TASK_SECONDS = 150e-6
+PROCESS_START_SECONDS = 0.03
 #: Work per chunk the adaptive sizer aims at, per backend: long enough to hide dispatch cost.
 TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.002, "thread": 0.002, "process": 0.02}
 
@@ -79,12 +101,22 @@ class Options:
 
 @dataclass(frozen=True)
 class Plan:
-    """How a call will run: the backend, how many workers, how items are chunked, and why."""
+    """How a call will run: the backend, how many workers, how items are chunked, and why.
+
+    Example:
+        >>> import smartpool
+        >>> plan = smartpool.explain(abs, range(10), backend="thread", max_workers=4)
+        >>> plan.backend, plan.max_workers
+        ('thread', 4)
+    """
 
     backend: BackendName
     max_workers: int
+    #: Fixed chunk size, or None: sized adaptively from the measured cost of items.
     chunksize: int | None
     reasons: tuple[str, ...] = field(default=())
+    #: Measured seconds per item when the plan came from a probe.
+    item_seconds: float | None = None
 
     @property
     def target_chunk_seconds(self) -> float:
@@ -96,6 +128,32 @@ class Plan:
         return f"{self.backend} x{self.max_workers} (chunksize {chunks}): {why}"
 
 
+@dataclass(frozen=True)
+class Environment:
+    """The facts about this process that routing depends on (injectable in tests)."""
+
+    cores: int
+    gil_enabled: bool
+    nested: bool
+    #: Worker processes already running in the default process pool (no start-up to pay).
+    warm_processes: int = 0
+
+    @classmethod
+    def current(cls) -> Environment:
+        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+        return cls(
+            cores=cpu_count(),
+            gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
+            nested=_context.in_worker(),
+            warm_processes=_warm_processes(),
+        )
+
+
+def _warm_processes() -> int:
+    backends = sys.modules.get("smartpool._backends")
+    return 0 if backends is None else int(backends.warm_workers("process"))
+
+
 def cpu_count() -> int:
     """Cores this process may run on (affinity-aware where the OS tells)."""
     try:
@@ -104,50 +162,238 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_memory: weakref.WeakKeyDictionary[Any, Measurement] = weakref.WeakKeyDictionary()
+_memory_lock = threading.Lock()
+
+
+def recall(fn: Callable[..., Any]) -> Measurement | None:
+    """The measurement kept from an earlier probe of ``fn`` in this process, if any."""
+    with _memory_lock:
+        try:
+            return _memory.get(getattr(fn, "__func__", fn))
+        except TypeError:  # not weak-referenceable, so never remembered
+            return None
+
+
+def remember(fn: Callable[..., Any], measurement: Measurement) -> None:
+    with _memory_lock:
+        try:
+            _memory[getattr(fn, "__func__", fn)] = measurement
+        except TypeError:
+            pass
+
+
+def forget(fn: Callable[..., Any] | None = None) -> None:
+    """Drop the routing decision kept for ``fn`` (or for every function): the next call probes.
+
+    Example:
+        >>> import smartpool
+        >>> smartpool.forget()
+    """
+    with _memory_lock:
+        if fn is None:
+            _memory.clear()
+        else:
+            _memory.pop(getattr(fn, "__func__", fn), None)
+
+
+def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> bool:
+    """Whether the plan must wait for a measurement of the function on its first items."""
+    return (
+        options.backend == "auto"
+        and hint is None
+        and not _context.in_worker()
+        and (n_items is None or n_items > 1)
+    )
+
+
 def make_plan(
-    fn: Callable[..., Any], options: Options, *, hint: Hint | None, n_items: int | None
+    fn: Callable[..., Any],
+    options: Options,
+    *,
+    hint: Hint | None,
+    n_items: int | None,
+    measurement: Measurement | None = None,
+    env: Environment | None = None,
 ) -> Plan:
-    """Decide backend, workers and chunking for running ``fn`` over ``n_items`` items."""
+    """Decide backend, workers and chunking for running ``fn`` over ``n_items`` items.
+
+    ``measurement`` is what the probe saw on the first items (``n_items`` then counts the items
+    left after it); without one, an unhinted auto call gets the documented default (threads).
+    """
+    env = env or Environment.current()
     reasons: list[str] = []
     backend: BackendName
+    workers: int | None = options.max_workers
+    item_seconds = None if measurement is None else measurement.call_seconds
     if options.backend != "auto":
         backend = options.backend  # type: ignore[assignment]
         reasons.append(f"backend={backend!r} was requested")
-    elif _context.in_worker():
+    elif env.nested:
         backend = "serial"
         reasons.append("nested call inside a smartpool worker runs in-process")
     elif n_items is not None and n_items <= 1:
         backend = "serial"
-        reasons.append(f"{n_items} item(s): nothing to parallelise")
+        reasons.append(f"{n_items} item(s) left: nothing to parallelise")
+    elif measurement is not None:
+        backend, chosen, why = _decide(measurement, env, n_items, options.max_workers)
+        workers = workers or chosen
+        reasons.extend(why)
     elif hint == "io":
         backend = "thread"
         reasons.append("hinted I/O-bound: threads overlap the waits")
     elif hint == "cpu":
-        if cpu_count() > 1:
+        if env.cores > 1:
             backend = "process"
-            reasons.append(f"hinted CPU-bound: processes use the {cpu_count()} cores")
+            reasons.append(f"hinted CPU-bound: processes use the {env.cores} cores")
         else:
             backend = "serial"
             reasons.append("hinted CPU-bound but only one core is usable")
     else:
         backend = "thread"
-        reasons.append("no hint: threads are the safe default (nothing needs pickling)")
+        reasons.append("no hint and no measurement: threads (nothing needs pickling)")
     if options.timeout is not None and backend == "serial" and options.backend == "auto":
         backend = "thread"
         reasons.append("timeout= needs an interruptible backend")
+    if workers is None:
+        workers = _workers(backend, hint, env)
+    chunksize = 1 if options.timeout is not None else options.chunksize
+    workers = 1 if backend == "serial" else workers
+    return Plan(backend, workers, chunksize, tuple(reasons), item_seconds)
 
-    workers = _workers(backend, options.max_workers, hint)
-    chunksize = options.chunksize
-    if options.timeout is not None:
-        chunksize = 1
-    return Plan(backend, workers, chunksize, tuple(reasons))
+
+def replan(
+    plan: Plan,
+    observed: Measurement,
+    probed: Measurement,
+    options: Options,
+    *,
+    n_left: int | None,
+    done: int,
+    env: Environment | None = None,
+) -> Plan | None:
+    """A new plan when items turn out far cheaper or costlier than the plan assumed, else None.
+
+    Only plans running where measurements are clean are revisited: inline (serial) and in worker
+    processes. On threads, waiting for the GIL looks like I/O, so their timings cannot be trusted.
+    """
+    if options.backend != "auto" or plan.item_seconds is None or plan.backend == "thread":
+        return None
+    ratio = observed.call_seconds / max(plan.item_seconds, 1e-9)
+    if 1 / REPLAN_FACTOR < ratio < REPLAN_FACTOR:
+        return None
+    merged = replace(
+        observed,
+        releases_gil=probed.releases_gil,
+        picklable=probed.picklable,
+        transfer_seconds=probed.transfer_seconds,
+    )
+    new = make_plan(_no_function, options, hint=None, n_items=n_left, measurement=merged, env=env)
+    if new.backend == plan.backend:
+        return None
+    note = (
+        f"re-planned after {done} items: they took {ratio:.3g}x the time the plan assumed; "
+        f"{plan.backend} -> {new.backend}"
+    )
+    return replace(new, reasons=(note, *new.reasons))
 
 
-def _workers(backend: BackendName, requested: int | None, hint: Hint | None) -> int:
+def _no_function(_: object) -> None:  # pragma: no cover - planning never calls it
+    return None
+
+
+def _decide(
+    m: Measurement, env: Environment, n_items: int | None, requested: int | None
+) -> tuple[BackendName, int, list[str]]:
+    """Pick the backend whose estimated time is lowest, with a margin in favour of serial."""
+    n = n_items if n_items is not None else ASSUMED_ITEMS
+    gil = "releases the GIL" if m.releases_gil else "holds the GIL"
+    if m.releases_gil is None:
+        gil = "GIL release not measured"
+    why = [
+        f"probe: {m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, {gil}"
+        + (f" ({m.doubt})" if m.doubt else "")
+    ]
+    parallel_cpu = bool(m.releases_gil) or not env.gil_enabled
+    if not env.gil_enabled:
+        why.append("free-threaded interpreter: threads run Python code in parallel")
+    threads = requested or _thread_workers(m, env, n)
+    procs = requested or _process_workers(m, env, n)
+    serial_t = n * m.call_seconds
+    thread_t = _thread_time(m, env, n, threads, parallel_cpu)
+    process_t = _process_time(m, env, n, procs) if env.cores > 1 else math.inf
+    if m.picklable is False:
+        if process_t < min(thread_t, serial_t * MARGIN):
+            why.append(
+                "WARNING: processes would be fastest, but the function, its items or its results "
+                "cannot be pickled; running on threads instead"
+            )
+        process_t = math.inf
+    why.append(
+        f"estimated for {n}{'' if n_items is not None else ' (assumed)'} items: serial "
+        f"{_fmt(serial_t)}, threads x{threads} {_fmt(thread_t)}, processes x{procs} "
+        f"{_fmt(process_t)}"
+    )
+    best_parallel = min(thread_t, process_t)
+    if best_parallel > serial_t * MARGIN or serial_t - best_parallel < MIN_SAVING_SECONDS:
+        if env.cores == 1 and m.cpu_fraction >= 0.5:
+            why.append("one usable core: CPU work runs serially")
+        else:
+            why.append("dispatch would cost about as much as it saves: serial")
+        return "serial", 1, why
+    if thread_t <= process_t * PREFER_THREADS:
+        why.append("threads: fastest estimate, and nothing needs pickling")
+        return "thread", threads, why
+    why.append("processes: fastest estimate")
+    return "process", procs, why
+
+
+def _thread_workers(m: Measurement, env: Environment, n: int) -> int:
+    if m.cpu_fraction >= 0.95:
+        return max(1, min(env.cores, n))
+    wanted = math.ceil(env.cores / max(m.cpu_fraction, 1 / MAX_IO_THREADS))
+    return max(1, min(MAX_IO_THREADS, wanted, n))
+
+
+def _process_workers(m: Measurement, env: Environment, n: int) -> int:
+    if m.cpu_fraction >= 0.8:
+        return max(1, min(env.cores, n))
+    return max(1, min(4 * env.cores, math.ceil(env.cores / max(m.cpu_fraction, 0.05)), n))
+
+
+def _thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
+    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
+    # Threads scale as far as the measured pair did (1 = not at all, 2 = perfectly), per core.
+    speedup = m.pair_speedup if m.pair_speedup is not None else (2.0 if parallel_cpu else 1.0)
+    if not env.gil_enabled:
+        speedup = max(speedup, 2.0)
+    scale = 1 + (min(w, env.cores) - 1) * min(1.0, max(0.0, speedup - 1))
+    cpu_time = cpu / scale
+    chunks = max(total / TARGET_CHUNK_SECONDS["thread"], min(n, 2 * w))
+    return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
+
+
+def _process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
+    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
+    chunks = max(total / TARGET_CHUNK_SECONDS["process"], min(n, 2 * p))
+    start = 0.0 if env.warm_processes >= p else PROCESS_START_SECONDS
+    return (
+        max(cpu / min(p, env.cores), total / p)
+        + n * m.transfer_seconds
+        + chunks * PROCESS_TASK_SECONDS
+        + start
+    )
+
+
+def _fmt(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "n/a"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _workers(backend: BackendName, hint: Hint | None, env: Environment) -> int:
     if backend == "serial":
         return 1
-    if requested is not None:
-        return requested
     if backend == "thread" and hint != "cpu":
         return DEFAULT_IO_WORKERS
-    return cpu_count()
+    return env.cores

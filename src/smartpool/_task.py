@@ -42,6 +42,8 @@ class ChunkResult:
     error: BaseException | None
     seconds: float
     worker: str
+    #: CPU time of the thread that ran the chunk: with ``seconds``, tells computing from waiting.
+    cpu_seconds: float = 0.0
 
     @property
     def error_index(self) -> int:
@@ -57,7 +59,7 @@ def run_chunk(
     fn: Callable[[Any], Any], items: Sequence[Any], start: int, retry: RetryPolicy = NO_RETRY
 ) -> ChunkResult:
     """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix."""
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.thread_time()
     values: list[Any] = []
     error: BaseException | None = None
     if retry.retries == 0:
@@ -75,7 +77,8 @@ def run_chunk(
                 error = outcome
                 break
             values.append(outcome)
-    return ChunkResult(start, values, error, time.perf_counter() - began, describe_worker())
+    seconds, cpu_seconds = time.perf_counter() - began, time.thread_time() - began_cpu
+    return ChunkResult(start, values, error, seconds, describe_worker(), cpu_seconds)
 
 
 def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) -> tuple[bool, Any]:

@@ -39,6 +39,12 @@ def get_backend(name: str, workers: int) -> Backend:
     return backend
 
 
+def warm_workers(name: str) -> int:
+    """The most workers already running in any pool of kind ``name``."""
+    with _lock:
+        return max((b.warm_workers() for k, b in _pools.items() if k[0] == name), default=0)
+
+
 def discard(backend: Backend) -> None:
     """Forget a backend (after an abort) so the next call builds a fresh one."""
     with _lock:

@@ -42,6 +42,10 @@ class Backend(ABC):
     def submit(self, prepared: Any, items: Sequence[Any], start: int) -> Future[ChunkResult]:
         """Run one chunk whose first item has input index ``start``."""
 
+    def warm_workers(self) -> int:
+        """Workers already started and idle or busy: no start-up cost to pay for them."""
+        return 0
+
     def abort(self) -> None:
         """Stop running work as fast as possible (Ctrl-C): kill what can be killed."""
         self.shutdown(wait=False)

@@ -58,6 +58,9 @@ class ProcessBackend(Backend):
         self._pool.submit(task)
         return future
 
+    def warm_workers(self) -> int:
+        return self._pool.live_workers
+
     def abort(self) -> None:
         self._pool.shutdown(wait=False, kill=True)
 

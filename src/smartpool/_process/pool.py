@@ -67,6 +67,11 @@ class ProcessPool:
         self._manager: threading.Thread | None = None
         self._closed = False
 
+    @property
+    def live_workers(self) -> int:
+        with self._lock:
+            return len(self._all)
+
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
@@ -165,11 +170,12 @@ class ProcessPool:
             self._expire_deadlines()
 
     def _receive(self, worker: _Worker) -> ChunkResult:
-        seconds, where, values_bytes, error_bytes = pickle.loads(worker.proc.conn.recv_bytes())
+        message = pickle.loads(worker.proc.conn.recv_bytes())
+        seconds, cpu_seconds, where, values_bytes, error_bytes = message
         task = worker.task
         assert task is not None
         error = load_exception(error_bytes) if error_bytes else None
-        return ChunkResult(task.start, loads(values_bytes), error, seconds, where)
+        return ChunkResult(task.start, loads(values_bytes), error, seconds, where, cpu_seconds)
 
     def _finished(self, worker: _Worker, result: ChunkResult) -> None:
         with self._lock:

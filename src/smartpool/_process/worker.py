@@ -5,7 +5,8 @@ Messages on the worker's socket (``multiprocessing.connection`` framing):
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
 * parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry, items_bytes)``, where
   ``fn_bytes`` is empty when the worker already has that function (workers cache them by key).
-* worker -> parent, per chunk: pickle of ``(seconds, worker, values_bytes, error_bytes)``.
+* worker -> parent, per chunk: pickle of
+  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes)``.
 
 One message each way per chunk: every write wakes the other side, which costs far more than
 copying the bytes into one buffer.
@@ -92,7 +93,7 @@ def _reply(conn: Connection, result: ChunkResult) -> None:
         values, error = values[:bad], exc
         values_bytes = dump_items(values, result.start)
     error_bytes = dump_exception(error) if error is not None else b""
-    message = (result.seconds, result.worker, values_bytes, error_bytes)
+    message = (result.seconds, result.cpu_seconds, result.worker, values_bytes, error_bytes)
     conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
