@@ -11,8 +11,11 @@ from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
 from ._backends import shutdown as shutdown
+from ._classify import Classification as Classification
+from ._classify import classify as classify
 from ._config import configure as configure
 from ._decorators import TaskFunction as TaskFunction
+from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
 from ._decorators import io_bound as io_bound
 from ._errors import RemoteError as RemoteError
@@ -26,6 +29,7 @@ from ._planner import forget as forget
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Classification",
     "Plan",
     "RemoteError",
     "SerializationError",
@@ -33,6 +37,8 @@ __all__ = [
     "TaskFunction",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "auto",
+    "classify",
     "configure",
     "cpu_bound",
     "explain",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -149,6 +150,8 @@ def _auto_chunks(
         remember(fn, measurement)
         if probe.exhausted:
             return
+        if probe.rest:
+            source = itertools.chain(probe.rest, source)
     n_left = None if n_items is None else n_items - done
     plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
     if plan.backend == "process" and measurement.picklable is None:

@@ -128,6 +128,32 @@ def cpu_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
 
 
 @overload
+def auto(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+@overload
+def auto(
+    *,
+    backend: str = ...,
+    max_workers: int | None = ...,
+    chunksize: int | None = ...,
+    timeout: float | None = ...,
+    retries: int = ...,
+    retry_on: tuple[type[BaseException], ...] = ...,
+) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+def auto(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Let smartpool measure ``fn`` on its first items and route it (the probe, not a hint).
+
+    Example:
+        >>> import smartpool
+        >>> @smartpool.auto
+        ... def add_one(n: int) -> int:
+        ...     return n + 1
+        >>> add_one.map(range(5))
+        [1, 2, 3, 4, 5]
+    """
+    return _decorator(None, fn, options)
+
+
+@overload
 def io_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def io_bound(

@@ -30,8 +30,8 @@ from ._task import ChunkResult, RetryPolicy
 
 logger = logging.getLogger("smartpool")
 
-#: A chunk in flight: its first index, its size, its Future and the backend it went to.
-_Entry = tuple[int, int, "Future[ChunkResult]", str]
+#: A chunk in flight: its first index, its items, its Future and the backend it went to.
+_Entry = tuple[int, list[Any], "Future[ChunkResult]", str]
 #: Asked after each chunk with what was observed since the last plan; returns a new plan or None.
 Replanner = Callable[[Plan, Measurement, int], "Plan | None"]
 #: Observe at least this much work before asking for a new plan.
@@ -105,8 +105,7 @@ class Run:
                         exhausted = True
                         break
                     future = self._backend.submit(self._prepared, items, self._next_index)
-                    entry = (self._next_index, len(items), future, self._backend.name)
-                    pending.append(entry)
+                    pending.append((self._next_index, items, future, self._backend.name))
                     self._next_index += len(items)
                 if not pending:
                     return
@@ -114,6 +113,8 @@ class Run:
                 result = _outcome(entry, pending)
                 if result.error is not None:
                     raise with_note(result, entry[3])
+                if len(result.values) < len(entry[1]):  # stopped at its time budget
+                    self._give_back(entry[1][len(result.values) :], pending)
                 self._learn(result)
                 yield result.values
         except KeyboardInterrupt:
@@ -123,6 +124,12 @@ class Run:
             raise
         finally:
             _cancel(pending)
+
+    def _give_back(self, rest: list[Any], pending: deque[_Entry]) -> None:
+        """Queue the unrun end of a chunk again, ahead of the input (inline chunks only)."""
+        assert not pending, "only a chunk with nothing after it in flight may stop early"
+        self._next_index -= len(rest)
+        self._source = itertools.chain(rest, self._source)
 
     def _learn(self, result: ChunkResult) -> None:
         n = len(result.values)

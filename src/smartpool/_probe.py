@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import SerializationError
@@ -66,56 +67,63 @@ class ProbeRun:
     measurement: Measurement
     #: The chunk holding the first error, if an item failed during the probe.
     failed: ChunkResult | None = None
+    #: True when the probe ran every item there was.
     exhausted: bool = False
+    #: Items taken from the source but not run, to be run first by the plan.
+    rest: list[Any] = field(default_factory=list)
 
 
 def probe_items(fn: Callable[[Any], Any], source: Iterator[Any]) -> ProbeRun:
-    """Run the first items of ``source`` in the caller, timing them; then time a pair at once."""
+    """Run the first items of ``source`` in the caller, timing them; then time a pair at once.
+
+    Items the probe took from ``source`` but did not run come back in ``ProbeRun.rest``.
+    """
     values: list[Any] = []
     wall = cpu = 0.0
-    count, batch, exhausted = 0, 1, False
+    batch, exhausted = 1, False
     sample_items: list[Any] = []
+    rest: list[Any] = []
     began = time.perf_counter()
     while True:
         items = list(itertools.islice(source, batch))
         if not items:
             exhausted = True
             break
-        result = run_chunk(fn, items, count)
+        waits_before = _voluntary_switches()
+        budget = max(MAX_SECONDS - (time.perf_counter() - began), 0.0)
+        result = run_chunk(fn, items, len(values), budget=budget)
         values.extend(result.values)
-        wall, cpu, count = wall + result.seconds, cpu + result.cpu_seconds, count + len(items)
+        # Wall time beyond CPU time is waiting only if the thread gave up the CPU itself; time
+        # lost to preemption (a busy machine) must not make CPU work look like I/O.
+        waited = _voluntary_switches() != waits_before
+        wall += result.seconds if waited else result.cpu_seconds
+        cpu += result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(items[: 16 - len(sample_items)])
         if result.error is not None:
-            return _failed(values, result, wall, cpu, count)
+            return _failed(values, result, wall, cpu)
+        rest = items[len(result.values) :]
         elapsed = time.perf_counter() - began
-        if (count >= MIN_ITEMS and elapsed >= MIN_SECONDS) or elapsed >= MAX_SECONDS:
+        if rest or (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or elapsed >= MAX_SECONDS:
             break
         batch = min(batch * 2, 1 << 16)
-    call_seconds = wall / max(count, 1)
+    timed = len(values)
+    call_seconds = wall / max(timed, 1)
     releases_gil: bool | None = None
     doubt: str | None = None
     pair_speedup: float | None = None
-    cpu_heavy = cpu >= MIN_PAIR_CPU * wall
-    if not exhausted and call_seconds >= MIN_PAIR_SECONDS and cpu_heavy:
-        pair = list(itertools.islice(source, 2))
+    if not exhausted and call_seconds >= MIN_PAIR_SECONDS and cpu >= MIN_PAIR_CPU * wall:
+        pair = rest[:2] + list(itertools.islice(source, max(0, 2 - len(rest))))
+        rest = rest[2:]
         if len(pair) == 2:
-            pair_result = _time_pair(fn, pair, count)
-            values.extend(pair_result.values)
-            count += len(pair_result.values)
-            if pair_result.error is not None:
-                return _failed(values, pair_result.result, wall, cpu, count)
-
-            releases_gil, doubt = _judge_pair(pair_result.seconds, call_seconds)
-            pair_speedup = 2 * call_seconds / max(pair_result.seconds, 1e-9)
+            timing = _time_pair(fn, pair, len(values))
+            values.extend(timing.values)
+            if timing.result.error is not None:
+                return _failed(values, timing.result, wall, cpu)
+            releases_gil, doubt = _judge_pair(timing, call_seconds)
+            pair_speedup = 2 * call_seconds / max(timing.seconds, 1e-9)
         else:
-            exhausted = True
-            if pair:
-                tail = run_chunk(fn, pair, count)
-                values.extend(tail.values)
-                count += len(tail.values)
-                if tail.error is not None:
-                    return _failed(values, tail, wall, cpu, count)
+            exhausted, rest = True, pair  # a single item left: the plan runs it
     picklable, transfer = _pickling_cost(sample_items, values[: len(sample_items)])
     measurement = Measurement(
         call_seconds=call_seconds,
@@ -123,11 +131,11 @@ def probe_items(fn: Callable[[Any], Any], source: Iterator[Any]) -> ProbeRun:
         releases_gil=releases_gil,
         picklable=picklable,
         transfer_seconds=transfer,
-        samples=count,
+        samples=timed,
         doubt=doubt,
         pair_speedup=pair_speedup,
     )
-    return ProbeRun(values, measurement, None, exhausted)
+    return ProbeRun(values, measurement, None, exhausted and not rest, rest)
 
 
 def measure_call(
@@ -155,7 +163,7 @@ def measure_call(
         pair = _time_pair(call, [None, None], count)
         if pair.error is not None:
             raise pair.error
-        releases_gil, doubt = _judge_pair(pair.seconds, call_seconds)
+        releases_gil, doubt = _judge_pair(pair, call_seconds)
     elif call_seconds >= MIN_PAIR_SECONDS:
         doubt = "the time budget allowed no concurrent run, so GIL release was not measured"
     picklable, transfer = _pickling_cost([(args, kwargs)], [])
@@ -180,6 +188,9 @@ class _Pair:
     result: ChunkResult
     values: list[Any]
     seconds: float
+    #: Times the two threads blocked (waiting for the GIL shows up here; waiting for a core of a
+    #: busy machine does not).
+    blocked: int
 
     @property
     def error(self) -> BaseException | None:
@@ -190,29 +201,52 @@ def _time_pair(fn: Callable[[Any], Any], pair: list[Any], start: int) -> _Pair:
     """Run two items at once: one on a helper thread, one here; return the wall time of both."""
     ready = threading.Barrier(2)
     box: list[ChunkResult] = []
+    blocked = [0, 0]
 
     def other() -> None:
         ready.wait()
+        before = _voluntary_switches()
         box.append(run_chunk(fn, pair[1:], start + 1))
+        blocked[1] = _voluntary_switches() - before
 
     helper = threading.Thread(target=other, name="smartpool-probe", daemon=True)
     helper.start()
     ready.wait()
     began = time.perf_counter()
+    before = _voluntary_switches()
     first = run_chunk(fn, pair[:1], start)
+    blocked[0] = _voluntary_switches() - before
     helper.join()
     seconds = time.perf_counter() - began
     second = box[0]
     values = first.values + (second.values if first.error is None else [])
     failed = first if first.error is not None else second
-    return _Pair(failed, values, seconds)
+    return _Pair(failed, values, seconds, sum(blocked))
 
 
-def _judge_pair(pair_seconds: float, call_seconds: float) -> tuple[bool | None, str | None]:
-    ratio = pair_seconds / max(call_seconds, 1e-9)
+def _voluntary_switches() -> int:
+    """Times this thread blocked (I/O, sleep, locks) so far; -1 where the OS cannot tell."""
+    try:
+        return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        return -1
+
+
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
+def _judge_pair(pair: _Pair, call_seconds: float) -> tuple[bool | None, str | None]:
+    """Did the two calls run in parallel? Wall time says so on an idle machine; on a busy one,
+    whether the threads blocked (for the GIL) tells it from merely waiting for a free core."""
+    ratio = pair.seconds / max(call_seconds, 1e-9)
     if ratio <= PARALLEL_RATIO:
         return True, None
     if ratio >= SERIAL_RATIO:
+        if pair.blocked == 0:
+            return True, (
+                f"two calls at once took {ratio:.2f}x one call, but neither thread ever waited "
+                "for the GIL: the machine is busy"
+            )
         return False, None
     return ratio < (PARALLEL_RATIO + SERIAL_RATIO) / 2, (
         f"two calls at once took {ratio:.2f}x one call: between parallel and serial, "
@@ -220,16 +254,14 @@ def _judge_pair(pair_seconds: float, call_seconds: float) -> tuple[bool | None, 
     )
 
 
-def _failed(
-    values: list[Any], result: ChunkResult, wall: float, cpu: float, count: int
-) -> ProbeRun:
+def _failed(values: list[Any], result: ChunkResult, wall: float, cpu: float) -> ProbeRun:
     measurement = Measurement(
-        call_seconds=wall / max(count, 1),
+        call_seconds=wall / max(len(values), 1),
         cpu_fraction=min(1.0, cpu / wall) if wall > 0 else 1.0,
         releases_gil=None,
         picklable=None,
         transfer_seconds=0.0,
-        samples=count,
+        samples=len(values),
     )
     return ProbeRun(values, measurement, result, False)
 

@@ -56,13 +56,22 @@ def describe_worker() -> str:
 
 
 def run_chunk(
-    fn: Callable[[Any], Any], items: Sequence[Any], start: int, retry: RetryPolicy = NO_RETRY
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    start: int,
+    retry: RetryPolicy = NO_RETRY,
+    budget: float | None = None,
 ) -> ChunkResult:
-    """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix."""
+    """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix.
+
+    With a ``budget`` (seconds), stop early once it is spent, leaving the rest of the items for
+    the caller (``len(values) < len(items)`` with no error): inline execution can then notice that
+    items became far costlier than planned without first running a whole oversized chunk.
+    """
     began, began_cpu = time.perf_counter(), time.thread_time()
     values: list[Any] = []
     error: BaseException | None = None
-    if retry.retries == 0:
+    if retry.retries == 0 and budget is None:
         try:
             values.extend(map(fn, items))  # keeps the values computed before a failure
         except KeyboardInterrupt:
@@ -70,15 +79,44 @@ def run_chunk(
         except BaseException as exc:
             drop_first_frame(exc)
             error = exc
+    elif retry.retries == 0:
+        error = _run_within(fn, items, values, began + (budget or 0.0))
     else:
+        deadline = None if budget is None else began + budget
         for item in items:
             ok, outcome = _call_with_retries(fn, item, retry)
             if not ok:
                 error = outcome
                 break
             values.append(outcome)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
     seconds, cpu_seconds = time.perf_counter() - began, time.thread_time() - began_cpu
     return ChunkResult(start, values, error, seconds, describe_worker(), cpu_seconds)
+
+
+#: Within a budget, items run in slices (1, 2, 4, ... up to this), with a clock check between.
+_SLICE_CAP = 128
+
+
+def _run_within(
+    fn: Callable[[Any], Any], items: Sequence[Any], values: list[Any], deadline: float
+) -> BaseException | None:
+    position, size = 0, 1
+    while position < len(items):
+        part = items[position : position + size]
+        try:
+            values.extend(map(fn, part))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            drop_first_frame(exc)
+            return exc
+        position += len(part)
+        if time.perf_counter() >= deadline:
+            break
+        size = min(size * 2, _SLICE_CAP)
+    return None
 
 
 def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) -> tuple[bool, Any]:

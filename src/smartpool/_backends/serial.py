@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from .._planner import TARGET_CHUNK_SECONDS
 from .._task import ChunkResult, run_chunk
 from ._base import Backend, Call
+
+#: A chunk run inline stops after this many times its target duration; the engine queues the
+#: rest of its items again, so a cost jump is noticed (and re-planned) within milliseconds.
+BUDGET_FACTOR = 5
 
 
 class SerialBackend(Backend):
@@ -15,7 +20,8 @@ class SerialBackend(Backend):
     def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
         future: Future[ChunkResult] = Future()
         future.set_running_or_notify_cancel()
-        future.set_result(run_chunk(prepared.fn, items, start, prepared.retry))
+        budget = BUDGET_FACTOR * TARGET_CHUNK_SECONDS["serial"]
+        future.set_result(run_chunk(prepared.fn, items, start, prepared.retry, budget))
         return future
 
     def shutdown(self, wait: bool = True) -> None:
