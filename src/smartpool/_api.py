@@ -20,6 +20,14 @@ from ._task import ChunkResult
 
 logger = logging.getLogger("smartpool")
 
+#: ``explain`` runs the function on at most this many items of the iterable it is given.
+EXPLAIN_MAX_ITEMS = 1000
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or repr(fn))
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -148,6 +156,7 @@ def _auto_chunks(
             raise _engine.with_note(probe.failed, "serial")
         measurement, done = probe.measurement, len(probe.values)
         remember(fn, measurement)
+        logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
         if probe.exhausted:
             return
         if probe.rest:
@@ -228,8 +237,9 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     """The plan ``parallel_map(fn, iterable, **options)`` would follow, without running the job.
 
     For an automatic call with no kept decision, the function is probed on the first few items
-    of ``iterable`` (pass a list: a generator would lose them), and the decision is kept for the
-    real call. Without ``iterable`` nothing runs, and the plan shows what is known so far.
+    of ``iterable`` (at most 1000; pass a list, since a generator would lose them), and the
+    decision is kept for the real call. Without ``iterable`` nothing runs, and the plan shows
+    what is known so far.
 
     Example:
         >>> import smartpool
@@ -243,13 +253,13 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     if needs_probe(opts, hint, n_items):
         measurement = recall(fn)
         if measurement is None and iterable is not None:
-            probe = probe_items(raw_function(fn), iter(iterable))
+            probe = probe_items(raw_function(fn), iter(iterable), max_items=EXPLAIN_MAX_ITEMS)
             if probe.failed is not None:
                 raise _engine.with_note(probe.failed, "serial")
             measurement = probe.measurement
             remember(fn, measurement)
     plan = make_plan(fn, opts, hint=hint, n_items=n_items, measurement=measurement)
-    logger.debug("explain %s: %s", getattr(fn, "__qualname__", fn), plan)
+    logger.debug("explain %s: %s", _name(fn), plan)
     return plan
 
 

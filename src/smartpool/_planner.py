@@ -325,9 +325,11 @@ def _decide(
     if m.picklable is False:
         if process_t < min(thread_t, serial_t * MARGIN):
             why.append(
-                "WARNING: processes would be fastest, but the function, its items or its results "
-                "cannot be pickled; running on threads instead"
+                "WARNING: processes would be fastest, but the function, its items or its "
+                "results cannot be pickled, so this runs on threads (make it picklable, e.g. a "
+                "module-level function without locks or open files in its closure)"
             )
+            return "thread", threads, why
         process_t = math.inf
     why.append(
         f"estimated for {n}{'' if n_items is not None else ' (assumed)'} items: serial "

@@ -73,11 +73,16 @@ class ProbeRun:
     rest: list[Any] = field(default_factory=list)
 
 
-def probe_items(fn: Callable[[Any], Any], source: Iterator[Any]) -> ProbeRun:
+def probe_items(
+    fn: Callable[[Any], Any], source: Iterator[Any], *, max_items: int | None = None
+) -> ProbeRun:
     """Run the first items of ``source`` in the caller, timing them; then time a pair at once.
 
     Items the probe took from ``source`` but did not run come back in ``ProbeRun.rest``.
+    ``max_items`` bounds how many items run (for a dry run such as ``explain``).
     """
+    if max_items is not None:
+        source = itertools.islice(source, max_items)
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted = 1, False
@@ -167,9 +172,10 @@ def measure_call(
     elif call_seconds >= MIN_PAIR_SECONDS:
         doubt = "the time budget allowed no concurrent run, so GIL release was not measured"
     picklable, transfer = _pickling_cost([(args, kwargs)], [])
-    if picklable:
+    if picklable is not False:
         try:
             dump_function(fn)
+            picklable = True
         except SerializationError:
             picklable = False
     return Measurement(

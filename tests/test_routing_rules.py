@@ -1,0 +1,178 @@
+"""The planner's decisions, from injected measurements: deterministic, no timing involved."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartpool._planner import Environment, Options, Plan, make_plan, replan
+from smartpool._probe import Measurement
+
+TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)
+AUTO = Options()
+
+
+def measured(
+    call_seconds: float,
+    cpu_fraction: float,
+    *,
+    releases_gil: bool | None = None,
+    pair_speedup: float | None = None,
+    picklable: bool | None = True,
+    transfer_seconds: float = 1e-6,
+) -> Measurement:
+    if pair_speedup is None and releases_gil is not None:
+        pair_speedup = 1.9 if releases_gil else 1.0
+    return Measurement(
+        call_seconds=call_seconds,
+        cpu_fraction=cpu_fraction,
+        releases_gil=releases_gil,
+        picklable=picklable,
+        transfer_seconds=transfer_seconds,
+        samples=5,
+        pair_speedup=pair_speedup,
+    )
+
+
+def plan_for(m: Measurement, n: int | None = 1000, env: Environment = TWO_CORES) -> Plan:
+    return make_plan(abs, AUTO, hint=None, n_items=n, measurement=m, env=env)
+
+
+def test_tiny_calls_run_serially() -> None:
+    plan = plan_for(measured(50e-9, 1.0), n=200_000)
+    assert plan.backend == "serial"
+    assert any("dispatch would cost" in r for r in plan.reasons)
+
+
+def test_little_total_work_runs_serially() -> None:
+    assert plan_for(measured(0.0002, 1.0, releases_gil=False), n=5).backend == "serial"
+
+
+def test_waiting_work_gets_many_threads_sized_from_the_wait_fraction() -> None:
+    plan = plan_for(measured(0.02, 0.01), n=400)
+    assert plan.backend == "thread"
+    assert plan.max_workers > 2 * TWO_CORES.cores  # not the CPU count
+    assert plan.max_workers <= 128  # bounded
+    half_waiting = plan_for(measured(0.02, 0.25), n=400)
+    assert half_waiting.max_workers < plan.max_workers  # less waiting, fewer threads
+
+
+def test_thread_count_never_exceeds_the_items() -> None:
+    assert plan_for(measured(0.05, 0.0), n=6).max_workers == 6
+
+
+def test_gil_releasing_cpu_work_runs_on_threads() -> None:
+    plan = plan_for(measured(0.01, 1.0, releases_gil=True), n=200)
+    assert plan.backend == "thread"
+    assert plan.max_workers == 2
+
+
+def test_pure_python_cpu_work_runs_on_processes() -> None:
+    plan = plan_for(measured(0.015, 1.0, releases_gil=False), n=64)
+    assert plan.backend == "process"
+    assert plan.max_workers == 2
+
+
+def test_gil_releasing_work_that_scales_badly_on_threads_goes_to_processes() -> None:
+    # Releases the GIL, but two calls at once were barely faster than one after the other.
+    plan = plan_for(measured(0.01, 1.0, releases_gil=True, pair_speedup=1.05), n=200)
+    assert plan.backend == "process"
+
+
+def test_free_threaded_interpreter_runs_cpu_work_on_threads() -> None:
+    env = Environment(cores=2, gil_enabled=False, nested=False)
+    plan = plan_for(measured(0.015, 1.0, releases_gil=False), n=64, env=env)
+    assert plan.backend == "thread"
+    assert any("free-threaded" in r for r in plan.reasons)
+
+
+def test_unpicklable_cpu_work_runs_on_threads_with_a_warning() -> None:
+    plan = plan_for(measured(0.015, 1.0, releases_gil=False, picklable=False), n=64)
+    assert plan.backend == "thread"
+    assert any(r.startswith("WARNING:") and "cannot be pickled" in r for r in plan.reasons)
+
+
+def test_one_core_runs_cpu_work_serially_but_still_overlaps_waits() -> None:
+    one = Environment(cores=1, gil_enabled=True, nested=False)
+    assert plan_for(measured(0.015, 1.0, releases_gil=False), n=64, env=one).backend == "serial"
+    assert plan_for(measured(0.02, 0.01), n=64, env=one).backend == "thread"
+
+
+def test_nested_calls_run_in_process() -> None:
+    nested = Environment(cores=2, gil_enabled=True, nested=True)
+    assert plan_for(measured(0.015, 1.0, releases_gil=False), env=nested).backend == "serial"
+
+
+def test_expensive_transfer_keeps_work_off_processes() -> None:
+    # 8 MB arrays: pickling costs more than the call.
+    heavy = measured(0.0006, 1.0, releases_gil=False, transfer_seconds=0.004)
+    assert plan_for(heavy, n=64).backend != "process"
+
+
+def test_mixed_work_gets_more_processes_than_cores() -> None:
+    plan = plan_for(measured(0.01, 0.5, releases_gil=False), n=128)
+    assert plan.backend == "process"
+    assert plan.max_workers == 4
+
+
+def test_unknown_length_is_planned_for_many_items() -> None:
+    plan = plan_for(measured(0.015, 1.0, releases_gil=False), n=None)
+    assert plan.backend == "process"
+    assert any("(assumed)" in r for r in plan.reasons)
+
+
+def test_warm_processes_make_small_jobs_worth_sending() -> None:
+    m = measured(0.004, 1.0, releases_gil=False)
+    cold = plan_for(m, n=12)
+    warm = plan_for(m, n=12, env=Environment(2, True, False, warm_processes=2))
+    assert (cold.backend, warm.backend) == ("serial", "process")
+
+
+def test_user_max_workers_is_kept() -> None:
+    options = Options(max_workers=7)
+    plan = make_plan(
+        abs, options, hint=None, n_items=400, measurement=measured(0.02, 0.01), env=TWO_CORES
+    )
+    assert (plan.backend, plan.max_workers) == ("thread", 7)
+
+
+def test_explicit_backend_wins_over_measurement() -> None:
+    options = Options(backend="process")
+    plan = make_plan(abs, options, hint=None, n_items=10, measurement=measured(1e-8, 1.0))
+    assert plan.backend == "process"
+
+
+def test_chunks_are_sized_from_the_measured_cost() -> None:
+    plan = plan_for(measured(0.015, 1.0, releases_gil=False), n=64)
+    assert plan.chunksize is None and plan.item_seconds == pytest.approx(0.015)
+
+
+def test_replan_moves_slow_waiting_items_from_serial_to_threads() -> None:
+    serial = plan_for(measured(1e-7, 1.0), n=100_000)
+    assert serial.backend == "serial"
+    observed = measured(0.02, 0.01, picklable=None)
+    new = replan(serial, observed, measured(1e-7, 1.0), AUTO, n_left=500, done=100, env=TWO_CORES)
+    assert new is not None and new.backend == "thread"
+    assert "re-planned after 100 items" in new.reasons[0]
+
+
+def test_replan_moves_cheap_items_from_processes_to_serial() -> None:
+    process = plan_for(measured(0.015, 1.0, releases_gil=False), n=10_000)
+    observed = measured(1e-7, 1.0)
+    probed = measured(0.015, 1.0, releases_gil=False)
+    new = replan(process, observed, probed, AUTO, n_left=9000, done=1000, env=TWO_CORES)
+    assert new is not None and new.backend == "serial"
+
+
+def test_replan_keeps_a_plan_whose_items_cost_what_was_assumed() -> None:
+    process = plan_for(measured(0.015, 1.0, releases_gil=False), n=10_000)
+    observed = measured(0.03, 1.0)
+    probed = measured(0.015, 1.0, releases_gil=False)
+    assert replan(process, observed, probed, AUTO, n_left=900, done=100, env=TWO_CORES) is None
+
+
+def test_replan_never_touches_explicit_backends_or_threads() -> None:
+    fixed = make_plan(abs, Options(backend="serial"), hint=None, n_items=10)
+    threads = plan_for(measured(0.02, 0.01), n=400)
+    slow = measured(5.0, 0.0)
+    assert replan(fixed, slow, slow, Options(backend="serial"), n_left=5, done=5) is None
+    assert replan(threads, slow, slow, AUTO, n_left=5, done=5) is None
