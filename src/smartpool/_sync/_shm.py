@@ -1,15 +1,18 @@
 """Named shared-memory blocks with named semaphores: the storage under every primitive.
 
 A :class:`Handle` is one process's attachment to a block. The block starts with a header
-(magic, kind, attach count, semaphore bounds) followed by the primitive's own int64 words and an
-optional byte area. Lifetime rules:
+(magic, kind, semaphore bounds, a table of the attached processes' tokens) followed by the
+primitive's own int64 words and an optional byte area. Lifetime rules:
 
 * The creator registers the names with ``multiprocessing.resource_tracker`` so that a creator
   killed outright still gets its names unlinked; attaching processes never register.
-* Every attaching process increments the attach count; the last one to detach unlinks the
-  shared memory and the semaphores. Detaching happens when the process's last reference to the
-  handle goes away (``weakref.finalize``, which also runs at interpreter exit).
-* A process that inherits a handle through ``fork`` is not counted and never unlinks.
+* Every attaching process enters its token in the table. A process detaches when its last
+  reference to the handle goes away (``weakref.finalize``, which also runs at interpreter exit);
+  it unlinks the names if no *other live* process is in the table. Dead entries do not count, so
+  workers that end with ``os._exit`` (never detaching) do not keep a block alive.
+* At interpreter exit the creator unlinks regardless: processes still attached keep their
+  mappings, only new attachments fail.
+* A process that inherits a handle through ``fork`` is not in the table and never unlinks.
 
 Mutations of the header and the slow paths of the primitives run under the block's *meta lock*:
 a process-local ``threading.Lock`` plus a POSIX record lock (``fcntl.lockf``) on the block's file
@@ -19,6 +22,7 @@ never be abandoned.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import importlib
@@ -31,7 +35,7 @@ from multiprocessing import resource_tracker
 from types import TracebackType
 from typing import Any
 
-from ._proc import on_fork_in_child
+from ._proc import current_token, is_alive, on_fork_in_child
 
 # CPython's private C modules behind multiprocessing.synchronize and shared_memory; untyped.
 _multiprocessing: Any = importlib.import_module("_multiprocessing")
@@ -39,9 +43,11 @@ _posixshmem: Any = importlib.import_module("_posixshmem")
 SemLock = Any
 
 MAGIC = 0x5350_5359_4E43_0001  # "SPSYNC" + layout version
-HEADER_WORDS = 8
-_MAGIC, _KIND, _REFS, _NWORDS, _NSEMS = range(5)
+_MAGIC, _KIND, _GONE, _NWORDS, _NSEMS = range(5)
 _SEM_MAX = 5  # words 5..7 hold up to three semaphore maxvalues
+_USERS = 8  # words 8..39: tokens of attached processes (0: free)
+NUSERS = 32
+HEADER_WORDS = _USERS + NUSERS
 SEM_VALUE_MAX: int = _multiprocessing.SemLock.SEM_VALUE_MAX
 _SEMAPHORE = 1  # SemLock kind: counting semaphore (the recursive kind is per process only)
 PREFIX = "smartpool-"
@@ -98,12 +104,19 @@ class _Resources:
         return [s.name for s in self.sems]
 
     def close(self, words: memoryview) -> None:
-        """Detach: decrement the attach count, unlink on the last detach, unmap."""
+        """Detach: leave the user table, unlink if no other live user remains, unmap."""
         if os.getpid() != self.pid:
             return  # inherited through fork: the parent's attachment, not ours
         with self.meta:
-            words[_REFS] -= 1
-            if words[_REFS] <= 0:
+            me = current_token()
+            others = False
+            for i in range(_USERS, _USERS + NUSERS):
+                if words[i] == me:
+                    words[i] = 0
+                elif words[i] != 0 and not others:
+                    others = is_alive(words[i])
+            if not others or (self.tracked and _exiting):
+                words[_GONE] = 1
                 _unlink_quietly(self.name, self.sem_names())
         if self.tracked:
             resource_tracker.unregister(self.name, "shared_memory")
@@ -177,7 +190,8 @@ class Handle:
         res = _Resources(name, fd, mm, tuple(made))
         handle = cls(res, kind, nwords)
         w = handle.words
-        w[_KIND], w[_REFS], w[_NWORDS], w[_NSEMS] = kind, 1, nwords, len(sems)
+        w[_KIND], w[_NWORDS], w[_NSEMS] = kind, nwords, len(sems)
+        w[_USERS] = current_token()
         for i, (_, maxvalue) in enumerate(sems):
             w[_SEM_MAX + i] = maxvalue
         w[_MAGIC] = MAGIC
@@ -185,6 +199,7 @@ class Handle:
         for sem in res.sem_names():
             resource_tracker.register(sem, "semaphore")
         res.tracked = True
+        _watch_exit()
         return handle
 
     @classmethod
@@ -200,9 +215,10 @@ class Handle:
                 raise BlockGoneError(_gone_message(name))
             mm = mmap.mmap(fd, size)
             header = memoryview(mm)[: HEADER_WORDS * 8].cast("q")
+            me = current_token()
             try:
                 with MetaLock(fd):
-                    if header[_MAGIC] != MAGIC or header[_REFS] <= 0:
+                    if header[_MAGIC] != MAGIC or header[_GONE]:
                         raise BlockGoneError(_gone_message(name))
                     if header[_KIND] != kind:
                         raise TypeError(f"shared object {name!r} is of another kind")
@@ -213,7 +229,10 @@ class Handle:
                         )
                         for i in range(nsems)
                     )
-                    header[_REFS] += 1
+                    for i in range(_USERS, _USERS + NUSERS):
+                        if header[i] == 0 or header[i] == me or not is_alive(header[i]):
+                            header[i] = me
+                            break  # a full table leaves us out: we then never unlink
             finally:
                 header.release()
         except BaseException:
@@ -256,6 +275,27 @@ def new_handle(kind: int, nwords: int, nbytes: int, sems: list[tuple[int, int]])
     with _live_lock:
         _live[handle.name] = handle
     return handle
+
+
+_exiting = False
+_exit_watched = False
+
+
+def _watch_exit() -> None:
+    """Note interpreter exit before ``weakref.finalize`` runs the remaining finalizers.
+
+    ``atexit`` runs handlers in reverse order of registration; this one is registered after the
+    first finalizer, hence after ``weakref.finalize``'s own handler, so it runs before it.
+    """
+    global _exit_watched
+    if not _exit_watched:
+        _exit_watched = True
+        atexit.register(_mark_exiting)
+
+
+def _mark_exiting() -> None:
+    global _exiting
+    _exiting = True
 
 
 def _after_fork() -> None:
