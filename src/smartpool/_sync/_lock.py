@@ -176,12 +176,31 @@ class RLock(Lock):
             self._sem.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        w = self._w
+        me = get_ident()
+        token = _current[0]
+        if w[_TID] == me and w[_OWNER] == token:
+            w[_COUNT] += 1
+            return True
+        if self._sem.acquire(False) or wait_for_permit(self._sem, None, self._recover):
+            w[_TID] = me
+            w[_COUNT] = 1
+            w[_OWNER] = token
+            return True
+        return False  # pragma: no cover - an untimed wait only ends by acquiring
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.release()
+        w = self._w
+        if w[_TID] != get_ident() or w[_OWNER] != _current[0]:
+            raise RuntimeError("cannot release un-acquired lock")
+        count = w[_COUNT] - 1
+        w[_COUNT] = count
+        if count == 0:
+            w[_OWNER] = 0
+            w[_TID] = 0
+            self._sem.release()
 
     def _prepare_take_over(self) -> None:
         self._w[_TID] = get_ident()

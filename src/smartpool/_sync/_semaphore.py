@@ -39,7 +39,7 @@ class Semaphore(SharedObject):
                 return download(url)
     """
 
-    __slots__ = ("_h", "_sem", "_w")
+    __slots__ = ("_h", "_mine", "_sem", "_w")
     _bounded = False
 
     def __init__(self, value: int = 1) -> None:
@@ -60,6 +60,7 @@ class Semaphore(SharedObject):
         self._h = handle
         self._sem = handle.sems[0]
         self._w = handle.words
+        self._mine = (0, _NO_SLOT)  # (token, slot) cache; the token changes in a forked child
 
     def _state(self) -> str:
         return self._h.name
@@ -68,7 +69,8 @@ class Semaphore(SharedObject):
         """Take one permit; arguments and result as :meth:`threading.Semaphore.acquire`."""
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        slot = self._slot()  # claimed before taking a permit, so that a death right after counts
+        mine = self._mine  # slot claimed before taking a permit: a death right after counts
+        slot = mine[1] if mine[0] == _current[0] else self._slot()
         if not self._sem.acquire(False) and not (
             blocking and wait_for_permit(self._sem, timeout, self._recover)
         ):
@@ -114,6 +116,7 @@ class Semaphore(SharedObject):
                 slot = handle.local.get(token)
                 if slot is None:
                     slot = handle.local[token] = self._claim_slot(token)
+        self._mine = (_current[0], slot)
         return slot
 
     def _account(self, n: int) -> None:
