@@ -1,0 +1,106 @@
+"""``Event``: ``threading.Event`` semantics across processes.
+
+The flag and a generation counter live in shared memory; waiters sleep on a named semaphore.
+``wait`` registers as a waiter under the meta lock; ``set`` bumps the generation and posts one
+permit per registered waiter. A waiter returns True once the generation moved, so a short
+``set(); clear()`` pulse still wakes everyone who was waiting, as in ``threading``. Waiters also
+re-check every :data:`~smartpool._sync._owner.POLL` seconds, so a permit lost to a dead process
+can only cost a few milliseconds, never a hang.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._base import SharedObject
+from ._owner import POLL
+from ._shm import HEADER_WORDS, SEM_VALUE_MAX, Handle, new_handle, open_handle
+
+_KIND = 5
+_FLAG = HEADER_WORDS
+_GEN = HEADER_WORDS + 1
+_WAITERS = HEADER_WORDS + 2
+
+
+class Event(SharedObject):
+    """A flag that threads and processes can wait for, with the semantics of
+    :class:`threading.Event`: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``.
+
+    Example::
+
+        stop = smartpool.Event()
+
+        def task(x):
+            if stop.is_set():
+                return None
+            ...
+
+        stop.set()  # seen by every worker, whatever the backend
+    """
+
+    __slots__ = ("_h", "_sem", "_w")
+
+    def __init__(self) -> None:
+        self._init_shared()
+
+    def _create(self) -> None:
+        self._bind(new_handle(_KIND, HEADER_WORDS + 3, 0, [(0, SEM_VALUE_MAX)]))
+
+    def _attach(self, state: str) -> None:
+        self._bind(open_handle(state, _KIND))
+
+    def _bind(self, handle: Handle) -> None:
+        self._h = handle
+        self._sem = handle.sems[0]
+        self._w = handle.words
+
+    def _state(self) -> str:
+        return self._h.name
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return bool(self._w[_FLAG])
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        w = self._w
+        with self._h.meta:
+            w[_FLAG] = 1
+            w[_GEN] += 1
+            waiters, w[_WAITERS] = w[_WAITERS], 0
+            for _ in range(waiters):
+                self._sem.release()
+
+    def clear(self) -> None:
+        """Reset the flag; later ``wait`` calls block until the next ``set``."""
+        with self._h.meta:
+            self._w[_FLAG] = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` seconds passed; return True if it was set."""
+        w = self._w
+        if w[_FLAG]:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._h.meta:
+            if w[_FLAG]:
+                return True
+            generation = w[_GEN]
+            w[_WAITERS] += 1
+        while True:
+            remaining = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            if remaining > 0:
+                self._sem.acquire(True, remaining)  # a permit, a stale permit, or a timeout
+            if w[_GEN] != generation:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                with self._h.meta:
+                    if w[_GEN] != generation:
+                        return True
+                    if w[_WAITERS] > 0:
+                        w[_WAITERS] -= 1
+                return False
+
+    def __repr__(self) -> str:
+        state = "set" if self.is_set() else "unset"
+        return f"<{type(self).__module__}.{type(self).__qualname__} {self._h.name} {state}>"

@@ -1,0 +1,210 @@
+"""``Lock`` and ``RLock``: ``threading`` semantics, shared by threads and processes alike.
+
+The lock itself is a named POSIX semaphore (the one ``multiprocessing.Lock`` uses), so an
+uncontended acquire/release is two C calls plus one store of the holder's token into shared
+memory. The token (pid and start time) is what lets a blocked acquirer notice that the holder
+died and take the lock over (see ``_owner``).
+"""
+
+from __future__ import annotations
+
+from threading import get_ident
+from types import TracebackType
+
+from ._base import SharedObject
+from ._owner import check_lock_args, wait_for_permit, warn_abandoned
+from ._proc import _current, is_alive
+from ._shm import HEADER_WORDS, Handle, new_handle, open_handle
+
+_LOCK_KIND = 1
+_RLOCK_KIND = 2
+_OWNER = HEADER_WORDS  # token of the holding process, 0 when free
+_TID = HEADER_WORDS + 1  # RLock: thread ident of the holder within its process
+_COUNT = HEADER_WORDS + 2  # RLock: recursion level
+
+
+class Lock(SharedObject):
+    """A mutual-exclusion lock with the semantics of :class:`threading.Lock`, for every backend.
+
+    Any thread of any process may release it (as with ``threading.Lock``). If the holding process
+    dies, the next acquirer gets the lock within about 50 ms and an
+    :class:`AbandonedLockWarning` names the dead pid.
+
+    Example::
+
+        lock = smartpool.Lock()
+
+        def task(x):
+            with lock:  # same meaning inline, on a thread, in a worker process
+                append_to_log(x)
+
+        smartpool.parallel_map(task, items, backend="process")
+    """
+
+    __slots__ = ("_h", "_sem", "_w")
+    _KIND = _LOCK_KIND
+    _NWORDS = HEADER_WORDS + 1
+
+    def __init__(self) -> None:
+        self._init_shared()
+
+    def _create(self) -> None:
+        self._bind(new_handle(self._KIND, self._NWORDS, 0, [(1, 1)]))
+
+    def _attach(self, state: str) -> None:
+        self._bind(open_handle(state, self._KIND))
+
+    def _bind(self, handle: Handle) -> None:
+        self._h = handle
+        self._sem = handle.sems[0]
+        self._w = handle.words
+
+    def _state(self) -> str:
+        return self._h.name
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the lock; arguments and result as :meth:`threading.Lock.acquire`."""
+        if timeout != -1:
+            check_lock_args(blocking, timeout)
+        if self._sem.acquire(False):
+            self._w[_OWNER] = _current[0]
+            return True
+        if not blocking:
+            return False
+        if wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover):
+            self._w[_OWNER] = _current[0]
+            return True
+        return False
+
+    def release(self) -> None:
+        """Release the lock; RuntimeError if it is not locked."""
+        self._w[_OWNER] = 0
+        try:
+            self._sem.release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
+
+    def locked(self) -> bool:
+        """Whether some thread of some process holds the lock."""
+        return bool(self._sem._is_zero())
+
+    def __enter__(self) -> bool:
+        if self._sem.acquire(False):
+            self._w[_OWNER] = _current[0]
+            return True
+        return self.acquire()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._w[_OWNER] = 0
+        try:
+            self._sem.release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
+
+    def _recover(self) -> bool:
+        """Take the lock over if its recorded holder is dead (called while blocked)."""
+        token = self._w[_OWNER]
+        if token == 0 or is_alive(token):
+            return False
+        with self._h.meta:
+            if self._w[_OWNER] != token:
+                return False  # released, or already taken over by another waiter
+            self._prepare_take_over()
+            self._w[_OWNER] = _current[0]
+        warn_abandoned(type(self).__name__, self._h.name, token)
+        return True
+
+    def _prepare_take_over(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        state = "locked" if self.locked() else "unlocked"
+        return f"<{type(self).__module__}.{type(self).__qualname__} {self._h.name} {state}>"
+
+
+class RLock(Lock):
+    """A re-entrant lock with the semantics of :class:`threading.RLock`, for every backend.
+
+    It is owned by one thread of one process; that thread may acquire it again and must release
+    it as many times. Releasing it from any other thread or process raises RuntimeError. Owner
+    death is handled as for :class:`Lock`.
+
+    Example::
+
+        rlock = smartpool.RLock()
+
+        def task(x):
+            with rlock:
+                with rlock:  # re-entrant
+                    return x
+    """
+
+    __slots__ = ()
+    _KIND = _RLOCK_KIND
+    _NWORDS = HEADER_WORDS + 3
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire, or re-enter if this thread holds it; as :meth:`threading.RLock.acquire`."""
+        if timeout != -1:
+            check_lock_args(blocking, timeout)
+        w = self._w
+        me = get_ident()
+        if w[_OWNER] == _current[0] and w[_TID] == me:
+            w[_COUNT] += 1
+            return True
+        if not self._sem.acquire(False) and not (
+            blocking and wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover)
+        ):
+            return False
+        w[_TID] = me
+        w[_COUNT] = 1
+        w[_OWNER] = _current[0]
+        return True
+
+    def release(self) -> None:
+        """Release one level; RuntimeError unless the calling thread holds the lock."""
+        w = self._w
+        if w[_OWNER] != _current[0] or w[_TID] != get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = w[_COUNT] - 1
+        w[_COUNT] = count
+        if count == 0:
+            w[_OWNER] = 0
+            w[_TID] = 0
+            self._sem.release()
+
+    def __enter__(self) -> bool:
+        w = self._w
+        me = get_ident()
+        token = _current[0]
+        if w[_TID] == me and w[_OWNER] == token:
+            w[_COUNT] += 1
+            return True
+        if self._sem.acquire(False) or wait_for_permit(self._sem, None, self._recover):
+            w[_TID] = me
+            w[_COUNT] = 1
+            w[_OWNER] = token
+            return True
+        return False  # pragma: no cover - an untimed wait only ends by acquiring
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        w = self._w
+        if w[_TID] != get_ident() or w[_OWNER] != _current[0]:
+            raise RuntimeError("cannot release un-acquired lock")
+        count = w[_COUNT] - 1
+        w[_COUNT] = count
+        if count == 0:
+            w[_OWNER] = 0
+            w[_TID] = 0
+            self._sem.release()
+
+    def _prepare_take_over(self) -> None:
+        self._w[_TID] = get_ident()
+        self._w[_COUNT] = 0  # set to 1 by acquire once it returns
+
+    def _is_owned(self) -> bool:
+        return self._w[_OWNER] == _current[0] and self._w[_TID] == get_ident()

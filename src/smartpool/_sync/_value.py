@@ -1,0 +1,146 @@
+"""``Value``: one picklable object shared by every thread and process, updated atomically.
+
+The pickled value lives in one of two byte buffers; a version word says which (``version & 1``).
+A writer (holding the value's :class:`RLock`) fills the *other* buffer and then publishes it with
+a single store of ``version + 1``. Readers take no lock: they read the version, copy the active
+buffer and retry if the version moved meanwhile. A writer that dies mid-write has only touched
+the inactive buffer, so the last committed value survives intact.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from ._base import SharedObject
+from ._lock import RLock
+from ._shm import HEADER_WORDS, Handle, new_handle, open_handle
+
+T = TypeVar("T")
+
+_KIND = 6
+_VERSION = HEADER_WORDS
+_LEN = HEADER_WORDS + 1  # lengths of buffer 0 and 1 at _LEN and _LEN + 1
+_MAXB = HEADER_WORDS + 3
+_NWORDS = HEADER_WORDS + 4
+DEFAULT_MAX_BYTES = 64 * 1024
+
+
+class Value(SharedObject, Generic[T]):
+    """A shared value of any picklable object, at most ``max_bytes`` once pickled.
+
+    ``get()`` returns a copy of the current value, ``set(v)`` replaces it, ``update(fn)`` applies
+    ``fn`` to the current value and stores the result atomically (returning it), and ``add(n)`` is
+    ``update(lambda v: v + n)``. Updates from all threads and processes are serialized by
+    :meth:`get_lock`, a :class:`RLock`; a new value that does not fit raises ValueError and
+    leaves the old one in place.
+
+    Example::
+
+        done = smartpool.Value(0)
+
+        def task(x):
+            done.add(1)
+            return x * x
+
+        smartpool.parallel_map(task, range(100), backend="process")
+        assert done.get() == 100
+    """
+
+    __slots__ = ("_h", "_lock", "_max", "_raw", "_w")
+
+    def __init__(self, initial: T, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        self._init_shared(initial, max_bytes)
+
+    def _create(self, initial: T, max_bytes: int) -> None:
+        data = self._encode(initial, max_bytes)
+        handle = new_handle(_KIND, _NWORDS, 2 * max_bytes, [])
+        handle.words[_MAXB] = max_bytes
+        self._bind(handle, RLock())
+        self._write(data)
+
+    def _attach(self, state: tuple[str, RLock]) -> None:
+        name, lock = state
+        self._bind(open_handle(name, _KIND), lock)
+
+    def _bind(self, handle: Handle, lock: RLock) -> None:
+        self._h = handle
+        self._w = handle.words
+        self._raw = handle.raw
+        self._max = handle.words[_MAXB]
+        self._lock = lock
+
+    def _state(self) -> tuple[str, RLock]:
+        return (self._h.name, self._lock)
+
+    @property
+    def max_bytes(self) -> int:
+        """Largest pickled size a value may have."""
+        return int(self._max)
+
+    def get_lock(self) -> RLock:
+        """The lock serializing writers; hold it to make several operations one atomic step."""
+        return self._lock
+
+    def get(self) -> T:
+        """A copy of the current value (lock-free)."""
+        w = self._w
+        while True:
+            version = w[_VERSION]
+            data = self._read(version)
+            if w[_VERSION] == version:
+                result: T = pickle.loads(data)
+                return result
+
+    def set(self, value: T) -> None:
+        """Replace the value; ValueError (and no change) if it pickles to more than max_bytes."""
+        data = self._encode(value, self._max)
+        with self._lock:
+            self._write(data)
+
+    def update(self, fn: Callable[[T], T]) -> T:
+        """Atomically replace the value by ``fn(value)`` and return the new value.
+
+        ``fn`` runs in the calling process while the value's lock is held; if it raises, or its
+        result does not fit, the value is unchanged.
+        """
+        with self._lock:
+            current: T = pickle.loads(self._read(self._w[_VERSION]))
+            new = fn(current)
+            self._write(self._encode(new, self._max))
+            return new
+
+    def add(self, n: Any) -> T:
+        """Atomically add ``n`` to a numeric value and return the sum."""
+        return self.update(lambda v: v + n)
+
+    def _encode(self, value: T, max_bytes: int) -> bytes:
+        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        if len(data) > max_bytes:
+            raise ValueError(
+                f"value pickles to {len(data)} bytes but this Value holds at most {max_bytes} "
+                "bytes; create it with a larger max_bytes="
+            )
+        return data
+
+    def _read(self, version: int) -> bytes:
+        index = version & 1
+        start = _NWORDS * 8 + index * self._max
+        length = self._w[_LEN + index]
+        return bytes(self._raw[start : start + length])
+
+    def _write(self, data: bytes) -> None:
+        """Fill the inactive buffer, then publish it with one store (caller holds the lock)."""
+        w = self._w
+        version = w[_VERSION] + 1
+        index = version & 1
+        start = _NWORDS * 8 + index * self._max
+        self._raw[start : start + len(data)] = data
+        w[_LEN + index] = len(data)
+        w[_VERSION] = version
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} {self._h.name} {self.get()!r}>"
