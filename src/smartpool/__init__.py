@@ -6,6 +6,8 @@ Example:
     ['A', 'B']
 """
 
+from typing import TYPE_CHECKING
+
 from ._api import explain as explain
 from ._api import imap as imap
 from ._api import parallel_map as parallel_map
@@ -28,14 +30,44 @@ from ._planner import forget as forget
 
 __version__ = "0.1.0.dev0"
 
+if TYPE_CHECKING:
+    from ._sync import AbandonedLockWarning as AbandonedLockWarning
+    from ._sync import BoundedSemaphore as BoundedSemaphore
+    from ._sync import Event as Event
+    from ._sync import Lock as Lock
+    from ._sync import RLock as RLock
+    from ._sync import Semaphore as Semaphore
+    from ._sync import Value as Value
+
+_SYNC_NAMES = frozenset(
+    {"AbandonedLockWarning", "BoundedSemaphore", "Event", "Lock", "RLock", "Semaphore", "Value"}
+)
+
+
+def __getattr__(name: str) -> object:
+    # The shared-state primitives load on first use: most programs never need them.
+    if name in _SYNC_NAMES:
+        from . import _sync
+
+        return getattr(_sync, name)
+    raise AttributeError(f"module 'smartpool' has no attribute {name!r}")
+
+
 __all__ = [
+    "AbandonedLockWarning",
+    "BoundedSemaphore",
     "Classification",
+    "Event",
+    "Lock",
     "Plan",
+    "RLock",
     "RemoteError",
+    "Semaphore",
     "SerializationError",
     "SmartpoolError",
     "TaskFunction",
     "TaskTimeoutError",
+    "Value",
     "WorkerCrashedError",
     "auto",
     "classify",

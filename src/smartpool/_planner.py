@@ -365,12 +365,11 @@ def _process_workers(m: Measurement, env: Environment, n: int) -> int:
 
 def _thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
     total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
-    # Threads scale as far as the measured pair did (1 = not at all, 2 = perfectly), per core.
-    speedup = m.pair_speedup if m.pair_speedup is not None else (2.0 if parallel_cpu else 1.0)
+    # Each extra thread adds the share of a call that runs without the GIL.
+    free = 1.0 - m.gil_held if m.gil_held is not None else (1.0 if parallel_cpu else 0.0)
     if not env.gil_enabled:
-        speedup = max(speedup, 2.0)
-    scale = 1 + (min(w, env.cores) - 1) * min(1.0, max(0.0, speedup - 1))
-    cpu_time = cpu / scale
+        free = 1.0
+    cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
     chunks = max(total / TARGET_CHUNK_SECONDS["thread"], min(n, 2 * w))
     return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
 

@@ -1,22 +1,28 @@
 """Measuring a function on real items: how long a call takes, how much of it is CPU, and whether
-two calls at once run in parallel on threads (i.e. whether the function lets go of the GIL).
+it holds the GIL while it runs.
 
 The probe runs in the caller on the first items of the job and keeps their results, so no item is
 computed twice and side effects happen once per item. It stops early: a few items or a few
 milliseconds, whichever comes later, within a hard time budget.
+
+Whether a call holds the GIL is measured while one item runs: a sampler thread sleeps in short
+naps and times how long each wake-up waits before it can run Python again. Code that releases the
+GIL (hashlib, zlib, NumPy, waiting) lets it in at once; pure-Python code makes it wait for the
+interpreter's switch interval. Time queued for a core on a busy machine is not counted (see
+``_clock``), so a crowded machine does not make GIL-free code look GIL-bound.
 """
 
 from __future__ import annotations
 
 import itertools
 import pickle
-import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._clock import Reading
 from ._errors import SerializationError
 from ._serialize import dump_function, dumps
 from ._task import ChunkResult, run_chunk
@@ -26,27 +32,30 @@ MIN_ITEMS = 2
 MIN_SECONDS = 0.002
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
-#: Pair timings (two calls at once / one call) below this mean the calls ran in parallel.
-PARALLEL_RATIO = 1.4
-#: ... and above this, that one waited for the other (the GIL was held).
-SERIAL_RATIO = 1.7
-#: Calls shorter than this are not timed in pairs: thread start-up would drown the signal.
-MIN_PAIR_SECONDS = 0.0005
-#: Calls that mostly wait are not timed in pairs: the GIL does not matter to them.
-MIN_PAIR_CPU = 0.3
+#: Calls shorter than this are not sampled for the GIL: too few wake-ups to judge, and for
+#: calls this short the GIL matters less than dispatch cost.
+MIN_GIL_SECONDS = 0.001
+#: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
+MIN_GIL_CPU = 0.3
+#: How long the sampler naps between wake-ups, and how many naps calibrate it.
+SAMPLE_NAP = 0.0002
+CALIBRATION_NAPS = 3
+#: Held fraction below which a call counts as releasing the GIL, and above which as holding it.
+RELEASES_BELOW = 0.2
+HOLDS_ABOVE = 0.4
 
 
 @dataclass(frozen=True)
 class Measurement:
     """What a probe saw of a function, in the units the planner reasons with."""
 
-    #: Mean wall-clock seconds per call.
+    #: Mean wall-clock seconds per call (not counting time queued for a core).
     call_seconds: float
     #: CPU time of the calling thread / wall time, in [0, 1]: 1 computes, 0 waits.
     cpu_fraction: float
-    #: Whether two calls at once ran in parallel on threads; None when not measured.
+    #: Whether other threads could run Python while a call ran; None when not measured.
     releases_gil: bool | None
-    #: Whether the function and sample items and results pickle; None when not checked.
+    #: Whether sample items and results (and, once checked, the function) pickle; None: unknown.
     picklable: bool | None
     #: Caller-side seconds per item to pickle it and its result for a worker process.
     transfer_seconds: float
@@ -54,9 +63,8 @@ class Measurement:
     samples: int
     #: Why the measurement may be off, or None.
     doubt: str | None = None
-    #: Two calls at once on two threads, as a speed-up over one after the other (1 = none, 2 =
-    #: perfect); None when not measured. Tells how far threads scale, GIL or memory bandwidth aside.
-    pair_speedup: float | None = None
+    #: Share of a call's running time during which it held the GIL (0 to 1); None: not measured.
+    gil_held: float | None = None
 
 
 @dataclass
@@ -74,13 +82,15 @@ class ProbeRun:
 
 
 def probe_items(
-    fn: Callable[[Any], Any], source: Iterator[Any], *, max_items: int | None = None
+    fn: Callable[[Any], Any],
+    source: Iterator[Any],
+    *,
+    max_items: int | None = None,
+    max_seconds: float = MAX_SECONDS,
 ) -> ProbeRun:
-    """Run the first items of ``source`` in the caller, timing them; then time a pair at once.
-
-    Items the probe took from ``source`` but did not run come back in ``ProbeRun.rest``.
-    ``max_items`` bounds how many items run (for a dry run such as ``explain``).
-    """
+    """Run the first items of ``source`` in the caller, timing them; then one more, sampled for
+    the GIL. Items taken from ``source`` but not run come back in ``ProbeRun.rest``;
+    ``max_items`` bounds how many items run (for a dry run such as ``explain``)."""
     if max_items is not None:
         source = itertools.islice(source, max_items)
     values: list[Any] = []
@@ -94,51 +104,46 @@ def probe_items(
         if not items:
             exhausted = True
             break
-        waits_before = _voluntary_switches()
-        budget = max(MAX_SECONDS - (time.perf_counter() - began), 0.0)
+        budget = max(max_seconds - (time.perf_counter() - began), 0.0)
+        before = Reading.now()
         result = run_chunk(fn, items, len(values), budget=budget)
+        span = before.until(Reading.now())
         values.extend(result.values)
-        # Wall time beyond CPU time is waiting only if the thread gave up the CPU itself; time
-        # lost to preemption (a busy machine) must not make CPU work look like I/O.
-        waited = _voluntary_switches() != waits_before
-        wall += result.seconds if waited else result.cpu_seconds
-        cpu += result.cpu_seconds
+        wall, cpu = wall + span.active, cpu + span.cpu  # queued for a core is not the call's cost
         if len(sample_items) < 16:
             sample_items.extend(items[: 16 - len(sample_items)])
         if result.error is not None:
             return _failed(values, result, wall, cpu)
         rest = items[len(result.values) :]
         elapsed = time.perf_counter() - began
-        if rest or (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or elapsed >= MAX_SECONDS:
+        enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
+        if rest or enough or elapsed >= max_seconds:
             break
         batch = min(batch * 2, 1 << 16)
     timed = len(values)
     call_seconds = wall / max(timed, 1)
-    releases_gil: bool | None = None
-    doubt: str | None = None
-    pair_speedup: float | None = None
-    if not exhausted and call_seconds >= MIN_PAIR_SECONDS and cpu >= MIN_PAIR_CPU * wall:
-        pair = rest[:2] + list(itertools.islice(source, max(0, 2 - len(rest))))
-        rest = rest[2:]
-        if len(pair) == 2:
-            timing = _time_pair(fn, pair, len(values))
-            values.extend(timing.values)
-            if timing.result.error is not None:
-                return _failed(values, timing.result, wall, cpu)
-            releases_gil, doubt = _judge_pair(timing, call_seconds)
-            pair_speedup = 2 * call_seconds / max(timing.seconds, 1e-9)
+    cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
+    gil_held: float | None = None
+    if not exhausted and call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU:
+        item = rest[:1] or list(itertools.islice(source, 1))
+        rest = rest[1:]
+        if item:
+            result, gil_held = _sample_gil(fn, item[0], len(values))
+            values.extend(result.values)
+            if result.error is not None:
+                return _failed(values, result, wall, cpu)
         else:
-            exhausted, rest = True, pair  # a single item left: the plan runs it
+            exhausted = True
     picklable, transfer = _pickling_cost(sample_items, values[: len(sample_items)])
     measurement = Measurement(
         call_seconds=call_seconds,
-        cpu_fraction=min(1.0, cpu / wall) if wall > 0 else 1.0,
-        releases_gil=releases_gil,
+        cpu_fraction=cpu_fraction,
+        releases_gil=None if gil_held is None else gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2,
         picklable=picklable,
         transfer_seconds=transfer,
         samples=timed,
-        doubt=doubt,
-        pair_speedup=pair_speedup,
+        doubt=_doubt(gil_held),
+        gil_held=gil_held,
     )
     return ProbeRun(values, measurement, None, exhausted and not rest, rest)
 
@@ -146,117 +151,66 @@ def probe_items(
 def measure_call(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], budget: float
 ) -> Measurement:
-    """Time ``fn(*args, **kwargs)`` repeatedly within ``budget`` seconds (for ``classify``)."""
+    """Probe ``fn(*args, **kwargs)`` called repeatedly (for ``classify``); raise its error."""
 
     def call(_: object) -> Any:
         return fn(*args, **kwargs)
 
-    deadline = time.perf_counter() + budget
-    wall = cpu = 0.0
-    count = 0
-    while count < 3 or (wall < 0.01 and time.perf_counter() < deadline):
-        result = run_chunk(call, [None], count)
-        if result.error is not None:
-            raise result.error
-        wall, cpu, count = wall + result.seconds, cpu + result.cpu_seconds, count + 1
-        if time.perf_counter() >= deadline:
-            break
-    call_seconds = wall / count
-    releases_gil: bool | None = None
-    doubt: str | None = None
-    if call_seconds >= MIN_PAIR_SECONDS and time.perf_counter() + 2 * call_seconds <= deadline:
-        pair = _time_pair(call, [None, None], count)
-        if pair.error is not None:
-            raise pair.error
-        releases_gil, doubt = _judge_pair(pair, call_seconds)
-    elif call_seconds >= MIN_PAIR_SECONDS:
-        doubt = "the time budget allowed no concurrent run, so GIL release was not measured"
-    picklable, transfer = _pickling_cost([(args, kwargs)], [])
+    probe = probe_items(call, itertools.repeat(None), max_items=10_000, max_seconds=budget)
+    if probe.failed is not None:
+        assert probe.failed.error is not None
+        raise probe.failed.error
+    picklable, _ = _pickling_cost([(args, kwargs)], [])
     if picklable is not False:
         try:
             dump_function(fn)
             picklable = True
         except SerializationError:
             picklable = False
-    return Measurement(
-        call_seconds=call_seconds,
-        cpu_fraction=min(1.0, cpu / wall) if wall > 0 else 1.0,
-        releases_gil=releases_gil,
-        picklable=picklable,
-        transfer_seconds=transfer,
-        samples=count,
-        doubt=doubt,
-    )
+    return replace(probe.measurement, picklable=picklable)
 
 
-@dataclass
-class _Pair:
-    result: ChunkResult
-    values: list[Any]
-    seconds: float
-    #: Times the two threads blocked (waiting for the GIL shows up here; waiting for a core of a
-    #: busy machine does not).
-    blocked: int
+def _sample_gil(fn: Callable[[Any], Any], item: Any, index: int) -> tuple[ChunkResult, float]:
+    """Run one item here while a sampler thread measures how long it waits for the GIL."""
+    napping = threading.Event()
+    done = threading.Event()
+    waits: list[float] = []
 
-    @property
-    def error(self) -> BaseException | None:
-        return self.result.error
+    def nap() -> float:
+        before = Reading.now()
+        time.sleep(SAMPLE_NAP)
+        return before.until(Reading.now()).blocked - SAMPLE_NAP
 
+    def sampler() -> None:
+        # A few naps with nobody else running give the baseline: the timer's own overshoot.
+        baseline = min(nap() for _ in range(CALIBRATION_NAPS))
+        while not done.is_set():
+            before = Reading.now()
+            napping.set()  # the item starts only once a nap is under way and being timed
+            time.sleep(SAMPLE_NAP)
+            span = before.until(Reading.now())
+            waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
 
-def _time_pair(fn: Callable[[Any], Any], pair: list[Any], start: int) -> _Pair:
-    """Run two items at once: one on a helper thread, one here; return the wall time of both."""
-    ready = threading.Barrier(2)
-    box: list[ChunkResult] = []
-    blocked = [0, 0]
-
-    def other() -> None:
-        ready.wait()
-        before = _voluntary_switches()
-        box.append(run_chunk(fn, pair[1:], start + 1))
-        blocked[1] = _voluntary_switches() - before
-
-    helper = threading.Thread(target=other, name="smartpool-probe", daemon=True)
-    helper.start()
-    ready.wait()
-    began = time.perf_counter()
-    before = _voluntary_switches()
-    first = run_chunk(fn, pair[:1], start)
-    blocked[0] = _voluntary_switches() - before
-    helper.join()
-    seconds = time.perf_counter() - began
-    second = box[0]
-    values = first.values + (second.values if first.error is None else [])
-    failed = first if first.error is not None else second
-    return _Pair(failed, values, seconds, sum(blocked))
+    thread = threading.Thread(target=sampler, name="smartpool-gil-probe", daemon=True)
+    thread.start()
+    napping.wait()
+    before = Reading.now()
+    result = run_chunk(fn, [item], index)
+    mine = before.until(Reading.now())
+    done.set()
+    thread.join()
+    # The share of the call during which the sampler could not get the GIL back, not counting
+    # time this thread sat preempted (possibly holding the GIL) on a busy machine.
+    held = sum(waits) - mine.queued
+    return result, min(1.0, max(0.0, held / max(mine.wall - mine.queued, 1e-9)))
 
 
-def _voluntary_switches() -> int:
-    """Times this thread blocked (I/O, sleep, locks) so far; -1 where the OS cannot tell."""
-    try:
-        return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        return -1
-
-
-_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-
-
-def _judge_pair(pair: _Pair, call_seconds: float) -> tuple[bool | None, str | None]:
-    """Did the two calls run in parallel? Wall time says so on an idle machine; on a busy one,
-    whether the threads blocked (for the GIL) tells it from merely waiting for a free core."""
-    ratio = pair.seconds / max(call_seconds, 1e-9)
-    if ratio <= PARALLEL_RATIO:
-        return True, None
-    if ratio >= SERIAL_RATIO:
-        if pair.blocked == 0:
-            return True, (
-                f"two calls at once took {ratio:.2f}x one call, but neither thread ever waited "
-                "for the GIL: the machine is busy"
-            )
-        return False, None
-    return ratio < (PARALLEL_RATIO + SERIAL_RATIO) / 2, (
-        f"two calls at once took {ratio:.2f}x one call: between parallel and serial, "
-        "so whether the GIL is released is uncertain"
+def _doubt(gil_held: float | None) -> str | None:
+    if gil_held is None or gil_held <= RELEASES_BELOW or gil_held >= HOLDS_ABOVE:
+        return None
+    return (
+        f"another thread could not run Python for {gil_held:.0%} of a call: the function "
+        "releases the GIL part of the time"
     )
 
 

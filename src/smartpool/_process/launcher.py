@@ -51,7 +51,13 @@ owned_fds: set[int] = set()
 
 
 def init_message() -> bytes:
-    return pickle.dumps({"sys_path": list(sys.path), "cwd": os.getcwd()})
+    """What a new worker needs first: the import path, and the module-level shared objects
+    (``smartpool.Lock()`` and friends) it must attach to rather than create anew."""
+    init: dict[str, object] = {"sys_path": list(sys.path), "cwd": os.getcwd()}
+    sync = sys.modules.get("smartpool._sync")
+    if sync is not None:
+        init["sync_state"] = sync.export_state()
+    return pickle.dumps(init)
 
 
 def start_worker(method: str) -> WorkerProcess:

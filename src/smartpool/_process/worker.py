@@ -117,6 +117,11 @@ def _apply_init(init: dict[str, Any]) -> None:
     sys_path = init.get("sys_path")
     if isinstance(sys_path, list):
         sys.path[:] = [p for p in sys_path if isinstance(p, str)]
+    sync_state = init.get("sync_state")
+    if sync_state:
+        from .. import _sync
+
+        _sync.install_state(sync_state)
     cwd = init.get("cwd")
     if isinstance(cwd, str):
         try:
