@@ -30,7 +30,7 @@ def measure(engine_name: str) -> dict[str, object]:
     runner.close()
     closed = time.perf_counter()
     if out != [double(x) for x in items]:
-        return {"error": f"wrong result: {out!r}"}
+        return {"error": f"first map returned {out!r}"}
     return {"import": imported - start, "first_map": mapped - imported, "teardown": closed - mapped}
 
 

@@ -37,6 +37,8 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 def _tail(text: str, limit: int = 800) -> str:
     text = text.strip()
+    if not text:
+        return "(no output on stderr)"
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
