@@ -77,7 +77,9 @@ def _tiny(by_key: dict[Key, Cell]) -> tuple[str, str]:
 def _cpu_py(by_key: dict[Key, Cell]) -> tuple[str, str]:
     auto, serial = _value(by_key, "cpu_py", AUTO), _value(by_key, "cpu_py", "serial")
     speedup = serial / auto
-    return _verdict(speedup >= 1.85), f"auto {fmt_seconds(auto)}, {speedup:.2f}x faster than serial"
+    return _verdict(
+        speedup >= 1.85
+    ), f"auto {fmt_seconds(auto)}, speed-up {speedup:.2f}x over serial"
 
 
 def _big_args(by_key: dict[Key, Cell]) -> tuple[str, str]:
