@@ -1,0 +1,65 @@
+"""The process backend: chunks run in worker processes; functions and items travel by cloudpickle."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .._process.pool import ProcessPool, Task
+from .._serialize import dump_function, dump_items
+from .._task import ChunkResult
+from ._base import Backend, Call
+
+_keys = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    call: Call
+    fn_key: int
+    fn_bytes: bytes
+
+
+class ProcessBackend(Backend):
+    name = "process"
+
+    def __init__(self, workers: int, start_method: str) -> None:
+        super().__init__(workers)
+        self.start_method = start_method
+        self._pool = ProcessPool(workers, start_method)
+        self._keys: dict[bytes, int] = {}
+
+    def prepare(self, call: Call) -> _Prepared:
+        fn_bytes = dump_function(call.portable)  # SerializationError here, before any work
+        key = self._keys.get(fn_bytes)
+        if key is None:  # the same function pickled again keeps its key: workers keep it loaded
+            if len(self._keys) > 256:
+                self._keys.clear()
+            key = self._keys[fn_bytes] = next(_keys)
+        return _Prepared(call, key, fn_bytes)
+
+    def submit(
+        self, prepared: _Prepared, items: Sequence[object], start: int
+    ) -> Future[ChunkResult]:
+        future: Future[ChunkResult] = Future()
+        call = prepared.call
+        task = Task(
+            future,
+            prepared.fn_key,
+            prepared.fn_bytes,
+            dump_items(items, start),
+            start,
+            len(items),
+            call.retry,
+            call.timeout,
+        )
+        self._pool.submit(task)
+        return future
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=False, kill=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)

@@ -1,0 +1,32 @@
+"""Where the current code is running: the caller, a smartpool worker thread, or a worker process.
+
+The planner reads this to run nested ``parallel_map`` calls in-process instead of starting pools
+inside pools (which would oversubscribe the machine or deadlock a full pool).
+"""
+
+from __future__ import annotations
+
+import threading
+
+_state = threading.local()
+_in_worker_process = False
+
+
+def in_worker() -> bool:
+    """True inside a task run by smartpool on a worker thread or in a worker process."""
+    return _in_worker_process or getattr(_state, "depth", 0) > 0
+
+
+def mark_worker_process() -> None:
+    global _in_worker_process
+    _in_worker_process = True
+
+
+class running_task:
+    """Context manager marking the current thread as running a smartpool task."""
+
+    def __enter__(self) -> None:
+        _state.depth = getattr(_state, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _state.depth -= 1

@@ -1,0 +1,150 @@
+"""``@cpu_bound`` and ``@io_bound``: hints that route work, on a function that still calls inline.
+
+The decorated object keeps the wrapped function's name, docstring and signature
+(``inspect.signature`` works) and adds ``.map``, ``.imap`` and ``.submit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from . import _api
+from ._planner import Hint, Options
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskFunction(Generic[P, R]):
+    """A function with a routing hint and default options; calling it still runs it inline."""
+
+    def __init__(self, fn: Callable[P, R], hint: Hint | None, options: Options) -> None:
+        functools.update_wrapper(self, fn)
+        self._smartpool_wrapped = fn
+        self._smartpool_hint = hint
+        self._smartpool_options = options
+
+    @property
+    def hint(self) -> Hint | None:
+        """ "cpu", "io", or None (decided by smartpool)."""
+        return self._smartpool_hint
+
+    @property
+    def options(self) -> Options:
+        """The defaults given to the decorator."""
+        return self._smartpool_options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._smartpool_wrapped(*args, **kwargs)
+
+    def map(self, iterable: Iterable[Any], /, **options: Any) -> list[R]:
+        """``parallel_map(self, iterable, **options)``."""
+        return _api.parallel_map(self, iterable, **options)
+
+    def imap(self, iterable: Iterable[Any], /, **options: Any) -> Iterator[R]:
+        """``imap(self, iterable, **options)``."""
+        return _api.imap(self, iterable, **options)
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run one call on the hinted backend; returns a ``concurrent.futures.Future``."""
+        return _api.submit(self, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<smartpool task {self.__qualname__} hint={self._smartpool_hint}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference when importable (cheap, and the worker gets the module's real object);
+        # otherwise by value, the wrapped function travelling through cloudpickle.
+        module, name = self.__module__, self.__qualname__
+        if module != "__main__" and "<locals>" not in name:
+            try:
+                found: object = importlib.import_module(module)
+                for part in name.split("."):
+                    found = getattr(found, part)
+            except (ImportError, AttributeError):
+                found = None
+            if found is self:
+                return (_load_by_name, (module, name))
+        return (
+            TaskFunction,
+            (self._smartpool_wrapped, self._smartpool_hint, self._smartpool_options),
+        )
+
+
+def _load_by_name(module: str, qualname: str) -> object:
+    found: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _decorator(hint: Hint | None, fn: Callable[P, R] | None, options: dict[str, Any]) -> Any:
+    opts = Options(**options)
+
+    def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
+        if not callable(f):
+            raise TypeError(f"@{_NAMES[hint]} decorates a callable, got {type(f).__name__}")
+        return TaskFunction(f, hint, opts)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+_NAMES: dict[Hint | None, str] = {"cpu": "cpu_bound", "io": "io_bound", None: "auto"}
+
+
+@overload
+def cpu_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+@overload
+def cpu_bound(
+    *,
+    backend: str = ...,
+    max_workers: int | None = ...,
+    chunksize: int | None = ...,
+    timeout: float | None = ...,
+    retries: int = ...,
+    retry_on: tuple[type[BaseException], ...] = ...,
+) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+def cpu_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Mark ``fn`` as CPU-bound: ``.map`` and ``parallel_map`` run it on worker processes.
+
+    Example:
+        >>> import smartpool
+        >>> @smartpool.cpu_bound
+        ... def square(n: int) -> int:
+        ...     return n * n
+        >>> square(4), square.map([1, 2, 3], backend="thread")
+        (16, [1, 4, 9])
+    """
+    return _decorator("cpu", fn, options)
+
+
+@overload
+def io_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+@overload
+def io_bound(
+    *,
+    backend: str = ...,
+    max_workers: int | None = ...,
+    chunksize: int | None = ...,
+    timeout: float | None = ...,
+    retries: int = ...,
+    retry_on: tuple[type[BaseException], ...] = ...,
+) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+def io_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Mark ``fn`` as I/O-bound: ``.map`` and ``parallel_map`` run it on many threads.
+
+    Example:
+        >>> import smartpool
+        >>> @smartpool.io_bound(max_workers=8)
+        ... def fetch(key: str) -> str:
+        ...     return key.upper()
+        >>> fetch.map(["a", "b"])
+        ['A', 'B']
+    """
+    return _decorator("io", fn, options)

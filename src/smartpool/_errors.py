@@ -1,0 +1,100 @@
+"""The error tree: one root, a few precise leaves.
+
+Every error smartpool raises itself derives from :class:`SmartpoolError`; errors raised by the user's
+function are re-raised as their own type (see ``_remote``), never wrapped, unless they cannot travel
+back from a worker, in which case they arrive as :class:`RemoteError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SmartpoolError(Exception):
+    """Root of every error raised by smartpool itself."""
+
+
+class SerializationError(SmartpoolError, TypeError):
+    """A function, item or result cannot be pickled to cross into or out of a worker process.
+
+    The message names the offending object's type and where it sits ("the function", "item 3",
+    "result of item 3"), and what to do about it.
+    """
+
+
+class WorkerCrashedError(SmartpoolError):
+    """A worker process died (``os._exit``, a signal, the OOM killer) while running an item.
+
+    Attributes:
+        index: index of the first item of the chunk the worker was running, if known.
+        exitcode: the process exit code; negative for a signal (``-9`` is SIGKILL).
+        completed: results already computed, as ``{index: value}``; nothing finished is lost.
+    """
+
+    def __init__(
+        self, message: str, *, index: int | None = None, exitcode: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.exitcode = exitcode
+        self.completed: dict[int, Any] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+class TaskTimeoutError(SmartpoolError, TimeoutError):
+    """An item ran longer than the ``timeout=`` given to the call.
+
+    On the process backend the worker is killed and replaced; on the thread backend the thread is
+    abandoned (threads cannot be killed) and the caller gets this error at the deadline.
+
+    Attributes:
+        index: index of the item that overran.
+        timeout: the per-item limit in seconds.
+        completed: results already computed, as ``{index: value}``.
+    """
+
+    def __init__(
+        self, message: str, *, index: int | None = None, timeout: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.timeout = timeout
+        self.completed: dict[int, Any] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+class RemoteError(SmartpoolError):
+    """An exception raised in a worker that could not be pickled back to the caller.
+
+    Attributes:
+        type_name: qualified name of the original exception type, e.g. ``"mymod.DbError"``.
+        message: ``str()`` of the original exception.
+        remote_traceback: the worker-side traceback, formatted as text.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
+
+    def __str__(self) -> str:
+        return (
+            f"{self.type_name}: {self.message}\n\n"
+            f"(the original exception could not be pickled; its worker traceback follows)\n"
+            f"{self.remote_traceback}"
+        )
+
+
+def _rebuild(cls: type[SmartpoolError], message: str, state: dict[str, Any]) -> SmartpoolError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err

@@ -1,0 +1,244 @@
+"""Starting worker processes: "forkserver" (default), "spawn" and "fork".
+
+Each start method returns a :class:`WorkerProcess`: a pid, a connected socket, and ways to kill
+it and learn its exit code. Workers never re-import the caller's ``__main__`` (functions from
+``__main__`` travel by value through cloudpickle), so scripts without a ``__main__`` guard are safe.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from abc import ABC, abstractmethod
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import smartpool
+
+_PACKAGE_PARENT = str(Path(smartpool.__file__).resolve().parent.parent)
+
+
+class WorkerProcess(ABC):
+    """A started worker: its pid and the parent's end of its socket."""
+
+    def __init__(self, pid: int, conn: Connection) -> None:
+        self.pid = pid
+        self.conn = conn
+
+    @abstractmethod
+    def kill(self) -> int | None:
+        """Kill the worker (SIGKILL) and return its exit code."""
+
+    @abstractmethod
+    def exitcode(self) -> int | None:
+        """Wait briefly for a worker that is exiting; its exit code (negative: killed by signal)."""
+
+
+def init_message() -> bytes:
+    return pickle.dumps({"sys_path": list(sys.path), "cwd": os.getcwd()})
+
+
+def start_worker(method: str, close_in_child: list[int]) -> WorkerProcess:
+    """Start one worker with ``method``; ``close_in_child``: parent-only fds (for "fork")."""
+    parent_sock, child_sock = socket.socketpair()
+    try:
+        if method == "forkserver":
+            proc: WorkerProcess = _server().spawn(parent_sock, child_sock)
+        elif method == "spawn":
+            proc = _SpawnedWorker.start(parent_sock, child_sock)
+        else:
+            proc = _ForkedWorker.start(parent_sock, child_sock, close_in_child)
+    finally:
+        child_sock.close()
+    proc.conn.send_bytes(init_message())
+    return proc
+
+
+def _connection(sock: socket.socket) -> Connection:
+    return Connection(sock.detach())
+
+
+# -- forkserver ---------------------------------------------------------------------------------
+
+
+class _ServerWorker(WorkerProcess):
+    def __init__(self, server: _ForkServer, pid: int, conn: Connection) -> None:
+        super().__init__(pid, conn)
+        self._server = server
+
+    def kill(self) -> int | None:
+        return self._server.request(("kill", self.pid))  # type: ignore[return-value]
+
+    def exitcode(self) -> int | None:
+        return self._server.request(("status", self.pid))  # type: ignore[return-value]
+
+
+class _ForkServer:
+    """The caller's handle on the fork server process (see ``server``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair()
+        self._ctrl = ours
+        self._popen: subprocess.Popen[bytes] | None = None
+        if _single_threaded():
+            self.pid = os.fork()
+            if self.pid == 0:  # the server: forked while nothing else ran, so fork is safe here
+                try:
+                    ours.close()
+                    from . import server
+
+                    server.drop_shared_descriptors(keep=theirs.fileno())
+                    server.serve(theirs)
+                finally:
+                    os._exit(1)
+        else:
+            code = (
+                f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+                "from smartpool._process.server import main_from_exec; main_from_exec()"
+            )
+            self._popen = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+            )
+            self.pid = self._popen.pid
+        theirs.close()
+
+    def spawn(self, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
+        pid = self.request(("spawn",), fds=[child_sock.fileno()])
+        assert isinstance(pid, int)
+        return _ServerWorker(self, pid, _connection(parent_sock))
+
+    def request(self, request: tuple[object, ...], fds: list[int] | None = None) -> object:
+        with self._lock:
+            socket.send_fds(self._ctrl, [pickle.dumps(request)], fds or [])
+            size = int.from_bytes(self._recv_exactly(4), "big")
+            return pickle.loads(self._recv_exactly(size))
+
+    def _recv_exactly(self, size: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < size:
+            data = self._ctrl.recv(size - len(chunks))
+            if not data:
+                raise OSError("smartpool's fork server exited unexpectedly")
+            chunks += data
+        return bytes(chunks)
+
+    def stop(self) -> None:
+        """Close the control socket: the server kills any worker left and exits."""
+        with self._lock:
+            self._ctrl.close()
+        if self._popen is not None:
+            self._popen.wait(timeout=10)
+        else:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+_server_lock = threading.Lock()
+_server_instance: _ForkServer | None = None
+
+
+def _server() -> _ForkServer:
+    global _server_instance
+    with _server_lock:
+        if _server_instance is None:
+            _server_instance = _ForkServer()
+        return _server_instance
+
+
+def stop_server() -> None:
+    """Stop the fork server if one runs (at exit, after the pools shut down)."""
+    global _server_instance
+    with _server_lock:
+        server, _server_instance = _server_instance, None
+    if server is not None:
+        server.stop()
+
+
+def forget_server() -> None:
+    """In a forked child: the parent's server handle is not ours to use or stop."""
+    global _server_instance, _server_lock
+    _server_instance = None
+    _server_lock = threading.Lock()
+
+
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except FileNotFoundError:  # pragma: no cover - no /proc
+        return threading.active_count() == 1
+
+
+# -- spawn and fork -------------------------------------------------------------------------------
+
+
+class _SpawnedWorker(WorkerProcess):
+    def __init__(self, popen: subprocess.Popen[bytes], conn: Connection) -> None:
+        super().__init__(popen.pid, conn)
+        self._popen = popen
+
+    @classmethod
+    def start(cls, parent_sock: socket.socket, child_sock: socket.socket) -> _SpawnedWorker:
+        fd = child_sock.fileno()
+        code = (
+            f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+            f"from smartpool._process.worker import main; main({fd})"
+        )
+        popen = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd])
+        return cls(popen, _connection(parent_sock))
+
+    def kill(self) -> int | None:
+        self._popen.kill()
+        return self._popen.wait()
+
+    def exitcode(self) -> int | None:
+        try:
+            return self._popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return self.kill()
+
+
+class _ForkedWorker(WorkerProcess):
+    @classmethod
+    def start(
+        cls, parent_sock: socket.socket, child_sock: socket.socket, close_in_child: list[int]
+    ) -> _ForkedWorker:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                parent_sock.close()
+                for fd in close_in_child:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                from . import worker
+
+                worker.main(child_sock.detach())
+            finally:
+                os._exit(1)
+        return cls(pid, _connection(parent_sock))
+
+    def kill(self) -> int | None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return self.exitcode()
+
+    def exitcode(self) -> int | None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+
+os.register_at_fork(after_in_child=forget_server)

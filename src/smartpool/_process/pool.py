@@ -1,0 +1,271 @@
+"""A pool of worker processes that survives crashes and enforces per-task deadlines.
+
+Unlike ``concurrent.futures.ProcessPoolExecutor``, which marks the whole pool broken when one worker
+dies, each worker here has its own socket and runs one chunk at a time, so the pool always knows who
+runs what: a dead worker fails only its own chunk (with the exit code or signal), an overrunning one
+is killed, and a replacement is started when there is work for it.
+
+Chunks are handed straight to an idle worker by whoever submits them; one manager thread waits on
+every worker's socket, completes Futures, and hands the next queued chunk to the worker that
+just finished.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+
+from .._backends._base import settle
+from .._errors import TaskTimeoutError, WorkerCrashedError
+from .._remote import load_exception
+from .._serialize import loads
+from .._task import ChunkResult, RetryPolicy
+from .launcher import WorkerProcess, start_worker
+from .worker import FUNCTION_CACHE_SIZE
+
+
+@dataclass
+class Task:
+    """One chunk on its way to a worker."""
+
+    future: Future[ChunkResult]
+    fn_key: int
+    fn_bytes: bytes
+    items_bytes: bytes
+    start: int
+    n_items: int
+    retry: RetryPolicy
+    timeout: float | None
+
+
+@dataclass
+class _Worker:
+    proc: WorkerProcess
+    task: Task | None = None
+    deadline: float | None = None
+    fn_keys: deque[int] = field(default_factory=deque)
+
+
+class ProcessPool:
+    """Up to ``workers`` worker processes started with ``method``, replaced when they die."""
+
+    def __init__(self, workers: int, method: str) -> None:
+        self.workers = workers
+        self.method = method
+        self._lock = threading.Lock()
+        self._all: list[_Worker] = []
+        self._queue: deque[Task] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        self._manager: threading.Thread | None = None
+        self._closed = False
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit to a process pool that was shut down")
+            worker = self._idle_worker()
+            if worker is None:
+                self._queue.append(task)
+                start_new = len(self._all) < self.workers
+            elif task.future.set_running_or_notify_cancel():
+                start_new = False
+                self._assign(worker, task)
+            else:
+                return
+            if self._manager is None:
+                self._manager = threading.Thread(
+                    target=self._manage, name="smartpool-process-manager", daemon=True
+                )
+                self._manager.start()
+        if worker is not None:
+            self._send(worker)
+        elif start_new:
+            self._start_worker()
+
+    def _idle_worker(self) -> _Worker | None:
+        for worker in self._all:
+            if worker.task is None:
+                return worker
+        return None
+
+    def _assign(self, worker: _Worker, task: Task) -> None:
+        worker.task = task
+        worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            close_in_child = [w.proc.conn.fileno() for w in self._all] + [
+                self._wake_r,
+                self._wake_w,
+            ]
+        proc = start_worker(self.method, close_in_child)
+        worker = _Worker(proc)
+        with self._lock:
+            if self._closed:
+                proc.kill()
+                return
+            self._all.append(worker)
+            task = self._next_task()
+            if task is not None:
+                self._assign(worker, task)
+        os.write(self._wake_w, b"w")
+        if task is not None:
+            self._send(worker)
+
+    def _next_task(self) -> Task | None:
+        while self._queue:
+            task = self._queue.popleft()
+            if task.future.set_running_or_notify_cancel():
+                return task
+        return None
+
+    def _send(self, worker: _Worker) -> None:
+        task = worker.task
+        assert task is not None
+        has_fn = task.fn_key not in worker.fn_keys
+        header = pickle.dumps((task.fn_key, has_fn, task.start, task.retry), protocol=5)
+        conn = worker.proc.conn
+        try:
+            conn.send_bytes(header)
+            if has_fn:
+                conn.send_bytes(task.fn_bytes)
+                worker.fn_keys.append(task.fn_key)
+                while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
+                    worker.fn_keys.popleft()
+            conn.send_bytes(task.items_bytes)
+        except OSError:
+            pass  # the worker died: the manager sees its socket close and reports the crash
+
+    # -- managing ------------------------------------------------------------------------------
+
+    def _manage(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                conns = {w.proc.conn: w for w in self._all}
+                deadlines = [w.deadline for w in self._all if w.deadline is not None]
+            timeout = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+            ready = wait([*conns, self._wake_r], timeout)
+            for obj in ready:
+                if obj == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                worker = conns[obj]  # type: ignore[index]
+                try:
+                    result = self._receive(worker)
+                except (EOFError, OSError):
+                    self._lost(worker, worker.proc.exitcode(), timed_out=False)
+                    continue
+                self._finished(worker, result)
+            self._expire_deadlines()
+
+    def _receive(self, worker: _Worker) -> ChunkResult:
+        conn = worker.proc.conn
+        seconds, where, has_error = pickle.loads(conn.recv_bytes())
+        values = loads(conn.recv_bytes())
+        task = worker.task
+        assert task is not None
+        error = load_exception(conn.recv_bytes()) if has_error else None
+        return ChunkResult(task.start, values, error, seconds, where)
+
+    def _finished(self, worker: _Worker, result: ChunkResult) -> None:
+        with self._lock:
+            task = worker.task
+            worker.task, worker.deadline = None, None
+            following = self._next_task()
+            if following is not None:
+                self._assign(worker, following)
+        if task is not None:
+            settle(task.future, result)
+        if following is not None:
+            self._send(worker)
+
+    def _expire_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [w for w in self._all if w.deadline is not None and w.deadline <= now]
+        for worker in late:
+            self._lost(worker, worker.proc.kill(), timed_out=True)
+
+    def _lost(self, worker: _Worker, exitcode: int | None, *, timed_out: bool) -> None:
+        """A worker died or was killed: fail its chunk, forget it, replace it if work waits."""
+        with self._lock:
+            if worker not in self._all:
+                return
+            self._all.remove(worker)
+            task = worker.task
+            replace = bool(self._queue) and not self._closed
+        worker.proc.conn.close()
+        if task is not None:
+            settle(task.future, error=_loss_error(task, worker.proc.pid, exitcode, timed_out))
+        if replace:
+            self._start_worker()
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, kill: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers, self._all = self._all, []
+            queued, self._queue = list(self._queue), deque()
+        os.write(self._wake_w, b"x")
+        if self._manager is not None and self._manager is not threading.current_thread():
+            self._manager.join()
+        for task in queued:
+            task.future.cancel()
+        for worker in workers:
+            if worker.task is not None or kill:
+                exitcode = worker.proc.kill()
+                if worker.task is not None:
+                    settle(
+                        worker.task.future,
+                        error=_loss_error(worker.task, worker.proc.pid, exitcode, False),
+                    )
+            worker.proc.conn.close()
+        if wait:
+            for worker in workers:
+                worker.proc.exitcode()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def _loss_error(task: Task, pid: int, exitcode: int | None, timed_out: bool) -> Exception:
+    last = task.start + task.n_items - 1
+    items = f"item {task.start}" if task.n_items == 1 else f"items {task.start}..{last}"
+    if timed_out:
+        return TaskTimeoutError(
+            f"{items} did not finish within timeout={task.timeout} s; worker process {pid} was "
+            "killed and will be replaced",
+            index=task.start,
+            timeout=task.timeout,
+        )
+    return WorkerCrashedError(
+        f"worker process {pid} died while running {items}: {describe_exit(exitcode)}",
+        index=task.start,
+        exitcode=exitcode,
+    )
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (the out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"

@@ -1,0 +1,148 @@
+"""The fork server: a single-threaded process that forks worker processes on request.
+
+Forking from a process with threads is unsafe (a lock held by another thread stays held in the
+child), and smartpool's caller runs threads. So workers are forked from this server instead, which
+never starts a thread. The server is itself forked from the caller when the caller is still
+single-threaded (cheap: no interpreter start), or else started as a fresh interpreter.
+
+Requests on the control socket (pickled tuples, with file descriptors passed alongside):
+``("spawn",)`` + the worker's socket -> pid; ``("status", pid)`` -> exit code (negative: signal);
+``("kill", pid)`` -> exit code. When the caller goes away the server kills its workers and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import stat
+import sys
+import time
+
+_MAX_FDS = 4
+_KEEP_STATUSES = 1024
+
+
+def serve(ctrl: socket.socket) -> None:
+    """Answer requests until the caller closes the control socket; never returns."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    children: set[int] = set()
+    statuses: dict[int, int] = {}
+    try:
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(ctrl, 65536, _MAX_FDS)
+            except OSError:
+                break
+            if not msg:
+                break
+            request = pickle.loads(msg)
+            if request[0] == "spawn":
+                pid = _fork_worker(ctrl, fds[0])
+                children.add(pid)
+                answer: object = pid
+            elif request[0] == "kill":
+                answer = _kill(request[1], children, statuses)
+            else:
+                answer = _status(request[1], children, statuses)
+            for fd in fds:
+                os.close(fd)
+            ctrl.sendall(_frame(answer))
+            _reap(children, statuses)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+
+def _frame(obj: object) -> bytes:
+    data = pickle.dumps(obj)
+    return len(data).to_bytes(4, "big") + data
+
+
+def _fork_worker(ctrl: socket.socket, worker_fd: int) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ctrl.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            from . import worker
+
+            worker.main(worker_fd)
+        finally:
+            os._exit(1)
+    return pid
+
+
+def _status(pid: int, children: set[int], statuses: dict[int, int]) -> int | None:
+    if pid in statuses:
+        return statuses.pop(pid)
+    if pid not in children:
+        return None
+    deadline = time.monotonic() + 2.0
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:  # a worker that closed its socket but won't exit
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10.0
+        time.sleep(0.001)
+
+
+def _kill(pid: int, children: set[int], statuses: dict[int, int]) -> int | None:
+    if pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return _status(pid, children, statuses)
+
+
+def _reap(children: set[int], statuses: dict[int, int]) -> None:
+    for pid in list(children):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            statuses[pid] = os.waitstatus_to_exitcode(status)
+    while len(statuses) > _KEEP_STATUSES:
+        statuses.pop(next(iter(statuses)))
+
+
+def drop_shared_descriptors(keep: int) -> None:
+    """In a server forked from the caller: let go of the caller's pipes and sockets.
+
+    Otherwise the long-lived server would hold the write end of, say, a subprocess's stdin, and
+    that subprocess would never see end-of-file. Each pipe or socket descriptor (other than stdio
+    and ``keep``) is pointed at /dev/null instead of closed, so its number is never reused under
+    a Python object that still refers to it. Regular files and terminals stay as they are.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd <= 2 or fd in (keep, devnull):
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:
+                continue
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                os.dup2(devnull, fd, inheritable=False)
+    except FileNotFoundError:  # pragma: no cover - no /proc: leave descriptors alone
+        pass
+    finally:
+        os.close(devnull)
+
+
+def main_from_exec() -> None:
+    """Entry point when the server is started as a fresh interpreter (``python -c``)."""
+    fd = int(sys.argv[1])
+    ctrl = socket.socket(fileno=fd)
+    serve(ctrl)

@@ -1,0 +1,153 @@
+"""The loop a worker process runs: receive a chunk, run it, send the outcome back.
+
+Messages on the worker's socket (``multiprocessing.connection`` framing):
+
+* parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
+* parent -> worker, per chunk: header = pickle of ``(fn_key, has_fn, start, retry)``, then the pickled
+  function if ``has_fn`` (each worker caches functions by key), then the pickled items.
+* worker -> parent, per chunk: header = pickle of ``(seconds, worker, has_error)``, then the pickled
+  values computed, then the pickled error if ``has_error``.
+
+A worker ignores SIGINT (the caller handles Ctrl-C and kills workers) and exits as soon as its
+parent goes away, even in the middle of a task, so nothing is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .. import _context
+from .._errors import SerializationError
+from .._remote import add_note, dump_exception
+from .._serialize import dump_items, loads
+from .._task import ChunkResult, RetryPolicy, describe_worker, run_chunk
+
+#: Functions a worker keeps unpickled, most recently used last.
+FUNCTION_CACHE_SIZE = 8
+
+
+def main(fd: int) -> None:
+    """Entry point of every worker process, whatever started it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _context.mark_worker_process()
+    _forget_parent_pools()
+    conn = Connection(fd)
+    _exit_when_parent_dies(fd)
+    try:
+        init: dict[str, Any] = pickle.loads(conn.recv_bytes())
+        _apply_init(init)
+        _serve(conn)
+    except (EOFError, OSError):
+        pass  # the parent closed our socket: shut down quietly
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _serve(conn: Connection) -> None:
+    functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
+    while True:
+        fn_key, has_fn, start, retry = pickle.loads(conn.recv_bytes())
+        retry_policy: RetryPolicy = retry
+        load_error: BaseException | None = None
+        if has_fn:
+            fn_bytes = conn.recv_bytes()
+            try:
+                functions[fn_key] = loads(fn_bytes)
+            except BaseException as exc:
+                load_error = _annotated(exc, "the function could not be unpickled in the worker")
+            while len(functions) > FUNCTION_CACHE_SIZE:
+                functions.popitem(last=False)
+        items_bytes = conn.recv_bytes()
+        if load_error is None:
+            try:
+                items = loads(items_bytes)
+            except BaseException as exc:
+                load_error = _annotated(exc, "the items could not be unpickled in the worker")
+        if load_error is not None:
+            result = ChunkResult(start, [], load_error, 0.0, describe_worker())
+        else:
+            functions.move_to_end(fn_key)
+            result = run_chunk(functions[fn_key], items, start, retry_policy)
+        _reply(conn, result)
+
+
+def _reply(conn: Connection, result: ChunkResult) -> None:
+    values, error = result.values, result.error
+    try:
+        values_bytes = dump_items(values, result.start, what="result of item")
+    except SerializationError as exc:
+        # Send what can travel, and the failure at the first value that cannot.
+        bad = _first_unpicklable(values)
+        values, error = values[:bad], exc
+        values_bytes = dump_items(values, result.start)
+    error_bytes = dump_exception(error) if error is not None else b""
+    header = (result.seconds, result.worker, error is not None)
+    conn.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
+    conn.send_bytes(values_bytes)
+    if error is not None:
+        conn.send_bytes(error_bytes)
+
+
+def _first_unpicklable(values: list[Any]) -> int:
+    from .._serialize import dumps
+
+    for index, value in enumerate(values):
+        try:
+            dumps(value)
+        except Exception:
+            return index
+    return len(values)  # pragma: no cover - the list failed as a whole only
+
+
+def _annotated(exc: BaseException, note: str) -> BaseException:
+    add_note(exc, f"smartpool: {note}; is the module importable in a fresh interpreter?")
+    return exc
+
+
+def _apply_init(init: dict[str, Any]) -> None:
+    sys_path = init.get("sys_path")
+    if isinstance(sys_path, list):
+        sys.path[:] = [p for p in sys_path if isinstance(p, str)]
+    cwd = init.get("cwd")
+    if isinstance(cwd, str):
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
+
+
+def _forget_parent_pools() -> None:
+    """A forked worker inherits copies of the caller's pools, whose threads do not exist here."""
+    backends = sys.modules.get("smartpool._backends")
+    if backends is not None:
+        backends._pools.clear()  # type: ignore[attr-defined]
+    launcher = sys.modules.get("smartpool._process.launcher")
+    if launcher is not None:
+        launcher.forget_server()  # type: ignore[attr-defined]
+
+
+def _exit_when_parent_dies(fd: int) -> None:
+    """Watch the socket for the parent's hang-up on a thread and exit at once, even mid-task."""
+    rdhup = getattr(select, "POLLRDHUP", None)
+    if rdhup is None:  # pragma: no cover - not Linux; the fork server still kills its children
+        return
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, rdhup | select.POLLHUP)
+        while not poller.poll():  # any event (hang-up, error, invalid fd) means the parent is gone
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="smartpool-parent-watch", daemon=True).start()

@@ -1,0 +1,79 @@
+"""Exceptions that cross a process boundary with their real frames.
+
+A worker turns an exception into bytes with :func:`dump_exception` (tblib makes its traceback,
+cause and context picklable); the caller rebuilds it with :func:`load_exception` and gets the
+original type and args back, ``__traceback__`` holding the worker's frames. An exception that cannot
+make the trip arrives as :class:`~smartpool.RemoteError` with its formatted traceback instead.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from types import TracebackType
+
+from ._errors import RemoteError
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach a PEP 678 note (``__notes__`` is set by hand on Python 3.10)."""
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        try:
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exotic exceptions with __slots__
+            return
+    notes.append(note)
+
+
+def drop_first_frame(exc: BaseException) -> None:
+    """Start the traceback at the user's function, not at smartpool's call site."""
+    tb: TracebackType | None = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        exc.__traceback__ = tb.tb_next
+
+
+def qualified_name(cls: type) -> str:
+    module = getattr(cls, "__module__", None)
+    if module in (None, "builtins"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def dump_exception(exc: BaseException) -> bytes:
+    """Serialize ``exc`` with its traceback chain; fall back to a :class:`RemoteError`."""
+    import cloudpickle
+    from tblib import pickling_support
+
+    try:
+        pickling_support.install(exc)
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)  # prove it rebuilds here, not as a confusing error in the caller
+        return data
+    except Exception:
+        return cloudpickle.dumps(_as_remote_error(exc))
+
+
+def load_exception(data: bytes) -> BaseException:
+    """Rebuild an exception made by :func:`dump_exception`."""
+    exc = pickle.loads(data)
+    if not isinstance(exc, BaseException):  # pragma: no cover - protocol violation
+        raise TypeError(f"expected a pickled exception, got {type(exc).__name__}")
+    return exc
+
+
+def _as_remote_error(exc: BaseException) -> RemoteError:
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<str() of {type(exc).__name__} failed>"
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        text = "<traceback could not be formatted>"
+    remote = RemoteError(qualified_name(type(exc)), message, text)
+    for note in getattr(exc, "__notes__", None) or ():
+        if isinstance(note, str):
+            add_note(remote, note)
+    return remote

@@ -1,0 +1,131 @@
+"""Turning functions, items and results into bytes, with errors that say what cannot travel.
+
+cloudpickle is used both ways: it pickles importable functions by reference and everything else
+(lambdas, closures, functions and classes defined in ``__main__``) by value. When pickling fails,
+:func:`describe_unpicklable` walks into the object (closure cells, referenced globals, attributes,
+container elements) to name the part that cannot travel, so the error points at ``lock`` inside
+a closure rather than at the whole function.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._errors import SerializationError
+
+_HINT = (
+    "Objects that hold OS resources (locks, sockets, open files, database connections) cannot be "
+    "sent to a worker process: create them inside the function, or use backend='thread'."
+)
+
+
+def dumps(obj: object) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def dump_function(fn: Callable[..., Any]) -> bytes:
+    """Pickle the function once per call; raise :class:`SerializationError` naming the culprit."""
+    try:
+        return dumps(fn)
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        where = describe_unpicklable(fn)
+        raise SerializationError(
+            f"the function {name!r} cannot be pickled for the process backend: "
+            f"{where or _reason(exc)}. {_HINT}"
+        ) from exc
+
+
+def dump_items(items: Sequence[Any], start: int, what: str = "item") -> bytes:
+    """Pickle a chunk; on failure name the first offending element by its index in the input."""
+    try:
+        return dumps(items)
+    except Exception as exc:
+        for offset, item in enumerate(items):
+            try:
+                dumps(item)
+            except Exception as item_exc:
+                where = describe_unpicklable(item) or _reason(item_exc)
+                raise SerializationError(
+                    f"{what} {start + offset} ({type(item).__qualname__}) cannot be pickled: "
+                    f"{where}. {_HINT}"
+                ) from item_exc
+        raise SerializationError(
+            f"{what}s {start}..{start + len(items) - 1}: {_reason(exc)}"
+        ) from exc
+
+
+def describe_unpicklable(obj: object, depth: int = 4) -> str | None:
+    """Return a path like ``closure variable 'lock' -> _thread.lock``, or None if all is well."""
+    path = _walk(obj, depth, set())
+    if path is None:
+        return None
+    *steps, leaf = path
+    return " -> ".join([*steps, leaf])
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _picklable(obj: object) -> bool:
+    try:
+        dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def _children(obj: object) -> list[tuple[str, object]]:
+    if isinstance(obj, functools.partial):
+        kids = [("partial function", obj.func)]
+        kids += [(f"partial argument {i}", a) for i, a in enumerate(obj.args)]
+        kids += [(f"partial keyword {k!r}", v) for k, v in obj.keywords.items()]
+        return kids
+    self_obj = getattr(obj, "__self__", None)
+    if self_obj is not None and getattr(obj, "__func__", None) is not None:
+        return [("bound instance", self_obj), ("method", obj.__func__)]  # type: ignore[attr-defined]
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        kids = []
+        cells = getattr(obj, "__closure__", None) or ()
+        for name, cell in zip(code.co_freevars, cells, strict=False):
+            try:
+                kids.append((f"closure variable {name!r}", cell.cell_contents))
+            except ValueError:  # empty cell
+                continue
+        fn_globals = getattr(obj, "__globals__", {})
+        kids += [(f"global {n!r}", fn_globals[n]) for n in code.co_names if n in fn_globals]
+        kids += [
+            (f"default {i}", d) for i, d in enumerate(getattr(obj, "__defaults__", None) or ())
+        ]
+        return kids
+    if isinstance(obj, dict):
+        return [(f"key {k!r}", v) for k, v in obj.items()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [(f"element {i}", v) for i, v in enumerate(obj)]
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict):
+        return [(f"attribute {k!r}", v) for k, v in state.items()]
+    return []
+
+
+def _walk(obj: object, depth: int, seen: set[int]) -> list[str] | None:
+    if id(obj) in seen or _picklable(obj):
+        return None
+    seen.add(id(obj))
+    if depth > 0:
+        for label, child in _children(obj):
+            sub = _walk(child, depth - 1, seen)
+            if sub is not None:
+                return [label, *sub]
+    return [f"{type(obj).__module__}.{type(obj).__qualname__} object"]

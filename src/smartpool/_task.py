@@ -1,0 +1,98 @@
+"""Running one chunk of items: the code every backend executes, inline, on a thread or in a worker.
+
+A chunk stops at its first failing item (after retries): the caller raises that failure anyway, and
+stopping early means no item after it runs for nothing. The result carries the values computed so
+far, the error and its index, the compute time (for adaptive chunk sizing) and where it ran.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._remote import add_note, drop_first_frame
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often to re-run a failing item, on which errors, with what backoff between attempts."""
+
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
+
+
+NO_RETRY = RetryPolicy()
+
+
+@dataclass
+class ChunkResult:
+    """Outcome of one chunk starting at input index ``start``."""
+
+    start: int
+    values: list[Any]
+    error: BaseException | None
+    seconds: float
+    worker: str
+
+    @property
+    def error_index(self) -> int:
+        """Index (in the whole input) of the item that raised ``error``."""
+        return self.start + len(self.values)
+
+
+def describe_worker() -> str:
+    return f"process {os.getpid()}, thread {threading.current_thread().name!r}"
+
+
+def run_chunk(
+    fn: Callable[[Any], Any], items: Sequence[Any], start: int, retry: RetryPolicy = NO_RETRY
+) -> ChunkResult:
+    """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix."""
+    began = time.perf_counter()
+    values: list[Any] = []
+    error: BaseException | None = None
+    if retry.retries == 0:
+        try:
+            values.extend(map(fn, items))  # keeps the values computed before a failure
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            drop_first_frame(exc)
+            error = exc
+    else:
+        for item in items:
+            ok, outcome = _call_with_retries(fn, item, retry)
+            if not ok:
+                error = outcome
+                break
+            values.append(outcome)
+    return ChunkResult(start, values, error, time.perf_counter() - began, describe_worker())
+
+
+def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) -> tuple[bool, Any]:
+    attempt = 1
+    while True:
+        try:
+            return True, fn(item)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            if attempt <= retry.retries and isinstance(exc, retry.retry_on):
+                time.sleep(retry.delay(attempt))
+                attempt += 1
+                continue
+            drop_first_frame(exc)
+            if attempt > 1:
+                add_note(
+                    exc, f"smartpool: failed after {attempt} attempts (retries={retry.retries})"
+                )
+            return False, exc
