@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     engines = _names(args.engines, list(ENGINES), "engines")
     todo = plan(workloads, engines)
     started = time.perf_counter()
+    machine = machine_info(REPO_ROOT)
+    if machine["load_average_at_start"][0] > 0.5:
+        print(
+            f"warning: load average {machine['load_average_at_start'][0]:.2f} at start; "
+            "other work on the machine skews the numbers",
+            file=sys.stderr,
+        )
     cells = []
     for i, (workload, engine) in enumerate(todo, 1):
         cell = run_cell(
@@ -88,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.render(cells, workloads, engines, LOCK_KINDS))
     print(targets.render(verdicts))
     results = {
-        "machine": machine_info(REPO_ROOT),
+        "machine": machine,
         "config": {
             "workloads": workloads,
             "engines": engines,
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick,
             "timeout_s": args.timeout,
             "total_wall_s": time.perf_counter() - started,
+            "load_average_at_end": os.getloadavg(),
         },
         "cells": cells,
         "targets": targets.summary(verdicts),

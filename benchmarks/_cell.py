@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -96,25 +97,37 @@ def measure_warm_small(engine: str, quick: bool) -> Samples:
     return {"per_call": times}
 
 
+def _cold_probe(engine: str, env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._cold", engine],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"cold probe exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    if "unavailable" in result:
+        raise EngineUnavailable(result["unavailable"])
+    if "error" in result:
+        raise WrongResult(result["error"])
+    return result
+
+
 def measure_cold(engine: str, repeats: int) -> Samples:
-    """Each repeat is a brand-new interpreter running `benchmarks._cold`."""
+    """Each repeat is a brand-new interpreter running `benchmarks._cold`.
+
+    Like an installed package, the engine gets its bytecode cache: PYTHONDONTWRITEBYTECODE is
+    dropped and one untimed probe runs first (it also warms the OS file cache).
+    """
     ENGINES[engine].load()  # unavailable engines fail here, before starting any interpreter
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    _cold_probe(engine, env)
     samples: Samples = {"import": [], "first_map": [], "teardown": []}
     for _ in range(repeats):
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks._cold", engine],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"cold probe exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-        result = json.loads(lines[-1])
-        if "unavailable" in result:
-            raise EngineUnavailable(result["unavailable"])
-        if "error" in result:
-            raise WrongResult(result["error"])
+        result = _cold_probe(engine, env)
         for metric, values in samples.items():
             values.append(result[metric])
     return samples

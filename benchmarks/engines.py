@@ -102,9 +102,7 @@ class _Joblib:
     def close(self) -> None:
         self._parallel.__exit__(None, None, None)
         if self._backend == "loky":  # the loky executor outlives Parallel; stop it for real
-            from joblib.externals.loky import reusable_executor
-
-            executor = reusable_executor._executor
+            executor = _require("joblib.externals.loky.reusable_executor")._executor
             if executor is not None:
                 executor.shutdown(wait=True)
 

@@ -50,4 +50,6 @@ def machine_info(repo: Path) -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
         "smartpool_location": spec.origin if spec else None,
         "git_commit": _git_commit(repo),
+        "load_average_at_start": os.getloadavg(),
+        "python_dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
     }
