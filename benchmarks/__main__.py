@@ -1,0 +1,119 @@
+"""`python -m benchmarks`: run every (workload, engine) cell, print the tables, write JSON.
+
+Each cell runs in its own fresh subprocess with a time limit; a cell that fails, times out or
+whose engine is missing is recorded with its message and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, targets
+from benchmarks.engines import ENGINES
+from benchmarks.machine import machine_info
+from benchmarks.runner import REPO_ROOT, run_cell
+from benchmarks.workloads import ALL_WORKLOADS, LOCK, LOCK_KINDS
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _names(text: str | None, known: Sequence[str], what: str) -> list[str]:
+    if text is None:
+        return list(known)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--workloads", help=f"comma-separated, default all: {','.join(ALL_WORKLOADS)}"
+    )
+    parser.add_argument("--engines", help=f"comma-separated, default all: {','.join(ENGINES)}")
+    parser.add_argument("--repeats", type=int, default=3, help="timed maps per cell (default 3)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per cell before it is killed"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def plan(workloads: Sequence[str], engines: Sequence[str]) -> list[tuple[str, str]]:
+    """Cells in run order; the lock workload runs once per lock kind instead of per engine."""
+    cells = []
+    for workload in workloads:
+        columns = LOCK_KINDS if workload == LOCK else engines
+        cells += [(workload, column) for column in columns]
+    return cells
+
+
+def _progress(i: int, total: int, cell: dict[str, Any]) -> str:
+    value = cell.get("value")
+    shown = report.fmt_seconds(value) if value is not None else (cell.get("error") or "")
+    shown = shown.strip().splitlines()[0] if shown.strip() else ""
+    return (
+        f"[{i:>3}/{total}] {cell['workload']:<12} {cell['engine']:<22} {cell['status']:<11} "
+        f"{shown[:70]}  ({cell['wall_s']:.1f} s)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workloads = _names(args.workloads, ALL_WORKLOADS, "workloads")
+    engines = _names(args.engines, list(ENGINES), "engines")
+    todo = plan(workloads, engines)
+    started = time.perf_counter()
+    machine = machine_info(REPO_ROOT)
+    if machine["load_average_at_start"][0] > 0.5:
+        print(
+            f"warning: load average {machine['load_average_at_start'][0]:.2f} at start; "
+            "other work on the machine skews the numbers",
+            file=sys.stderr,
+        )
+    cells = []
+    for i, (workload, engine) in enumerate(todo, 1):
+        cell = run_cell(
+            workload, engine, repeats=args.repeats, quick=args.quick, timeout=args.timeout
+        )
+        cells.append(cell)
+        print(_progress(i, len(todo), cell), file=sys.stderr, flush=True)
+    report.add_ratios(cells)
+    verdicts = targets.evaluate(cells)
+    print(report.render(cells, workloads, engines, LOCK_KINDS))
+    print(targets.render(verdicts))
+    results = {
+        "machine": machine,
+        "config": {
+            "workloads": workloads,
+            "engines": engines,
+            "repeats": args.repeats,
+            "quick": args.quick,
+            "timeout_s": args.timeout,
+            "total_wall_s": time.perf_counter() - started,
+            "load_average_at_end": os.getloadavg(),
+        },
+        "cells": cells,
+        "targets": targets.summary(verdicts),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"results: {args.out}  (plot: python -m benchmarks.plot {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
