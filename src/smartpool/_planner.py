@@ -365,8 +365,11 @@ def _process_workers(m: Measurement, env: Environment, n: int) -> int:
 
 def _thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
     total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
-    # Each extra thread adds the share of a call that runs without the GIL.
-    free = 1.0 - m.gil_held if m.gil_held is not None else (1.0 if parallel_cpu else 0.0)
+    # Each extra thread adds the share of a call that runs without the GIL: all or nothing when
+    # the probe was clear, the measured share when it was in doubt.
+    free = 1.0 if parallel_cpu else 0.0
+    if m.doubt is not None and m.gil_held is not None:
+        free = 1.0 - m.gil_held
     if not env.gil_enabled:
         free = 1.0
     cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
