@@ -43,15 +43,16 @@ def qualified_name(cls: type) -> str:
 
 def dump_exception(exc: BaseException) -> bytes:
     """Serialize ``exc`` with its traceback chain; fall back to a :class:`RemoteError`."""
-    import cloudpickle
     from tblib import pickling_support
+
+    from ._serialize import cloud_dumps
 
     try:
         pickling_support.install(exc)
-        data: bytes = cloudpickle.dumps(exc)
+        data = cloud_dumps(exc)
         pickle.loads(data)  # prove it rebuilds here, not as a confusing error in the caller
     except Exception:
-        data = cloudpickle.dumps(_as_remote_error(exc))
+        data = cloud_dumps(_as_remote_error(exc))
     return data
 
 

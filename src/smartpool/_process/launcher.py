@@ -174,6 +174,11 @@ def _server() -> _ForkServer:
         return _server_instance
 
 
+def ensure_server() -> None:
+    """Start the fork server now if it is not running yet."""
+    _server()
+
+
 def stop_server() -> None:
     """Stop the fork server if one runs (at exit, after the pools shut down)."""
     global _server_instance

@@ -27,7 +27,7 @@ from .._errors import TaskTimeoutError, WorkerCrashedError
 from .._remote import load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
-from .launcher import WorkerProcess, owned_fds, start_worker
+from .launcher import WorkerProcess, ensure_server, owned_fds, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
 
@@ -66,6 +66,10 @@ class ProcessPool:
         owned_fds.update((self._wake_r, self._wake_w))
         self._manager: threading.Thread | None = None
         self._closed = False
+        if method == "forkserver":
+            # Now, before this pool starts its manager thread: a caller that is still
+            # single-threaded gets its fork server by a cheap fork instead of a new interpreter.
+            ensure_server()
 
     @property
     def live_workers(self) -> int:
