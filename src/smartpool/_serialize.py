@@ -40,7 +40,7 @@ def dumps(obj: object) -> bytes:
 
 
 def cloud_dumps(obj: object) -> bytes:
-    """Pickle ``obj`` with cloudpickle: functions and classes that cannot be imported go by value."""
+    """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value."""
     buffer = io.BytesIO()
     _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buffer.getvalue()
