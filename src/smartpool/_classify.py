@@ -33,7 +33,8 @@ class Classification:
     cpu_fraction: float
     #: Mean wall-clock seconds per call.
     call_seconds: float
-    #: Whether two calls at once ran in parallel on threads; None when not measured.
+    #: Whether other threads could run Python while a call ran; None when not measured (calls
+    #: that mostly wait, or are too short to sample).
     releases_gil: bool | None
     #: Whether the function and its arguments can be sent to a worker process.
     picklable: bool
@@ -69,9 +70,9 @@ def from_measurement(m: Measurement) -> Classification:
         f"of their time on the CPU, so the work is {_KIND_WORDS[kind]}"
     ]
     if m.releases_gil is True:
-        parts.append("two calls at once ran in parallel on threads: it releases the GIL")
+        parts.append("while a call ran, other threads could run Python: it releases the GIL")
     elif m.releases_gil is False:
-        parts.append("two calls at once took about twice as long: it holds the GIL")
+        parts.append("while a call ran, other threads waited to run Python: it holds the GIL")
     confident = m.doubt is None
     if m.doubt:
         parts.append(f"unsure: {m.doubt}")

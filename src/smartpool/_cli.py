@@ -1,17 +1,21 @@
-"""The ``smartpool`` command: ``smartpool demo`` measures real workloads on every backend."""
+"""The ``smartpool`` command.
+
+``smartpool demo`` measures three real workloads on every backend and shows what smartpool picks;
+``smartpool advise MODULE:FUNCTION [ARG ...]`` does the same for your own function.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import json
 import sys
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
-from . import _api, _demo_workloads
-from ._planner import cpu_count
-
-BACKENDS = ("serial", "thread", "process")
+from . import _api, _demo_workloads, _planner
+from ._advise import BACKENDS, Advice, advise, compare
 
 
 def _workloads(quick: bool) -> list[tuple[str, Callable[[Any], Any], list[Any]]]:
@@ -23,35 +27,72 @@ def _workloads(quick: bool) -> list[tuple[str, Callable[[Any], Any], list[Any]]]
     ]
 
 
-def _timed(fn: Callable[[Any], Any], items: list[Any], backend: str) -> float:
-    began = time.perf_counter()
-    _api.parallel_map(fn, items, backend=backend)
-    return time.perf_counter() - began
+def _cells(seconds: dict[str, float]) -> str:
+    serial = seconds["serial"]
+    return "".join(f"{seconds[b]:.3f}s ({serial / seconds[b]:.1f}x)".rjust(16) for b in BACKENDS)
 
 
-def demo(quick: bool = False, out: Any = None) -> list[dict[str, Any]]:
+def _header(first: str, out: TextIO) -> None:
+    header = f"{first:<24}" + "".join(f"{b:>16}" for b in BACKENDS)
+    print(header + f"{'fastest':>10}{'smartpool picks':>18}", file=out)
+    print("-" * (len(header) + 28), file=out)
+
+
+def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run each workload on each backend; print a table; return the rows."""
     out = out or sys.stdout
-    print(f"smartpool demo on {cpu_count()} core(s); times are wall-clock seconds.\n", file=out)
-    header = f"{'workload':<24}" + "".join(f"{b:>16}" for b in BACKENDS)
-    print(header + f"{'best':>10}{'smartpool picks':>18}", file=out)
-    print("-" * (len(header) + 28), file=out)
+    cores = _planner.cpu_count()
+    print(
+        f"smartpool demo on {cores} core(s); wall-clock seconds (speed-up over serial).\n", file=out
+    )
+    _header("workload", out)
     rows = []
     for name, fn, items in _workloads(quick):
-        for backend in ("thread", "process"):  # warm the pools: start-up is not the workload
-            _api.parallel_map(fn, items[:2], backend=backend)
-        times = {backend: _timed(fn, items, backend) for backend in BACKENDS}
-        best = min(times, key=lambda b: times[b])
-        plan = _api.explain(fn, items)
-        cells = "".join(
-            f"{times[b]:.3f}s ({times['serial'] / times[b]:.1f}x)".rjust(16) for b in BACKENDS
-        )
-        print(f"{name:<24}{cells}{best:>10}{plan.backend:>18}", file=out)
-        rows.append({"workload": name, "seconds": times, "best": best, "picked": plan.backend})
+        seconds = compare(fn, items)
+        fastest = min(seconds, key=seconds.__getitem__)
+        _planner.forget(fn)
+        picked = _api.explain(fn, items).backend  # what backend="auto" decides, probe included
+        print(f"{name:<24}{_cells(seconds)}{fastest:>10}{picked:>18}", file=out)
+        rows.append({"workload": name, "seconds": seconds, "fastest": fastest, "picked": picked})
     print(
-        "\nNx = speed-up over serial. 'smartpool picks' is what backend='auto' would use.", file=out
+        "\n'smartpool picks' is what backend='auto' chooses after probing the first items.",
+        file=out,
     )
     return rows
+
+
+def print_advice(advice: Advice, out: TextIO) -> None:
+    c = advice.classification
+    print(f"{advice.function}: {c.kind} ({c.reason})\n", file=out)
+    _header(f"{advice.calls} calls", out)
+    print(f"{'':<24}{_cells(advice.seconds)}{advice.fastest:>10}{advice.picked:>18}\n", file=out)
+    print(f"Verdict: use backend={advice.picked!r}. Why:", file=out)
+    for reason in advice.reasons:
+        print(f"  - {reason}", file=out)
+
+
+def load_function(target: str) -> Callable[..., Any]:
+    """``package.module:function`` (or ``module:Class.method``) to the callable it names."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise SystemExit(f"smartpool advise: expected MODULE:FUNCTION, got {target!r}")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"smartpool advise: cannot load {target!r}: {exc}") from exc
+    if not callable(found):
+        raise SystemExit(f"smartpool advise: {target!r} is not callable")
+    return found  # type: ignore[no-any-return]
+
+
+def parse_argument(text: str) -> Any:
+    """A Python literal (``3``, ``0.5``, ``[1, 2]``) when it is one, else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="measure three workloads on every backend")
     demo_parser.add_argument("--quick", action="store_true", help="smaller workloads (seconds)")
+    advise_parser = commands.add_parser("advise", help="measure your function on every backend")
+    advise_parser.add_argument("target", metavar="MODULE:FUNCTION")
+    advise_parser.add_argument("args", nargs="*", metavar="ARG", help="Python literals or strings")
+    advise_parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
+        return 0
+    sys.path.insert(0, "")  # like `python -m`: modules in the current directory can be named
+    fn = load_function(args.target)
+    advice = advise(fn, [parse_argument(a) for a in args.args], name=args.target)
+    if args.json:
+        json.dump(advice.as_dict(), sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print_advice(advice, sys.stdout)
     return 0
