@@ -145,22 +145,25 @@ def test_explain_without_items_runs_nothing() -> None:
 
 
 def test_wrong_initial_plan_is_corrected_mid_run(caplog: pytest.LogCaptureFixture) -> None:
-    # The first items are trivial, so the probe plans serial; then every item sleeps 10 ms.
+    # The first items are trivial, so the probe plans serial; then every item sleeps 2 ms
+    # (3000 of them: 6 s in a row, far less once spread over threads).
     main = threading.get_ident()
-    cheap = 60_000
+    cheap, slow = 60_000, 3000
 
     def changes(i: int) -> int:
         if i >= cheap:
-            time.sleep(0.01)
+            time.sleep(0.002)
         return threading.get_ident()
 
+    started = time.perf_counter()
     with caplog.at_level(logging.DEBUG, logger="smartpool"):
-        idents = smartpool.parallel_map(changes, range(cheap + 300))
+        idents = smartpool.parallel_map(changes, range(cheap + slow))
+    assert time.perf_counter() - started < 5.0  # generous: serial would take 6 s
     assert "re-planned" in caplog.text
     assert "serial -> thread" in caplog.text
     assert set(idents[:cheap]) == {main}
     assert any(ident != main for ident in idents[cheap:])
-    assert len(idents) == cheap + 300
+    assert len(idents) == cheap + slow
 
 
 def test_auto_decorator_probes_instead_of_hinting() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 
 from . import _backends, _engine
 from ._backends._base import Call
+from ._chunking import Feed
 from ._errors import SerializationError, SmartpoolError
 from ._planner import Hint, Options, Plan, make_plan, needs_probe, recall, remember, replan
 from ._probe import Measurement, probe_items
@@ -72,7 +72,12 @@ def parallel_map(
     results: list[R] = []
     try:
         for values in chunks:
-            results.extend(values)
+            # Each chunk's list is new and ours: adopt it, and copy the shorter side when joining.
+            if len(values) > len(results):
+                values[:0] = results
+                results = values
+            else:
+                results.extend(values)
     except SmartpoolError as error:
         completed = getattr(error, "completed", None)
         if isinstance(completed, dict) and ordered:
@@ -133,15 +138,15 @@ def _start(fn: Callable[[T], R], iterable: Iterable[T], /, **given: Any) -> Iter
     call = _engine.make_call(raw_function(fn), options, portable=fn)
     if not needs_probe(options, hint, n_items):
         plan = make_plan(fn, options, hint=hint, n_items=n_items)
-        run = _engine.Run(call, iter(iterable), plan, ordered=options.ordered, n_items=n_items)
+        run = _engine.Run(call, Feed(iterable), plan, ordered=options.ordered, n_items=n_items)
         return run.chunks()
-    return _auto_chunks(fn, call, iter(iterable), options, n_items)
+    return _auto_chunks(fn, call, Feed(iterable), options, n_items)
 
 
 def _auto_chunks(
     fn: Callable[..., Any],
     call: Call,
-    source: Iterator[Any],
+    feed: Feed,
     options: Options,
     n_items: int | None,
 ) -> Iterator[list[Any]]:
@@ -149,7 +154,7 @@ def _auto_chunks(
     measurement = recall(fn)
     done = 0
     if measurement is None:
-        probe = probe_items(call.fn, source)
+        probe = probe_items(call.fn, feed)
         if probe.values:
             yield probe.values
         if probe.failed is not None:
@@ -159,8 +164,6 @@ def _auto_chunks(
         logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
         if probe.exhausted:
             return
-        if probe.rest:
-            source = itertools.chain(probe.rest, source)
     n_left = None if n_items is None else n_items - done
     plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
     if plan.backend == "process" and measurement.picklable is None:
@@ -181,7 +184,7 @@ def _auto_chunks(
 
     run = _engine.Run(
         call,
-        source,
+        feed,
         plan,
         ordered=options.ordered,
         n_items=n_items,
@@ -253,7 +256,7 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     if needs_probe(opts, hint, n_items):
         measurement = recall(fn)
         if measurement is None and iterable is not None:
-            probe = probe_items(raw_function(fn), iter(iterable), max_items=EXPLAIN_MAX_ITEMS)
+            probe = probe_items(raw_function(fn), Feed(iterable), max_items=EXPLAIN_MAX_ITEMS)
             if probe.failed is not None:
                 raise _engine.with_note(probe.failed, "serial")
             measurement = probe.measurement

@@ -1,4 +1,6 @@
-"""Adaptive chunk sizes: few round trips for tiny items, fine-grained balance for slow ones.
+"""Chunks: how the input is handed out (:class:`Feed`) and how big each chunk is.
+
+Adaptive chunk sizes give few round trips for tiny items and fine-grained balance for slow ones.
 
 Each chunk reports how long its items took; the next chunk is sized so that it takes about
 ``target_seconds``. A fixed ``chunksize=`` from the user switches adaptation off.
@@ -6,7 +8,10 @@ Each chunk reports how long its items took; the next chunk is sized so that it t
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 
 class ChunkSizer:
@@ -28,8 +33,15 @@ class ChunkSizer:
         workers: int,
         target_seconds: float,
         item_seconds: float | None = None,
+        inline: bool = False,
     ) -> ChunkSizer:
-        """Sizer for a run of ``n_items`` (None: unknown length) spread over ``workers``."""
+        """Sizer for a run of ``n_items`` (None: unknown length) spread over ``workers``.
+
+        Inline chunks stop at a time budget anyway, so over a sequence one chunk may be the whole
+        input, with no per-chunk cost at all (an iterator is still read a little at a time).
+        """
+        if inline and n_items is not None:
+            return cls(fixed=chunksize or max(1, n_items), first=1, target_seconds=1.0, cap=1)
         if n_items is not None:
             # Never fewer chunks than 2 per worker, so that the last ones still balance the load.
             cap = max(1, math.ceil(n_items / (2 * workers)))
@@ -56,3 +68,72 @@ class ChunkSizer:
     def _ideal(self) -> int:
         assert self._per_item is not None
         return max(1, min(self._cap, int(self._target / max(self._per_item, 1e-9))))
+
+
+class Tail(Sequence[Any]):
+    """The end of a list, tuple or range from ``start`` on, without copying it."""
+
+    def __init__(self, sequence: Sequence[Any], start: int) -> None:
+        self.sequence = sequence
+        self.start = start
+
+    def __len__(self) -> int:
+        return max(0, len(self.sequence) - self.start)
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = iter(self.sequence)
+        iterator.__setstate__(self.start)  # type: ignore[attr-defined]
+        return iterator
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.sequence[self.start + index]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))  # travels to a worker as the plain list it stands for
+
+
+class Feed:
+    """The input, handed out a chunk at a time; a chunk that was not fully run can be given back.
+
+    A sequence (list, tuple, range) is sliced, which costs far less per item than iterating;
+    anything else is read lazily, only as far as chunks are taken, so endless generators work.
+    """
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        self._sequence: Sequence[Any] | None = None
+        self._iterator: Iterator[Any] | None = None
+        if isinstance(iterable, (list, tuple, range)):
+            self._sequence = iterable
+        else:
+            self._iterator = iter(iterable)
+        self._position = 0
+        self._returned: list[Any] = []
+
+    def take(self, n: int) -> Sequence[Any]:
+        """Up to ``n`` next items (fewer at the end; empty when there are none left)."""
+        if self._sequence is not None:
+            start, length = self._position, len(self._sequence)
+            if n >= length - start:  # the rest of it: a view, not a copy (nothing writes chunks)
+                chunk: Sequence[Any] = self._sequence if start == 0 else Tail(self._sequence, start)
+            else:
+                chunk = self._sequence[start : start + n]
+            self._position += len(chunk)
+            return chunk
+        assert self._iterator is not None
+        if self._returned:
+            chunk, self._returned = self._returned[:n], self._returned[n:]
+            return chunk + list(itertools.islice(self._iterator, n - len(chunk)))
+        return list(itertools.islice(self._iterator, n))
+
+    def give_back(self, rest: Sequence[Any]) -> None:
+        """Put the unrun end of the last chunk taken back in front of the input."""
+        if self._sequence is not None:
+            self._position -= len(rest)
+        else:
+            self._returned[:0] = list(rest)

@@ -12,7 +12,6 @@ are the only currency between the loop and a backend, so nothing is lost or repe
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -21,7 +20,7 @@ from typing import Any
 
 from . import _backends
 from ._backends._base import Call
-from ._chunking import ChunkSizer
+from ._chunking import ChunkSizer, Feed
 from ._errors import SerializationError, SmartpoolError
 from ._planner import Options, Plan
 from ._probe import Measurement
@@ -30,8 +29,8 @@ from ._task import ChunkResult, RetryPolicy
 
 logger = logging.getLogger("smartpool")
 
-#: A chunk in flight: its first index, its items, its Future and the backend it went to.
-_Entry = tuple[int, list[Any], "Future[ChunkResult]", str]
+#: A chunk in flight: its first index, its size, its Future and the backend it went to.
+_Entry = tuple[int, int, "Future[ChunkResult]", str]
 #: Asked after each chunk with what was observed since the last plan; returns a new plan or None.
 Replanner = Callable[[Plan, Measurement, int], "Plan | None"]
 #: Observe at least this much work before asking for a new plan.
@@ -59,7 +58,7 @@ class Run:
     def __init__(
         self,
         call: Call,
-        source: Iterator[Any],
+        feed: Feed,
         plan: Plan,
         *,
         ordered: bool,
@@ -68,7 +67,7 @@ class Run:
         replanner: Replanner | None = None,
     ) -> None:
         self._call = call
-        self._source = source
+        self._feed = feed
         self._ordered = ordered
         self._n_items = n_items
         self._next_index = first_index
@@ -89,6 +88,7 @@ class Run:
             workers=plan.max_workers,
             target_seconds=plan.target_chunk_seconds,
             item_seconds=plan.item_seconds,
+            inline=backend.runs_inline,
         )
         self._window = 1 if plan.backend == "serial" else 2 * plan.max_workers
         self._observed = [0, 0.0, 0.0]
@@ -100,21 +100,17 @@ class Run:
         try:
             while True:
                 while not exhausted and len(pending) < self._window:
-                    items = list(itertools.islice(self._source, self._sizer.next_size()))
-                    if not items:
+                    entry = self._submit_next()
+                    if entry is None:
                         exhausted = True
                         break
-                    future = self._backend.submit(self._prepared, items, self._next_index)
-                    pending.append((self._next_index, items, future, self._backend.name))
-                    self._next_index += len(items)
+                    pending.append(entry)
                 if not pending:
                     return
                 entry = pending.popleft() if self._ordered else _pop_first_done(pending)
                 result = _outcome(entry, pending)
                 if result.error is not None:
                     raise with_note(result, entry[3])
-                if len(result.values) < len(entry[1]):  # stopped at its time budget
-                    self._give_back(entry[1][len(result.values) :], pending)
                 self._learn(result)
                 yield result.values
         except KeyboardInterrupt:
@@ -125,11 +121,26 @@ class Run:
         finally:
             _cancel(pending)
 
-    def _give_back(self, rest: list[Any], pending: deque[_Entry]) -> None:
-        """Queue the unrun end of a chunk again, ahead of the input (inline chunks only)."""
-        assert not pending, "only a chunk with nothing after it in flight may stop early"
-        self._next_index -= len(rest)
-        self._source = itertools.chain(rest, self._source)
+    def _submit_next(self) -> _Entry | None:
+        """Send the next chunk to the backend; None once the input is used up.
+
+        An inline backend stops a chunk at its time budget; the items it did not run go back
+        to the input, to be planned anew.
+        """
+        start, name = self._next_index, self._backend.name
+        items = self._feed.take(self._sizer.next_size())
+        if not items:
+            return None
+        future = self._backend.submit(self._prepared, items, start)
+        count = len(items)
+        if self._backend.runs_inline:  # already done; it may have stopped at its time budget
+            result = future.result()
+            ran = len(result.values) + (result.error is not None)
+            if ran < count:
+                self._feed.give_back(items[ran:])
+            count = ran
+        self._next_index += count
+        return (start, count, future, name)
 
     def _learn(self, result: ChunkResult) -> None:
         n = len(result.values)

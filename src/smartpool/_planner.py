@@ -42,7 +42,7 @@ THREAD_START_SECONDS = 80e-6
 PROCESS_TASK_SECONDS = 150e-6
 PROCESS_START_SECONDS = 0.03
 #: Work per chunk the adaptive sizer aims at, per backend: long enough to hide dispatch cost.
-TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.002, "thread": 0.002, "process": 0.02}
+TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.01, "thread": 0.002, "process": 0.02}
 
 
 @dataclass(frozen=True)

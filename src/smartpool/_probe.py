@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ._chunking import Feed
 from ._clock import Reading
 from ._errors import SerializationError
 from ._serialize import dump_function, dumps
@@ -77,30 +79,27 @@ class ProbeRun:
     failed: ChunkResult | None = None
     #: True when the probe ran every item there was.
     exhausted: bool = False
-    #: Items taken from the source but not run, to be run first by the plan.
-    rest: list[Any] = field(default_factory=list)
 
 
 def probe_items(
     fn: Callable[[Any], Any],
-    source: Iterator[Any],
+    feed: Feed,
     *,
     max_items: int | None = None,
     max_seconds: float = MAX_SECONDS,
 ) -> ProbeRun:
-    """Run the first items of ``source`` in the caller, timing them; then one more, sampled for
-    the GIL. Items taken from ``source`` but not run come back in ``ProbeRun.rest``;
-    ``max_items`` bounds how many items run (for a dry run such as ``explain``)."""
-    if max_items is not None:
-        source = itertools.islice(source, max_items)
+    """Run the first items of ``feed`` in the caller, timing them; then one more, sampled for
+    the GIL. Items taken but not run go back to ``feed``; ``max_items`` bounds how many run (for
+    a dry run such as ``explain``)."""
+    limit = max_items if max_items is not None else sys.maxsize
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted = 1, False
     sample_items: list[Any] = []
-    rest: list[Any] = []
+    rest: Sequence[Any] = ()
     began = time.perf_counter()
     while True:
-        items = list(itertools.islice(source, batch))
+        items = feed.take(min(batch, limit - len(values)))
         if not items:
             exhausted = True
             break
@@ -111,22 +110,24 @@ def probe_items(
         values.extend(result.values)
         wall, cpu = wall + span.active, cpu + span.cpu  # queued for a core is not the call's cost
         if len(sample_items) < 16:
-            sample_items.extend(items[: 16 - len(sample_items)])
+            sample_items.extend(list(items[: 16 - len(sample_items)]))
         if result.error is not None:
             return _failed(values, result, wall, cpu)
         rest = items[len(result.values) :]
         elapsed = time.perf_counter() - began
         enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
-        if rest or enough or elapsed >= max_seconds:
+        if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             break
         batch = min(batch * 2, 1 << 16)
     timed = len(values)
     call_seconds = wall / max(timed, 1)
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
     gil_held: float | None = None
-    if not exhausted and call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU:
-        item = rest[:1] or list(itertools.islice(source, 1))
-        rest = rest[1:]
+    if rest:
+        feed.give_back(rest)
+    sample_gil = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
+    if not exhausted and sample_gil and len(values) < limit:
+        item = feed.take(1)
         if item:
             result, gil_held = _sample_gil(fn, item[0], len(values))
             values.extend(result.values)
@@ -145,7 +146,7 @@ def probe_items(
         doubt=_doubt(gil_held),
         gil_held=gil_held,
     )
-    return ProbeRun(values, measurement, None, exhausted and not rest, rest)
+    return ProbeRun(values, measurement, None, exhausted)
 
 
 def measure_call(
@@ -156,7 +157,7 @@ def measure_call(
     def call(_: object) -> Any:
         return fn(*args, **kwargs)
 
-    probe = probe_items(call, itertools.repeat(None), max_items=10_000, max_seconds=budget)
+    probe = probe_items(call, Feed(itertools.repeat(None)), max_items=10_000, max_seconds=budget)
     if probe.failed is not None:
         assert probe.failed.error is not None
         raise probe.failed.error

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _deadline
+from ._chunking import Tail
 from ._remote import add_note, drop_first_frame
 
 
@@ -57,16 +59,16 @@ def describe_worker() -> str:
 
 def run_chunk(
     fn: Callable[[Any], Any],
-    items: Sequence[Any],
+    items: Iterable[Any],
     start: int,
     retry: RetryPolicy = NO_RETRY,
     budget: float | None = None,
 ) -> ChunkResult:
     """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix.
 
-    With a ``budget`` (seconds), stop early once it is spent, leaving the rest of the items for
-    the caller (``len(values) < len(items)`` with no error): inline execution can then notice that
-    items became far costlier than planned without first running a whole oversized chunk.
+    With a ``budget`` (seconds), stop early once it is spent, leaving the rest of the items
+    unconsumed (an iterator is read only as far as items run): inline execution can then notice
+    that items became far costlier than planned without first running a whole oversized chunk.
     """
     began, began_cpu = time.perf_counter(), time.thread_time()
     values: list[Any] = []
@@ -95,27 +97,25 @@ def run_chunk(
     return ChunkResult(start, values, error, seconds, describe_worker(), cpu_seconds)
 
 
-#: Within a budget, items run in slices (1, 2, 4, ... up to this), with a clock check between.
-_SLICE_CAP = 128
-
-
 def _run_within(
-    fn: Callable[[Any], Any], items: Sequence[Any], values: list[Any], deadline: float
+    fn: Callable[[Any], Any], items: Iterable[Any], values: list[Any], deadline: float
 ) -> BaseException | None:
-    position, size = 0, 1
-    while position < len(items):
-        part = items[position : position + size]
-        try:
-            values.extend(map(fn, part))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            drop_first_frame(exc)
-            return exc
-        position += len(part)
-        if time.perf_counter() >= deadline:
-            break
-        size = min(size * 2, _SLICE_CAP)
+    """``values.extend(map(fn, items))``, stopped by the deadline watcher when time is up."""
+    if isinstance(items, Tail):  # the end of a list: iterate it in place, stop at its end
+        iterator, end = iter(items), len(items.sequence)
+    else:
+        sequence = items if isinstance(items, (list, tuple, range)) else list(items)
+        iterator, end = iter(sequence), len(sequence)
+    token = _deadline.watcher.arm(iterator, end, deadline)
+    try:
+        values.extend(map(fn, iterator))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        drop_first_frame(exc)
+        return exc
+    finally:
+        _deadline.watcher.disarm(token)
     return None
 
 

@@ -30,6 +30,9 @@ class Backend(ABC):
     """A pool of workers of one kind, reused across calls."""
 
     name: ClassVar[str]
+    #: True for a backend that runs a chunk inside ``submit``, under a time budget: the result
+    #: may hold fewer values than items (see ``run_chunk``), and the engine requeues the rest.
+    runs_inline: ClassVar[bool] = False
 
     def __init__(self, workers: int) -> None:
         self.workers = workers

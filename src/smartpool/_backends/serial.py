@@ -16,6 +16,7 @@ BUDGET_FACTOR = 5
 
 class SerialBackend(Backend):
     name = "serial"
+    runs_inline = True
 
     def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
         future: Future[ChunkResult] = Future()

@@ -1,0 +1,81 @@
+"""Stopping a ``map`` over a list at a deadline, at no cost per item.
+
+Checking the clock between items costs as much as a tiny item itself. Instead, one daemon thread
+watches deadlines and, when one passes, moves the chunk's list iterator to its end
+(``__setstate__``): the ``map`` consuming it finishes the item in hand and stops. The thread
+needs the GIL to act, so a deadline is kept to within the interpreter's switch interval.
+
+The watcher holds no lock while user code could need one, and never imports; it is the only
+smartpool thread that may be running when the fork server is forked (see ``launcher``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from typing import Any
+
+_counter = itertools.count()
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, tuple[Any, int]] = {}
+        self._thread: threading.Thread | None = None
+        self.native_id: int | None = None
+
+    def arm(self, iterator: Any, length: int, deadline: float) -> int:
+        """End ``iterator`` (over ``length`` items) at ``deadline``; returns a token to disarm."""
+        token = next(_counter)
+        with self._cond:
+            self._armed[token] = (iterator, length)
+            # Wake the watcher only if it sleeps past this deadline: a wake-up is a thread switch.
+            wake = not self._heap or deadline < self._heap[0][0]
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="smartpool-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif wake:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _watch(self) -> None:
+        self.native_id = threading.get_native_id()
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                left = deadline - time.perf_counter()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                iterator, length = self._armed.pop(token)
+                iterator.__setstate__(length)  # the map reading it stops after this item
+
+
+watcher = _Watcher()
+
+
+def _forget_after_fork() -> None:
+    global watcher
+    watcher = _Watcher()
+
+
+import os  # noqa: E402 - only for the at-fork hook below
+
+os.register_at_fork(after_in_child=_forget_after_fork)
