@@ -7,6 +7,7 @@ it and learn its exit code. Workers never re-import the caller's ``__main__`` (f
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import signal
@@ -59,7 +60,10 @@ def start_worker(method: str) -> WorkerProcess:
     parent_sock, child_sock = socket.socketpair()
     try:
         if method == "forkserver":
-            proc: WorkerProcess = _server().spawn(parent_sock, child_sock)
+            try:
+                proc: WorkerProcess = _server().spawn(parent_sock, child_sock)
+            except OSError:  # the server died since its last use: once more with a new one
+                proc = _server().spawn(parent_sock, child_sock)
         elif method == "spawn":
             proc = _SpawnedWorker.start(parent_sock, child_sock)
         else:
@@ -84,20 +88,37 @@ class _ServerWorker(WorkerProcess):
         self._server = server
 
     def kill(self) -> int | None:
-        return self._server.request(("kill", self.pid))  # type: ignore[return-value]
+        try:
+            return self._server.request(("kill", self.pid))  # type: ignore[return-value]
+        except OSError:  # the server died (killed, OOM): the worker is no child of ours to reap
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return None
 
     def exitcode(self) -> int | None:
-        return self._server.request(("status", self.pid))  # type: ignore[return-value]
+        try:
+            return self._server.request(("status", self.pid))  # type: ignore[return-value]
+        except OSError:
+            return None
 
 
 class _ForkServer:
-    """The caller's handle on the fork server process (see ``server``)."""
+    """The caller's handle on the fork server process (see ``server``).
+
+    Requests and answers are single datagrams on a SOCK_SEQPACKET pair, each answer tagged with
+    its request's number: a request interrupted between send and receive (Ctrl-C) leaves a stale
+    answer behind, which the next request recognises and skips instead of reading as its own.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        ours, theirs = socket.socketpair()
+        self._ids = itertools.count()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         owned_fds.add(ours.fileno())
+        self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
             flush_std_streams()
@@ -128,25 +149,31 @@ class _ForkServer:
         return _ServerWorker(self, pid, _connection(parent_sock))
 
     def request(self, request: tuple[object, ...], fds: list[int] | None = None) -> object:
+        """Send ``request`` and return the server's answer; OSError once the server is gone."""
         with self._lock:
-            socket.send_fds(self._ctrl, [pickle.dumps(request)], fds or [])
-            size = int.from_bytes(self._recv_exactly(4), "big")
-            return pickle.loads(self._recv_exactly(size))
-
-    def _recv_exactly(self, size: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < size:
-            data = self._ctrl.recv(size - len(chunks))
-            if not data:
+            if self.dead:
                 raise OSError("smartpool's fork server exited unexpectedly")
-            chunks += data
-        return bytes(chunks)
+            number = next(self._ids)
+            try:
+                socket.send_fds(self._ctrl, [pickle.dumps((number, *request))], fds or [])
+                while True:
+                    data = self._ctrl.recv(65536)
+                    if not data:
+                        raise OSError("smartpool's fork server exited unexpectedly")
+                    answered, answer = pickle.loads(data)
+                    if answered == number:
+                        return answer
+            except OSError:
+                self.dead = True  # the next _server() starts a new one
+                raise
 
     def stop(self) -> None:
         """Close the control socket: the server kills any worker left and exits."""
         with self._lock:
-            owned_fds.discard(self._ctrl.fileno())
-            self._ctrl.close()
+            self.dead = True
+            if self._ctrl.fileno() != -1:
+                owned_fds.discard(self._ctrl.fileno())
+                self._ctrl.close()
         if self._popen is not None:
             self._popen.wait(timeout=10)
         else:
@@ -161,11 +188,17 @@ _server_instance: _ForkServer | None = None
 
 
 def _server() -> _ForkServer:
+    """The running fork server, started on first use and again if it died."""
     global _server_instance
     with _server_lock:
-        if _server_instance is None:
-            _server_instance = _ForkServer()
-        return _server_instance
+        dead, instance = None, _server_instance
+        if instance is not None and instance.dead:
+            dead, instance = instance, None
+        if instance is None:
+            instance = _server_instance = _ForkServer()
+    if dead is not None:
+        dead.stop()  # reap it
+    return instance
 
 
 def stop_server() -> None:

@@ -3,25 +3,30 @@
 Messages on the worker's socket (``multiprocessing.connection`` framing):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
-* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry, items_bytes)``, where
-  ``fn_bytes`` is empty when the worker already has that function (workers cache them by key).
+* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry_bytes, items_bytes)``,
+  where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
+  key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
 * worker -> parent, per chunk: pickle of ``(seconds, worker, values_bytes, error_bytes)``.
 
 One message each way per chunk: every write wakes the other side, which costs far more than
 copying the bytes into one buffer.
 
 A worker ignores SIGINT (the caller handles Ctrl-C and kills workers) and exits as soon as its
-parent goes away, even in the middle of a task, so nothing is ever orphaned.
+parent goes away, even in the middle of a task, so nothing is ever orphaned. It reseeds ``random``
+(and NumPy's global generator, if imported) on start: forked workers would otherwise all
+continue the random sequence of the process they were forked from.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import random
 import select
 import signal
 import sys
 import threading
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -31,7 +36,7 @@ from .. import _context
 from .._errors import SerializationError
 from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
-from .._task import ChunkResult, RetryPolicy, describe_worker, run_chunk
+from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 
 #: Functions a worker keeps unpickled, most recently used last.
 FUNCTION_CACHE_SIZE = 8
@@ -42,25 +47,45 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _context.mark_worker_process()
     _forget_parent_pools()
+    reseed_random()
     conn = Connection(fd)
     _exit_when_parent_dies(fd)
+    status = 0
     try:
         init: dict[str, Any] = pickle.loads(conn.recv_bytes())
         _apply_init(init)
         _serve(conn)
     except (EOFError, OSError):
         pass  # the parent closed our socket: shut down quietly
+    except BaseException:  # a smartpool bug: say what it was; the caller reports a crash
+        traceback.print_exc()
+        status = 70  # EX_SOFTWARE
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
+
+
+def reseed_random() -> None:
+    """Give this worker its own random state, from the OS entropy pool.
+
+    Only NumPy's global generator is touched, and only if NumPy is already imported: importing it
+    here would cost every worker start, and a fresh import seeds itself anyway.
+    """
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:  # pragma: no cover - a broken or stub NumPy must not stop the worker
+            pass
 
 
 def _serve(conn: Connection) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, fn_bytes, start, retry, items_bytes = pickle.loads(conn.recv_bytes())
-        retry_policy: RetryPolicy = retry
+        fn_key, fn_bytes, start, retry_bytes, items_bytes = pickle.loads(conn.recv_bytes())
+        retry: RetryPolicy = NO_RETRY
         load_error: BaseException | None = None
         if fn_bytes:
             try:
@@ -69,6 +94,11 @@ def _serve(conn: Connection) -> None:
                 load_error = _annotated(exc, "the function could not be unpickled in the worker")
             while len(functions) > FUNCTION_CACHE_SIZE:
                 functions.popitem(last=False)
+        if load_error is None and retry_bytes:
+            try:
+                retry = loads(retry_bytes)
+            except BaseException as exc:
+                load_error = _annotated(exc, "retry_on could not be unpickled in the worker")
         if load_error is None:
             try:
                 items = loads(items_bytes)
@@ -78,7 +108,7 @@ def _serve(conn: Connection) -> None:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
         else:
             functions.move_to_end(fn_key)
-            result = run_chunk(functions[fn_key], items, start, retry_policy)
+            result = run_chunk(functions[fn_key], items, start, retry)
         _reply(conn, result)
 
 
