@@ -21,6 +21,8 @@ from pathlib import Path
 
 import smartpool
 
+from .signals import sigint_blocked
+
 _PACKAGE_PARENT = str(Path(smartpool.__file__).resolve().parent.parent)
 
 
@@ -59,20 +61,24 @@ def start_worker(method: str) -> WorkerProcess:
     """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
     parent_sock, child_sock = socket.socketpair()
     try:
-        if method == "forkserver":
-            try:
-                proc: WorkerProcess = _server().spawn(parent_sock, child_sock)
-            except OSError:  # the server died since its last use: once more with a new one
-                proc = _server().spawn(parent_sock, child_sock)
-        elif method == "spawn":
-            proc = _SpawnedWorker.start(parent_sock, child_sock)
-        else:
-            proc = _ForkedWorker.start(parent_sock, child_sock)
+        with sigint_blocked():
+            proc = _start(method, parent_sock, child_sock)
     finally:
         child_sock.close()
     owned_fds.add(proc.conn.fileno())
     proc.conn.send_bytes(init_message())
     return proc
+
+
+def _start(method: str, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
+    if method == "forkserver":
+        try:
+            return _server().spawn(parent_sock, child_sock)
+        except OSError:  # the server died since its last use: once more with a new one
+            return _server().spawn(parent_sock, child_sock)
+    if method == "spawn":
+        return _SpawnedWorker.start(parent_sock, child_sock)
+    return _ForkedWorker.start(parent_sock, child_sock)
 
 
 def _connection(sock: socket.socket) -> Connection:

@@ -22,13 +22,15 @@ import stat
 import sys
 import time
 
+from .signals import ignore_sigint
+
 _MAX_FDS = 4
 _KEEP_STATUSES = 1024
 
 
 def serve(ctrl: socket.socket) -> None:
     """Answer requests until the caller closes the control socket; never returns."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     children: set[int] = set()
     statuses: dict[int, int] = {}

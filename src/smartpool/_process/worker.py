@@ -23,7 +23,6 @@ import os
 import pickle
 import random
 import select
-import signal
 import sys
 import threading
 import traceback
@@ -37,6 +36,7 @@ from .._errors import SerializationError
 from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
 from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
+from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
 FUNCTION_CACHE_SIZE = 8
@@ -44,7 +44,7 @@ FUNCTION_CACHE_SIZE = 8
 
 def main(fd: int) -> None:
     """Entry point of every worker process, whatever started it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     _context.mark_worker_process()
     _forget_parent_pools()
     reseed_random()
