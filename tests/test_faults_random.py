@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy  # noqa: F401 - imported in the caller on purpose: forked workers inherit its state
+import numpy.random
 import pytest
 
 import smartpool
@@ -16,6 +16,7 @@ from .fault_tasks import first_draws
 def fresh_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     smartpool.shutdown()
     smartpool.configure(start_method=request.param)
+    numpy.random.random()  # NumPy's generator exists in the caller: forked workers copy it
     try:
         yield
     finally:
@@ -26,7 +27,7 @@ def fresh_workers(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("fresh_workers")
 def test_workers_never_repeat_each_others_random_numbers() -> None:
-    # The first two chunks each start a worker of their own, so three workers all draw.
+    # The first three chunks each start a worker of their own, so three workers all draw.
     results = smartpool.parallel_map(
         first_draws, range(30), backend="process", max_workers=3, chunksize=1
     )

@@ -69,14 +69,16 @@ def main(fd: int) -> None:
 def reseed_random() -> None:
     """Give this worker its own random state, from the OS entropy pool.
 
-    Only NumPy's global generator is touched, and only if NumPy is already imported: importing it
-    here would cost every worker start, and a fresh import seeds itself anyway.
+    CPython already reseeds ``random`` in a forked child; this also covers a worker forked from a
+    fork server that was itself forked. NumPy's global generator is reseeded only if
+    ``numpy.random`` is already imported (NumPy loads it lazily): importing it here would cost
+    every worker start, and a fresh import seeds itself anyway.
     """
     random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
         try:
-            numpy.random.seed()
+            numpy_random.seed()
         except Exception:  # pragma: no cover - a broken or stub NumPy must not stop the worker
             pass
 
