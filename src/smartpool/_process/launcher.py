@@ -52,6 +52,12 @@ class WorkerProcess(ABC):
 #: workers' sockets open and they would never see their parent hang up.
 owned_fds: set[int] = set()
 
+#: Held while a socket pair is made and registered in ``owned_fds``, and while a "fork" worker
+#: reads ``owned_fds`` and forks: otherwise a worker forked by one thread could inherit, untracked,
+#: the caller's end of a socket another thread just made, and that worker would then never see
+#: its caller hang up (each keeping the other alive at shutdown).
+_fork_lock = threading.Lock()
+
 
 def init_message() -> bytes:
     return pickle.dumps({"sys_path": list(sys.path), "cwd": os.getcwd()})
@@ -59,11 +65,14 @@ def init_message() -> bytes:
 
 def start_worker(method: str) -> WorkerProcess:
     """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
-    parent_sock, child_sock = socket.socketpair()
+    with _fork_lock:
+        parent_sock, child_sock = socket.socketpair()
+        owned_fds.update((parent_sock.fileno(), child_sock.fileno()))
     try:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
     finally:
+        owned_fds.discard(child_sock.fileno())
         child_sock.close()
     owned_fds.add(proc.conn.fileno())
     proc.conn.send_bytes(init_message())
@@ -218,9 +227,10 @@ def stop_server() -> None:
 
 def forget_server() -> None:
     """In a forked child: the parent's server handle is not ours to use or stop."""
-    global _server_instance, _server_lock
+    global _server_instance, _server_lock, _fork_lock
     _server_instance = None
     _server_lock = threading.Lock()
+    _fork_lock = threading.Lock()
     owned_fds.clear()
 
 
@@ -273,9 +283,11 @@ class _SpawnedWorker(WorkerProcess):
 class _ForkedWorker(WorkerProcess):
     @classmethod
     def start(cls, parent_sock: socket.socket, child_sock: socket.socket) -> _ForkedWorker:
-        inherited = list(owned_fds)  # read before fork: the at-fork hook clears it in the child
-        flush_std_streams()
-        pid = os.fork()
+        with _fork_lock:
+            # Read before fork: the at-fork hook clears it in the child.
+            inherited = [fd for fd in owned_fds if fd != child_sock.fileno()]
+            flush_std_streams()
+            pid = os.fork()
         if pid == 0:
             try:
                 parent_sock.close()
