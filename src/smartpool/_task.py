@@ -31,6 +31,23 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return float(min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
 
+    def covers_lost_worker(self, error: BaseException) -> bool:
+        """Whether a chunk whose worker crashed or timed out (``error``) is run again.
+
+        Only when ``retry_on`` names the error's type or a base of it other than the catch-alls
+        ``Exception``/``BaseException``: re-running a whole chunk after a crash repeats the side
+        effects of the items before the culprit, so it must be asked for, e.g. with
+        ``retry_on=(WorkerCrashedError,)``, ``(TaskTimeoutError,)`` or ``(TimeoutError,)``.
+        """
+        return self.retries > 0 and any(
+            isinstance(error, kind) and kind not in (Exception, BaseException)
+            for kind in self.retry_on
+        )
+
+    def failed_after(self, attempts: int) -> str:
+        """The note added to the error of an item that failed ``attempts`` times."""
+        return f"smartpool: failed after {attempts} attempts (retries={self.retries})"
+
 
 NO_RETRY = RetryPolicy()
 
@@ -133,7 +150,5 @@ def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) 
                 continue
             drop_first_frame(exc)
             if attempt > 1:
-                add_note(
-                    exc, f"smartpool: failed after {attempt} attempts (retries={retry.retries})"
-                )
+                add_note(exc, retry.failed_after(attempt))
             return False, exc

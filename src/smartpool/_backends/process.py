@@ -8,8 +8,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .._process.pool import ProcessPool, Task
-from .._serialize import dump_function, dump_items
-from .._task import ChunkResult
+from .._serialize import dump_function, dump_items, dumps
+from .._task import NO_RETRY, ChunkResult
 from ._base import Backend, Call
 
 _keys = itertools.count(1)
@@ -20,6 +20,7 @@ class _Prepared:
     call: Call
     fn_key: int
     fn_bytes: bytes
+    retry_bytes: bytes
 
 
 class ProcessBackend(Backend):
@@ -38,7 +39,9 @@ class ProcessBackend(Backend):
             if len(self._keys) > 256:
                 self._keys.clear()
             key = self._keys[fn_bytes] = next(_keys)
-        return _Prepared(call, key, fn_bytes)
+        # By value: retry_on may name exception classes the worker cannot import (from __main__).
+        retry_bytes = b"" if call.retry == NO_RETRY else dumps(call.retry)
+        return _Prepared(call, key, fn_bytes, retry_bytes)
 
     def submit(
         self, prepared: _Prepared, items: Sequence[object], start: int
@@ -53,8 +56,11 @@ class ProcessBackend(Backend):
             start,
             len(items),
             call.retry,
+            prepared.retry_bytes,
             call.timeout,
         )
+        if self._pool.closed:  # broken by a failure in its manager: start afresh
+            self._pool = ProcessPool(self.workers, self.start_method)
         self._pool.submit(task)
         return future
 

@@ -44,6 +44,7 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._live: set[threading.Thread] = set()
         self._retired: set[threading.Thread] = set()
+        self._nesting: set[threading.Thread] = set()
         self._idle = threading.Semaphore(0)
         self._deadlines: list[_Work] = []
         self._watch = threading.Condition(self._lock)
@@ -54,13 +55,24 @@ class ThreadPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a thread pool that was shut down")
+            me = threading.current_thread()
+            if me in self._live:
+                self._nesting.add(me)
         self._queue.put(work)
         if not self._idle.acquire(blocking=False):
             self._grow()
 
+    def _limit(self) -> int:
+        """``workers``, plus one stand-in for each of our threads that waits on a nested call.
+
+        A task that calls ``parallel_map`` on this same pool blocks its thread until the inner
+        chunks finish; without a stand-in, a full pool would wait on itself forever.
+        """
+        return self.workers + len(self._nesting)
+
     def _grow(self) -> None:
         with self._lock:
-            if len(self._live) >= self.workers or self._closed:
+            if self._closed or len(self._live) >= self._limit():
                 return
             thread = threading.Thread(
                 target=self._worker, name=f"smartpool-thread-{next(_ids)}", daemon=True
@@ -86,8 +98,12 @@ class ThreadPool:
             except BaseException as exc:  # pragma: no cover - run_chunk captures errors
                 settle(work.future, error=exc)
             with self._lock:
+                self._nesting.discard(me)
                 if me in self._retired:  # abandoned after a timeout: a replacement took our place
                     self._retired.discard(me)
+                    return
+                if len(self._live) > self._limit():  # a stand-in that is no longer needed
+                    self._live.discard(me)
                     return
             self._idle.release()
 

@@ -7,6 +7,7 @@ it and learn its exit code. Workers never re-import the caller's ``__main__`` (f
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import signal
@@ -19,6 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import smartpool
+
+from .signals import sigint_blocked
 
 _PACKAGE_PARENT = str(Path(smartpool.__file__).resolve().parent.parent)
 
@@ -49,6 +52,12 @@ class WorkerProcess(ABC):
 #: workers' sockets open and they would never see their parent hang up.
 owned_fds: set[int] = set()
 
+#: Held while a socket pair is made and registered in ``owned_fds``, and while a "fork" worker
+#: reads ``owned_fds`` and forks: otherwise a worker forked by one thread could inherit, untracked,
+#: the caller's end of a socket another thread just made, and that worker would then never see
+#: its caller hang up (each keeping the other alive at shutdown).
+_fork_lock = threading.Lock()
+
 
 def init_message() -> bytes:
     """What a new worker needs first: the import path, and the module-level shared objects
@@ -62,19 +71,29 @@ def init_message() -> bytes:
 
 def start_worker(method: str) -> WorkerProcess:
     """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
-    parent_sock, child_sock = socket.socketpair()
+    with _fork_lock:
+        parent_sock, child_sock = socket.socketpair()
+        owned_fds.update((parent_sock.fileno(), child_sock.fileno()))
     try:
-        if method == "forkserver":
-            proc: WorkerProcess = _server().spawn(parent_sock, child_sock)
-        elif method == "spawn":
-            proc = _SpawnedWorker.start(parent_sock, child_sock)
-        else:
-            proc = _ForkedWorker.start(parent_sock, child_sock)
+        with sigint_blocked():
+            proc = _start(method, parent_sock, child_sock)
     finally:
+        owned_fds.discard(child_sock.fileno())
         child_sock.close()
     owned_fds.add(proc.conn.fileno())
     proc.conn.send_bytes(init_message())
     return proc
+
+
+def _start(method: str, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
+    if method == "forkserver":
+        try:
+            return _server().spawn(parent_sock, child_sock)
+        except OSError:  # the server died since its last use: once more with a new one
+            return _server().spawn(parent_sock, child_sock)
+    if method == "spawn":
+        return _SpawnedWorker.start(parent_sock, child_sock)
+    return _ForkedWorker.start(parent_sock, child_sock)
 
 
 def _connection(sock: socket.socket) -> Connection:
@@ -90,20 +109,37 @@ class _ServerWorker(WorkerProcess):
         self._server = server
 
     def kill(self) -> int | None:
-        return self._server.request(("kill", self.pid))  # type: ignore[return-value]
+        try:
+            return self._server.request(("kill", self.pid))  # type: ignore[return-value]
+        except OSError:  # the server died (killed, OOM): the worker is no child of ours to reap
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return None
 
     def exitcode(self) -> int | None:
-        return self._server.request(("status", self.pid))  # type: ignore[return-value]
+        try:
+            return self._server.request(("status", self.pid))  # type: ignore[return-value]
+        except OSError:
+            return None
 
 
 class _ForkServer:
-    """The caller's handle on the fork server process (see ``server``)."""
+    """The caller's handle on the fork server process (see ``server``).
+
+    Requests and answers are single datagrams on a SOCK_SEQPACKET pair, each answer tagged with
+    its request's number: a request interrupted between send and receive (Ctrl-C) leaves a stale
+    answer behind, which the next request recognises and skips instead of reading as its own.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        ours, theirs = socket.socketpair()
+        self._ids = itertools.count()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         owned_fds.add(ours.fileno())
+        self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
             flush_std_streams()
@@ -134,25 +170,31 @@ class _ForkServer:
         return _ServerWorker(self, pid, _connection(parent_sock))
 
     def request(self, request: tuple[object, ...], fds: list[int] | None = None) -> object:
+        """Send ``request`` and return the server's answer; OSError once the server is gone."""
         with self._lock:
-            socket.send_fds(self._ctrl, [pickle.dumps(request)], fds or [])
-            size = int.from_bytes(self._recv_exactly(4), "big")
-            return pickle.loads(self._recv_exactly(size))
-
-    def _recv_exactly(self, size: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < size:
-            data = self._ctrl.recv(size - len(chunks))
-            if not data:
+            if self.dead:
                 raise OSError("smartpool's fork server exited unexpectedly")
-            chunks += data
-        return bytes(chunks)
+            number = next(self._ids)
+            try:
+                socket.send_fds(self._ctrl, [pickle.dumps((number, *request))], fds or [])
+                while True:
+                    data = self._ctrl.recv(65536)
+                    if not data:
+                        raise OSError("smartpool's fork server exited unexpectedly")
+                    answered, answer = pickle.loads(data)
+                    if answered == number:
+                        return answer
+            except OSError:
+                self.dead = True  # the next _server() starts a new one
+                raise
 
     def stop(self) -> None:
         """Close the control socket: the server kills any worker left and exits."""
         with self._lock:
-            owned_fds.discard(self._ctrl.fileno())
-            self._ctrl.close()
+            self.dead = True
+            if self._ctrl.fileno() != -1:
+                owned_fds.discard(self._ctrl.fileno())
+                self._ctrl.close()
         if self._popen is not None:
             self._popen.wait(timeout=10)
         else:
@@ -167,11 +209,17 @@ _server_instance: _ForkServer | None = None
 
 
 def _server() -> _ForkServer:
+    """The running fork server, started on first use and again if it died."""
     global _server_instance
     with _server_lock:
-        if _server_instance is None:
-            _server_instance = _ForkServer()
-        return _server_instance
+        dead, instance = None, _server_instance
+        if instance is not None and instance.dead:
+            dead, instance = instance, None
+        if instance is None:
+            instance = _server_instance = _ForkServer()
+    if dead is not None:
+        dead.stop()  # reap it
+    return instance
 
 
 def ensure_server() -> None:
@@ -190,9 +238,10 @@ def stop_server() -> None:
 
 def forget_server() -> None:
     """In a forked child: the parent's server handle is not ours to use or stop."""
-    global _server_instance, _server_lock
+    global _server_instance, _server_lock, _fork_lock
     _server_instance = None
     _server_lock = threading.Lock()
+    _fork_lock = threading.Lock()
     owned_fds.clear()
 
 
@@ -245,9 +294,11 @@ class _SpawnedWorker(WorkerProcess):
 class _ForkedWorker(WorkerProcess):
     @classmethod
     def start(cls, parent_sock: socket.socket, child_sock: socket.socket) -> _ForkedWorker:
-        inherited = list(owned_fds)  # read before fork: the at-fork hook clears it in the child
-        flush_std_streams()
-        pid = os.fork()
+        with _fork_lock:
+            # Read before fork: the at-fork hook clears it in the child.
+            inherited = [fd for fd in owned_fds if fd != child_sock.fileno()]
+            flush_std_streams()
+            pid = os.fork()
         if pid == 0:
             try:
                 parent_sock.close()

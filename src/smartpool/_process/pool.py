@@ -7,11 +7,15 @@ is killed, and a replacement is started when there is work for it.
 
 Chunks are handed straight to an idle worker by whoever submits them; one manager thread waits on
 every worker's socket, completes Futures, and hands the next queued chunk to the worker that
-just finished.
+just finished. A chunk whose worker crashed or overran is run again on a fresh worker when the
+call's ``retry_on`` names that error (see :meth:`RetryPolicy.covers_lost_worker`). Should the
+manager itself fail, every pending Future fails with the reason and the pool closes, so a caller
+never waits forever; the backend then starts a new pool.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -23,12 +27,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
 from .._backends._base import settle
-from .._errors import TaskTimeoutError, WorkerCrashedError
-from .._remote import load_exception
+from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
+from .._remote import add_note, load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
 from .launcher import WorkerProcess, ensure_server, owned_fds, start_worker
 from .worker import FUNCTION_CACHE_SIZE
+
+logger = logging.getLogger("smartpool")
 
 
 @dataclass
@@ -42,7 +48,15 @@ class Task:
     start: int
     n_items: int
     retry: RetryPolicy
+    #: ``retry`` pickled by value for the worker (empty: no retries).
+    retry_bytes: bytes
     timeout: float | None
+    #: Runs so far, counting the current one; above 1 after a crash or timeout was retried.
+    attempts: int = 1
+
+    def describe_items(self) -> str:
+        last = self.start + self.n_items - 1
+        return f"item {self.start}" if self.n_items == 1 else f"items {self.start}..{last}"
 
 
 @dataclass
@@ -130,7 +144,10 @@ class ProcessPool:
     def _next_task(self) -> Task | None:
         while self._queue:
             task = self._queue.popleft()
-            if task.future.set_running_or_notify_cancel():
+            if task.attempts > 1:  # a retry: its Future has been running since the first attempt
+                if not task.future.done():
+                    return task
+            elif task.future.set_running_or_notify_cancel():
                 return task
         return None
 
@@ -143,7 +160,7 @@ class ProcessPool:
             while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
                 worker.fn_keys.popleft()
         fn_bytes = task.fn_bytes if has_fn else b""
-        message = (task.fn_key, fn_bytes, task.start, task.retry, task.items_bytes)
+        message = (task.fn_key, fn_bytes, task.start, task.retry_bytes, task.items_bytes)
         try:
             worker.proc.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
@@ -151,7 +168,19 @@ class ProcessPool:
 
     # -- managing ------------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """True once shut down (or broken): submit to a new pool instead."""
+        return self._closed
+
     def _manage(self) -> None:
+        try:
+            self._manage_loop()
+        except BaseException as exc:  # a bug in smartpool must fail the calls, never hang them
+            logger.exception("smartpool's process pool manager failed; closing the pool")
+            self._break(exc)
+
+    def _manage_loop(self) -> None:
         while True:
             with self._lock:
                 if self._closed:
@@ -166,20 +195,12 @@ class ProcessPool:
                     continue
                 worker = conns[obj]  # type: ignore[index]
                 try:
-                    result = self._receive(worker)
+                    data = worker.proc.conn.recv_bytes()
                 except (EOFError, OSError):
                     self._lost(worker, worker.proc.exitcode(), timed_out=False)
                     continue
-                self._finished(worker, result)
+                self._finished(worker, _decode(worker.task, data))
             self._expire_deadlines()
-
-    def _receive(self, worker: _Worker) -> ChunkResult:
-        message = pickle.loads(worker.proc.conn.recv_bytes())
-        seconds, cpu_seconds, where, values_bytes, error_bytes = message
-        task = worker.task
-        assert task is not None
-        error = load_exception(error_bytes) if error_bytes else None
-        return ChunkResult(task.start, loads(values_bytes), error, seconds, where, cpu_seconds)
 
     def _finished(self, worker: _Worker, result: ChunkResult) -> None:
         with self._lock:
@@ -201,22 +222,48 @@ class ProcessPool:
             self._lost(worker, worker.proc.kill(), timed_out=True)
 
     def _lost(self, worker: _Worker, exitcode: int | None, *, timed_out: bool) -> None:
-        """A worker died or was killed: fail its chunk, forget it, replace it if work waits."""
+        """A worker died or was killed: fail or retry its chunk, replace it if work waits."""
+        task = worker.task
+        error = None if task is None else _loss_error(task, worker.proc.pid, exitcode, timed_out)
         with self._lock:
             if worker not in self._all:
                 return
             self._all.remove(worker)
-            task = worker.task
+            retry = (
+                task is not None
+                and error is not None
+                and not self._closed
+                and task.attempts <= task.retry.retries
+                and task.retry.covers_lost_worker(error)
+            )
+            if retry:
+                assert task is not None
+                task.attempts += 1
+                self._queue.appendleft(task)
             replace = bool(self._queue) and not self._closed
         worker.proc.close()
-        if task is not None:
-            settle(task.future, error=_loss_error(task, worker.proc.pid, exitcode, timed_out))
+        if task is not None and error is not None and not retry:
+            if task.attempts > 1:
+                add_note(error, task.retry.failed_after(task.attempts))
+            settle(task.future, error=error)
         if replace:
             self._start_worker()
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def shutdown(self, wait: bool = True, kill: bool = False) -> None:
+    def _break(self, cause: BaseException) -> None:
+        """Fail every chunk with ``cause`` and close: the manager can no longer serve them."""
+        error = SmartpoolError(
+            f"smartpool's process pool failed ({type(cause).__name__}: {cause}); the call was "
+            "stopped and the next call starts a new pool"
+        )
+        error.__cause__ = cause
+        self.shutdown(wait=False, kill=True, error=error)
+
+    def shutdown(
+        self, wait: bool = True, kill: bool = False, error: Exception | None = None
+    ) -> None:
+        """Stop the workers; queued chunks are cancelled, or failed with ``error`` if given."""
         with self._lock:
             if self._closed:
                 return
@@ -227,15 +274,16 @@ class ProcessPool:
         if self._manager is not None and self._manager is not threading.current_thread():
             self._manager.join()
         for task in queued:
-            task.future.cancel()
+            if error is None:
+                task.future.cancel()
+            if not task.future.cancelled():  # a retry (already running), or failing on purpose
+                settle(task.future, error=error or _loss_error(task, None, None, False))
         for worker in workers:
             if worker.task is not None or kill:
                 exitcode = worker.proc.kill()
                 if worker.task is not None:
-                    settle(
-                        worker.task.future,
-                        error=_loss_error(worker.task, worker.proc.pid, exitcode, False),
-                    )
+                    lost = _loss_error(worker.task, worker.proc.pid, exitcode, False)
+                    settle(worker.task.future, error=error or lost)
             worker.proc.close()
         if wait:
             for worker in workers:
@@ -245,15 +293,48 @@ class ProcessPool:
             os.close(fd)
 
 
-def _loss_error(task: Task, pid: int, exitcode: int | None, timed_out: bool) -> Exception:
-    last = task.start + task.n_items - 1
-    items = f"item {task.start}" if task.n_items == 1 else f"items {task.start}..{last}"
+def _decode(task: Task | None, data: bytes) -> ChunkResult:
+    """A worker's reply as a ChunkResult; what cannot be unpickled here becomes the chunk's error.
+
+    Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may
+    fail here even though pickling worked in the worker.
+    """
+    assert task is not None, "a worker replied without a task"
+    seconds, cpu_seconds, where, values_bytes, error_bytes = pickle.loads(data)
+    try:
+        values: list[object] = loads(values_bytes)
+    except Exception as exc:
+        unloadable = _unloadable("the results of", task, exc)
+        return ChunkResult(task.start, [], unloadable, seconds, where, cpu_seconds)
+    error: BaseException | None
+    try:
+        error = load_exception(error_bytes) if error_bytes else None
+    except Exception as exc:
+        error = _unloadable("the exception raised by", task, exc)
+    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds)
+
+
+def _unloadable(what: str, task: Task, cause: Exception) -> SerializationError:
+    error = SerializationError(
+        f"{what} {task.describe_items()} could not be unpickled in the caller: "
+        f"{type(cause).__name__}: {cause}"
+    )
+    error.__cause__ = cause
+    return error
+
+
+def _loss_error(task: Task, pid: int | None, exitcode: int | None, timed_out: bool) -> Exception:
+    items = task.describe_items()
     if timed_out:
         return TaskTimeoutError(
             f"{items} did not finish within timeout={task.timeout} s; worker process {pid} was "
             "killed and will be replaced",
             index=task.start,
             timeout=task.timeout,
+        )
+    if pid is None:
+        return WorkerCrashedError(
+            f"{items} could not run: the process pool was shut down", index=task.start
         )
     return WorkerCrashedError(
         f"worker process {pid} died while running {items}: {describe_exit(exitcode)}",

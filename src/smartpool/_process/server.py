@@ -5,9 +5,11 @@ child), and smartpool's caller runs threads. So workers are forked from this ser
 never starts a thread. The server is itself forked from the caller when the caller is still
 single-threaded (cheap: no interpreter start), or else started as a fresh interpreter.
 
-Requests on the control socket (pickled tuples, with file descriptors passed alongside):
-``("spawn",)`` + the worker's socket -> pid; ``("status", pid)`` -> exit code (negative: signal);
-``("kill", pid)`` -> exit code. When the caller goes away the server kills its workers and exits.
+Requests on the control socket (a SOCK_SEQPACKET pair, one pickled tuple per datagram, numbered,
+with file descriptors passed alongside): ``(n, "spawn")`` + the worker's socket -> pid;
+``(n, "status", pid)`` -> exit code (negative: signal); ``(n, "kill", pid)`` -> exit code. Each
+answer is the datagram ``(n, answer)``. When the caller goes away the server kills its workers
+and exits.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import stat
 import sys
 import time
 
+from .signals import ignore_sigint
+
 _MAX_FDS = 4
 _KEEP_STATUSES = 1024
 
 
 def serve(ctrl: socket.socket) -> None:
     """Answer requests until the caller closes the control socket; never returns."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     children: set[int] = set()
     statuses: dict[int, int] = {}
@@ -38,7 +42,7 @@ def serve(ctrl: socket.socket) -> None:
                 break
             if not msg:
                 break
-            request = pickle.loads(msg)
+            number, *request = pickle.loads(msg)
             if request[0] == "spawn":
                 pid = _fork_worker(ctrl, fds[0])
                 children.add(pid)
@@ -49,7 +53,7 @@ def serve(ctrl: socket.socket) -> None:
                 answer = _status(request[1], children, statuses)
             for fd in fds:
                 os.close(fd)
-            ctrl.sendall(_frame(answer))
+            ctrl.send(pickle.dumps((number, answer)))
             _reap(children, statuses)
     finally:
         for pid in children:
@@ -58,11 +62,6 @@ def serve(ctrl: socket.socket) -> None:
             except OSError:
                 pass
         os._exit(0)
-
-
-def _frame(obj: object) -> bytes:
-    data = pickle.dumps(obj)
-    return len(data).to_bytes(4, "big") + data
 
 
 def _fork_worker(ctrl: socket.socket, worker_fd: int) -> int:

@@ -3,8 +3,9 @@
 Messages on the worker's socket (``multiprocessing.connection`` framing):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
-* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry, items_bytes)``, where
-  ``fn_bytes`` is empty when the worker already has that function (workers cache them by key).
+* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry_bytes, items_bytes)``,
+  where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
+  key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
 * worker -> parent, per chunk: pickle of
   ``(seconds, cpu_seconds, worker, values_bytes, error_bytes)``.
 
@@ -12,17 +13,20 @@ One message each way per chunk: every write wakes the other side, which costs fa
 copying the bytes into one buffer.
 
 A worker ignores SIGINT (the caller handles Ctrl-C and kills workers) and exits as soon as its
-parent goes away, even in the middle of a task, so nothing is ever orphaned.
+parent goes away, even in the middle of a task, so nothing is ever orphaned. It reseeds ``random``
+(and NumPy's global generator, if imported) on start: forked workers would otherwise all
+continue the random sequence of the process they were forked from.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import random
 import select
-import signal
 import sys
 import threading
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -32,7 +36,8 @@ from .. import _context
 from .._errors import SerializationError
 from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
-from .._task import ChunkResult, RetryPolicy, describe_worker, run_chunk
+from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
+from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
 FUNCTION_CACHE_SIZE = 8
@@ -40,28 +45,50 @@ FUNCTION_CACHE_SIZE = 8
 
 def main(fd: int) -> None:
     """Entry point of every worker process, whatever started it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     _context.mark_worker_process()
     _forget_parent_pools()
+    reseed_random()
     conn = Connection(fd)
     _exit_when_parent_dies(fd)
+    status = 0
     try:
         init: dict[str, Any] = pickle.loads(conn.recv_bytes())
         _apply_init(init)
         _serve(conn)
     except (EOFError, OSError):
         pass  # the parent closed our socket: shut down quietly
+    except BaseException:  # a smartpool bug: say what it was; the caller reports a crash
+        traceback.print_exc()
+        status = 70  # EX_SOFTWARE
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
+
+
+def reseed_random() -> None:
+    """Give this worker its own random state, from the OS entropy pool.
+
+    CPython already reseeds ``random`` in a forked child; this also covers a worker forked from a
+    fork server that was itself forked. NumPy's global generator is reseeded only if
+    ``numpy.random`` is already imported (NumPy loads it lazily): importing it here would cost
+    every worker start, and a fresh import seeds itself anyway.
+    """
+    random.seed()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        try:
+            numpy_random.seed()
+        except Exception:  # pragma: no cover - a broken or stub NumPy must not stop the worker
+            pass
 
 
 def _serve(conn: Connection) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, fn_bytes, start, retry, items_bytes = pickle.loads(conn.recv_bytes())
-        retry_policy: RetryPolicy = retry
+        fn_key, fn_bytes, start, retry_bytes, items_bytes = pickle.loads(conn.recv_bytes())
+        retry: RetryPolicy = NO_RETRY
         load_error: BaseException | None = None
         if fn_bytes:
             try:
@@ -70,6 +97,11 @@ def _serve(conn: Connection) -> None:
                 load_error = _annotated(exc, "the function could not be unpickled in the worker")
             while len(functions) > FUNCTION_CACHE_SIZE:
                 functions.popitem(last=False)
+        if load_error is None and retry_bytes:
+            try:
+                retry = loads(retry_bytes)
+            except BaseException as exc:
+                load_error = _annotated(exc, "retry_on could not be unpickled in the worker")
         if load_error is None:
             try:
                 items = loads(items_bytes)
@@ -79,7 +111,7 @@ def _serve(conn: Connection) -> None:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
         else:
             functions.move_to_end(fn_key)
-            result = run_chunk(functions[fn_key], items, start, retry_policy)
+            result = run_chunk(functions[fn_key], items, start, retry)
         _reply(conn, result)
 
 

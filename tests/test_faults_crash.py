@@ -1,0 +1,188 @@
+"""A worker that dies or overruns fails only its own items, fast, and the pool heals itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import smartpool
+
+from .fault_tasks import CRASHES, CrashOn, HangOn, attempts
+from .helpers import double
+
+EXIT_DESCRIPTIONS = {
+    "exit": (3, "exited with code 3"),
+    "sigkill": (-9, "killed by SIGKILL"),
+    "segfault": (-11, "killed by SIGSEGV"),
+}
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+@pytest.fixture(params=["forkserver", "fork"])
+def start_method(request: pytest.FixtureRequest) -> Iterator[str]:
+    smartpool.configure(start_method=request.param)
+    try:
+        yield str(request.param)
+    finally:
+        smartpool.configure(start_method="forkserver")
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", CRASHES)
+def test_crash_names_item_and_exit_and_keeps_finished_results(how: str, start_method: str) -> None:
+    began = time.monotonic()
+    with pytest.raises(smartpool.WorkerCrashedError) as info:
+        smartpool.parallel_map(
+            CrashOn(5, how), range(20), backend="process", max_workers=2, chunksize=1
+        )
+    assert time.monotonic() - began < 10
+    exitcode, description = EXIT_DESCRIPTIONS[how]
+    error = info.value
+    assert (error.index, error.exitcode) == (5, exitcode)
+    assert "item 5" in str(error) and description in str(error)
+    assert {i: 2 * i for i in range(5)}.items() <= error.completed.items()
+    assert 5 not in error.completed
+    # The pool replaced its dead worker: the next call works at full size.
+    assert smartpool.parallel_map(double, range(8), backend="process", max_workers=2) == [
+        2 * i for i in range(8)
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_imap_yields_results_before_the_crash(start_method: str) -> None:
+    seen: list[int] = []
+    results = smartpool.imap(
+        CrashOn(4, "sigkill"), range(10), backend="process", max_workers=2, chunksize=1
+    )
+    with pytest.raises(smartpool.WorkerCrashedError, match="item 4"):
+        for value in results:
+            seen.append(value)
+    assert seen == [0, 2, 4, 6]
+
+
+@pytest.mark.timeout(60)
+def test_crash_in_a_chunk_names_its_items() -> None:
+    with pytest.raises(smartpool.WorkerCrashedError, match=r"items 4\.\.7") as info:
+        smartpool.parallel_map(CrashOn(5, "exit"), range(8), backend="process", chunksize=4)
+    assert info.value.index == 4
+    assert info.value.completed == {i: 2 * i for i in range(4)}
+
+
+@pytest.mark.timeout(60)
+def test_process_timeout_kills_the_worker_and_the_pool_recovers(tmp_path: Path) -> None:
+    began = time.monotonic()
+    with pytest.raises(smartpool.TaskTimeoutError) as info:
+        smartpool.parallel_map(
+            HangOn(3, str(tmp_path)), range(8), backend="process", max_workers=2, timeout=0.5
+        )
+    assert time.monotonic() - began < 10
+    assert (info.value.index, info.value.timeout) == (3, 0.5)
+    assert "item 3 did not finish within timeout=0.5 s" in str(info.value)
+    assert {0: 0, 1: 1, 2: 2}.items() <= info.value.completed.items()
+    [pid_file] = tmp_path.glob("pid-*")
+    assert not alive(int(pid_file.name.split("-")[1]))
+    assert smartpool.parallel_map(double, range(6), backend="process", max_workers=2) == [
+        0,
+        2,
+        4,
+        6,
+        8,
+        10,
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_thread_timeout_abandons_the_thread_and_the_interpreter_still_exits() -> None:
+    script = textwrap.dedent(
+        """
+        import time
+        import smartpool
+
+        def slow(x):
+            if x == 1:
+                time.sleep(1000)
+            return x
+
+        try:
+            smartpool.parallel_map(slow, range(4), backend="thread", timeout=0.5)
+        except smartpool.TaskTimeoutError as error:
+            print("timed out at item", error.index, sorted(error.completed), flush=True)
+        print(smartpool.parallel_map(slow, [0, 2], backend="thread"), flush=True)
+        """
+    )
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["timed out at item 1 [0, 2, 3]", "[0, 2]"]
+    assert time.monotonic() - began < 20  # nowhere near the abandoned thread's 1000 s
+
+
+@pytest.mark.timeout(60)
+def test_crash_is_retried_when_retry_on_names_it(tmp_path: Path) -> None:
+    fn = CrashOn(3, "sigkill", str(tmp_path), times=2)
+    results = smartpool.parallel_map(
+        fn,
+        range(6),
+        backend="process",
+        chunksize=1,
+        retries=2,
+        retry_on=smartpool.WorkerCrashedError,
+    )
+    assert results == [2 * i for i in range(6)]
+    assert attempts(str(tmp_path), 3) == 3
+
+
+@pytest.mark.timeout(60)
+def test_crash_retries_run_out_with_a_note(tmp_path: Path) -> None:
+    fn = CrashOn(2, "exit", str(tmp_path))
+    with pytest.raises(smartpool.WorkerCrashedError) as info:
+        smartpool.parallel_map(
+            fn,
+            range(4),
+            backend="process",
+            chunksize=1,
+            retries=1,
+            retry_on=(RuntimeError, smartpool.WorkerCrashedError),
+        )
+    assert attempts(str(tmp_path), 2) == 2
+    assert any("failed after 2 attempts (retries=1)" in n for n in info.value.__notes__)
+
+
+@pytest.mark.timeout(60)
+def test_crash_is_not_retried_by_the_catch_all_default(tmp_path: Path) -> None:
+    fn = CrashOn(2, "exit", str(tmp_path))
+    with pytest.raises(smartpool.WorkerCrashedError):
+        smartpool.parallel_map(fn, range(4), backend="process", chunksize=1, retries=3)
+    assert attempts(str(tmp_path), 2) == 1
+
+
+@pytest.mark.timeout(60)
+def test_timeout_is_retried_when_retry_on_names_it(tmp_path: Path) -> None:
+    fn = HangOn(1, str(tmp_path), times=1)
+    results = smartpool.parallel_map(
+        fn, range(3), backend="process", timeout=0.5, retries=1, retry_on=TimeoutError
+    )
+    assert results == [0, 1, 2]
+    assert attempts(str(tmp_path), 1) == 2
