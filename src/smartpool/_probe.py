@@ -43,8 +43,8 @@ MIN_GIL_CPU = 0.3
 SAMPLE_NAP = 0.0002
 CALIBRATION_NAPS = 3
 #: Held fraction below which a call counts as releasing the GIL, and above which as holding it.
-RELEASES_BELOW = 0.2
-HOLDS_ABOVE = 0.4
+RELEASES_BELOW = 0.1
+HOLDS_ABOVE = 0.25
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,10 @@ def _sample_gil(fn: Callable[[Any], Any], item: Any, index: int) -> tuple[ChunkR
     mine = before.until(Reading.now())
     done.set()
     thread.join()
-    # The share of the call during which the sampler could not get the GIL back, not counting
-    # time this thread sat preempted (possibly holding the GIL) on a busy machine.
-    held = sum(waits) - mine.queued
-    return result, min(1.0, max(0.0, held / max(mine.wall - mine.queued, 1e-9)))
+    # The share of the call during which the sampler could not get the GIL back. (A thread
+    # preempted while holding the GIL still holds it; the sampler's own time queued for a core
+    # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
+    return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
 
 
 def _doubt(gil_held: float | None) -> str | None:

@@ -25,25 +25,45 @@ _HINT = (
 )
 
 
-def dumps(obj: object) -> bytes:
+#: Buffers at least this large (NumPy arrays, bytearrays) leave the pickle when the caller
+#: collects them: they travel through shared memory instead of being copied into the stream.
+OUT_OF_BAND_BYTES = 1 << 20
+
+
+def dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
     """Pickle ``obj`` for another process: plain pickle when it is enough, else cloudpickle.
 
     Plain pickle is several times faster and needs no cloudpickle import (a worker would pay
     ~10 ms for it). It is enough unless it fails (lambdas, closures, local classes) or refers to
     ``__main__``, which is not the same module in a worker; then cloudpickle sends by value.
+    With ``large``, big buffers are appended to it instead of being copied into the result.
     """
+    callback = None if large is None else _collector(large)
     try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback)
     except Exception:
-        return cloud_dumps(obj)
-    return data if b"__main__" not in data else cloud_dumps(obj)
+        return cloud_dumps(obj, large)
+    return data if b"__main__" not in data else cloud_dumps(obj, large)
 
 
-def cloud_dumps(obj: object) -> bytes:
+def cloud_dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
     """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value."""
     buffer = io.BytesIO()
-    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    callback = None if large is None else _collector(large)
+    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()
+
+
+def _collector(large: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
+    large.clear()  # a failed first attempt may have collected some already
+
+    def collect(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < OUT_OF_BAND_BYTES:
+            return True  # small: stays in the stream
+        large.append(buffer)
+        return False
+
+    return collect
 
 
 @functools.cache
@@ -75,8 +95,8 @@ def _code_with_filename(
     return rebuild(*args).replace(co_filename=filename)
 
 
-def loads(data: bytes) -> Any:
-    return pickle.loads(data)
+def loads(data: bytes, buffers: Sequence[Any] = ()) -> Any:
+    return pickle.loads(data, buffers=buffers)
 
 
 def dump_function(fn: Callable[..., Any]) -> bytes:
@@ -92,10 +112,15 @@ def dump_function(fn: Callable[..., Any]) -> bytes:
         ) from exc
 
 
-def dump_items(items: Sequence[Any], start: int, what: str = "item") -> bytes:
+def dump_items(
+    items: Sequence[Any],
+    start: int,
+    what: str = "item",
+    large: list[pickle.PickleBuffer] | None = None,
+) -> bytes:
     """Pickle a chunk; on failure name the first offending element by its index in the input."""
     try:
-        return dumps(items)
+        return dumps(items, large)
     except Exception as exc:
         for offset, item in enumerate(items):
             try:

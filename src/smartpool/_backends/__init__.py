@@ -63,6 +63,14 @@ def shutdown(wait: bool = True) -> None:
     launcher = sys.modules.get("smartpool._process.launcher")
     if launcher is not None:
         launcher.stop_server()
+    sweep_shared_objects()
+
+
+def sweep_shared_objects() -> None:
+    """Remove shared objects (``smartpool.Lock`` & co.) left behind by workers that died."""
+    shm = sys.modules.get("smartpool._sync._shm")
+    if shm is not None:
+        shm.sweep_orphans()
 
 
 def _create(name: str, workers: int, start_method: str) -> Backend:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from .._process import buffers
 from .._process.pool import ProcessPool, Task
 from .._serialize import dump_function, dump_items, dumps
 from .._task import NO_RETRY, ChunkResult
@@ -48,16 +50,22 @@ class ProcessBackend(Backend):
     ) -> Future[ChunkResult]:
         future: Future[ChunkResult] = Future()
         call = prepared.call
+        large: list[pickle.PickleBuffer] = []
+        items_bytes = dump_items(items, start, large=large)
+        paths = buffers.export(large)
+        if paths:
+            future.add_done_callback(lambda _: buffers.discard(paths))
         task = Task(
             future,
             prepared.fn_key,
             prepared.fn_bytes,
-            dump_items(items, start),
+            items_bytes,
             start,
             len(items),
             call.retry,
             prepared.retry_bytes,
             call.timeout,
+            buffer_paths=paths,
         )
         if self._pool.closed:  # broken by a failure in its manager: start afresh
             self._pool = ProcessPool(self.workers, self.start_method)

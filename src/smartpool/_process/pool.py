@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
+from .._backends import sweep_shared_objects
 from .._backends._base import settle
 from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
 from .._remote import add_note, load_exception
@@ -53,6 +54,8 @@ class Task:
     timeout: float | None
     #: Runs so far, counting the current one; above 1 after a crash or timeout was retried.
     attempts: int = 1
+    #: Shared-memory files holding the items' large buffers (see ``buffers``).
+    buffer_paths: tuple[str, ...] = ()
 
     def describe_items(self) -> str:
         last = self.start + self.n_items - 1
@@ -160,7 +163,14 @@ class ProcessPool:
             while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
                 worker.fn_keys.popleft()
         fn_bytes = task.fn_bytes if has_fn else b""
-        message = (task.fn_key, fn_bytes, task.start, task.retry_bytes, task.items_bytes)
+        message = (
+            task.fn_key,
+            fn_bytes,
+            task.start,
+            task.retry_bytes,
+            task.items_bytes,
+            task.buffer_paths,
+        )
         try:
             worker.proc.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
@@ -242,6 +252,8 @@ class ProcessPool:
                 self._queue.appendleft(task)
             replace = bool(self._queue) and not self._closed
         worker.proc.close()
+        if exitcode is not None and exitcode < 0:  # killed: it could not let go of shared objects
+            sweep_shared_objects()
         if task is not None and error is not None and not retry:
             if task.attempts > 1:
                 add_note(error, task.retry.failed_after(task.attempts))

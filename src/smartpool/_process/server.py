@@ -56,12 +56,32 @@ def serve(ctrl: socket.socket) -> None:
             ctrl.send(pickle.dumps((number, answer)))
             _reap(children, statuses)
     finally:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _end_children(children)
         os._exit(0)
+
+
+#: When the caller goes away, its workers see their sockets close and exit by themselves (after
+#: letting go of shared objects); those still running after this long are killed.
+EXIT_GRACE_SECONDS = 1.0
+
+
+def _end_children(children: set[int]) -> None:
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                children.discard(pid)
+        if children:
+            time.sleep(0.005)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _fork_worker(ctrl: socket.socket, worker_fd: int) -> int:

@@ -3,7 +3,8 @@
 Messages on the worker's socket (``multiprocessing.connection`` framing):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
-* parent -> worker, per chunk: pickle of ``(fn_key, fn_bytes, start, retry_bytes, items_bytes)``,
+* parent -> worker, per chunk: pickle of
+  ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths)``,
   where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
   key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
 * worker -> parent, per chunk: pickle of
@@ -37,6 +38,7 @@ from .._errors import SerializationError
 from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
 from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
+from . import buffers
 from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
@@ -62,9 +64,27 @@ def main(fd: int) -> None:
         traceback.print_exc()
         status = 70  # EX_SOFTWARE
     finally:
+        _release_shared_objects()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def _release_shared_objects() -> None:
+    """``os._exit`` runs no finalizers: detach from smartpool.Lock & co. by hand, so that
+    blocks this worker created and nobody else uses are removed from /dev/shm."""
+    shm = sys.modules.get("smartpool._sync._shm")
+    if shm is not None:
+        # Both the main loop and the parent watcher may get here; the second must wait for the
+        # first to finish, not exit half-way through its cleanup.
+        with _release_lock:
+            try:
+                shm.release_all()
+            except Exception:  # pragma: no cover - never let cleanup turn an exit into a crash
+                pass
+
+
+_release_lock = threading.Lock()
 
 
 def reseed_random() -> None:
@@ -87,7 +107,7 @@ def reseed_random() -> None:
 def _serve(conn: Connection) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, fn_bytes, start, retry_bytes, items_bytes = pickle.loads(conn.recv_bytes())
+        fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = pickle.loads(conn.recv_bytes())
         retry: RetryPolicy = NO_RETRY
         load_error: BaseException | None = None
         if fn_bytes:
@@ -104,7 +124,7 @@ def _serve(conn: Connection) -> None:
                 load_error = _annotated(exc, "retry_on could not be unpickled in the worker")
         if load_error is None:
             try:
-                items = loads(items_bytes)
+                items = loads(items_bytes, buffers.attach(paths))
             except BaseException as exc:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
         if load_error is not None:
@@ -183,6 +203,7 @@ def _exit_when_parent_dies(fd: int) -> None:
         poller.register(fd, rdhup | select.POLLHUP)
         while not poller.poll():  # any event (hang-up, error, invalid fd) means the parent is gone
             pass
+        _release_shared_objects()
         os._exit(1)
 
     threading.Thread(target=watch, name="smartpool-parent-watch", daemon=True).start()

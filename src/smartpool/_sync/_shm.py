@@ -118,6 +118,8 @@ class _Resources:
             if not others or (self.tracked and _exiting):
                 words[_GONE] = 1
                 _unlink_quietly(self.name, self.sem_names())
+            elif self.tracked:  # others still use it: if they all die without letting go,
+                _handed_off[self.name] = self.sem_names()  # sweep_orphans() removes it
         if self.tracked:
             resource_tracker.unregister(self.name, "shared_memory")
             for sem in self.sem_names():
@@ -129,6 +131,39 @@ class _Resources:
         except BufferError:  # a view is still exported somewhere; the GC will unmap
             pass
         os.close(self.fd)
+
+
+#: Blocks this process created and left while others still used them.
+_handed_off: dict[str, list[str]] = {}
+
+
+def sweep_orphans() -> None:
+    """Remove blocks this process created whose remaining users all died without detaching.
+
+    A worker killed by a signal (a timeout, the OOM killer) cannot detach; the engine calls this
+    when it has lost workers and when it shuts its pools down.
+    """
+    for name, sems in list(_handed_off.items()):
+        try:
+            fd = _posixshmem.shm_open(name, os.O_RDWR, 0o600)
+        except FileNotFoundError:
+            _handed_off.pop(name, None)
+            continue
+        try:
+            with contextlib.closing(mmap.mmap(fd, HEADER_WORDS * 8)) as mm:
+                meta = MetaLock(fd)
+                with meta:
+                    words = memoryview(mm).cast("q")
+                    try:
+                        users = [words[i] for i in range(_USERS, _USERS + NUSERS) if words[i]]
+                        if not any(is_alive(token) for token in users):
+                            words[_GONE] = 1
+                            _unlink_quietly(name, sems)
+                            _handed_off.pop(name, None)
+                    finally:
+                        words.release()
+        finally:
+            os.close(fd)
 
 
 def _unlink_quietly(name: str, sems: list[str]) -> None:
@@ -144,6 +179,7 @@ class Handle:
 
     __slots__ = (
         "__weakref__",
+        "_finalizer",
         "_res",
         "kind",
         "local",
@@ -166,7 +202,7 @@ class Handle:
         #: Per-process bookkeeping of the primitive (e.g. its slot), guarded by ``local_lock``.
         self.local: dict[int, int] = {}
         self.local_lock = threading.Lock()
-        weakref.finalize(self, res.close, self.words)
+        self._finalizer = weakref.finalize(self, res.close, self.words)
 
     @classmethod
     def create(cls, kind: int, nwords: int, nbytes: int, sems: list[tuple[int, int]]) -> Handle:
@@ -275,6 +311,17 @@ def new_handle(kind: int, nwords: int, nbytes: int, sems: list[tuple[int, int]])
     with _live_lock:
         _live[handle.name] = handle
     return handle
+
+
+def release_all() -> None:
+    """Detach every handle of this process now (a worker about to ``os._exit``).
+
+    Each block is unlinked only if no other live process still uses it, as when a handle dies.
+    """
+    with _live_lock:
+        handles = list(_live.values())
+    for handle in handles:
+        handle._finalizer()
 
 
 _exiting = False
