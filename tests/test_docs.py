@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 #: Pages whose examples are written as sessions: each must keep at least one runnable block.
-SESSION_PAGES = ("index.md", "routing.md")
+SESSION_PAGES = ("index.md", "routing.md", "api.md", "processes.md")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -72,7 +72,7 @@ def test_each_written_page_has_runnable_examples(page: str) -> None:
     assert list(runnable_blocks(text)), f"docs/{page} has no ```python block with >>> prompts"
 
 
-def _api_names_check() -> None:
+def test_every_public_name_has_a_section_in_the_api_reference() -> None:
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     headings = {
         name
