@@ -33,8 +33,8 @@ def gil_always_held(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     real = _probe._sample_gil
 
-    def held(fn: Callable[[object], object], item: object, index: int) -> tuple[object, float]:
-        result, _ = real(fn, item, index)
+    def held(fn: Callable[[object], object], *args: object) -> tuple[object, float]:
+        result, _ = real(fn, *args)  # type: ignore[arg-type]
         return result, 1.0
 
     monkeypatch.setattr(_probe, "_sample_gil", held)
@@ -231,3 +231,69 @@ def test_imap_under_auto_streams_and_probes_lazily() -> None:
     assert pulled == []  # nothing runs until the first value is asked for
     assert next(results) == 0
     assert sum(results) == sum(range(1, 100_000))
+
+
+def test_imap_yields_the_items_before_a_failure_in_the_same_chunk(backend: str) -> None:
+    results = smartpool.imap(_fail_at_three, range(10), backend=backend, chunksize=5)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="three"):
+        next(results)
+
+
+def _fail_at_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+def test_the_probe_honours_retries() -> None:
+    attempts: dict[int, int] = {}
+
+    def flaky(x: int) -> int:
+        attempts[x] = attempts.get(x, 0) + 1
+        if attempts[x] < 3:
+            raise ConnectionError(x)
+        return x
+
+    assert smartpool.parallel_map(flaky, range(6), retries=2) == list(range(6))
+    assert set(attempts.values()) == {3}
+
+
+def test_timeout_under_auto_is_enforced_without_an_inline_probe() -> None:
+    with pytest.raises(smartpool.TaskTimeoutError):
+        smartpool.parallel_map(nap, [0.0, 5.0, 0.0], timeout=0.5)
+
+
+@pytest.mark.usefixtures("gil_always_held")
+def test_explain_rules_out_processes_for_an_unpicklable_function() -> None:
+    lock = threading.Lock()
+
+    def guarded(n: int) -> int:
+        with lock:
+            return spin(n)
+
+    plan = smartpool.explain(guarded, [200_000] * 16)
+    assert plan.backend == "thread"
+    assert any("cannot be pickled" in r for r in plan.reasons)
+
+
+def test_fork_server_is_still_forked_after_an_automatic_call(tmp_path: Path) -> None:
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import smartpool\n"
+        "from smartpool._process import launcher\n"
+        "smartpool.parallel_map(abs, range(-100_000, 0))  # probe + inline run: watcher thread\n"
+        "assert launcher._single_threaded(), 'the deadline watcher must not count'\n"
+        "print('ok')\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

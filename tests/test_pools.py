@@ -61,3 +61,19 @@ def test_nested_call_inside_a_worker_runs_in_process() -> None:
         results = smartpool.parallel_map(outer, range(2), backend=backend)
         for inner in results:
             assert len({pid for pid, _ in inner}) == 1  # all inner items in the worker itself
+
+
+def test_bad_start_method_in_the_environment_warns(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import smartpool; print(smartpool.configure().start_method)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SMARTPOOL_START_METHOD": "threads"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "forkserver"
+    assert "SMARTPOOL_START_METHOD='threads' is not one of" in done.stderr

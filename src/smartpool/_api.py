@@ -154,7 +154,7 @@ def _auto_chunks(
     measurement = recall(fn)
     done = 0
     if measurement is None:
-        probe = probe_items(call.fn, feed)
+        probe = probe_items(call.fn, feed, retry=call.retry)
         if probe.values:
             yield probe.values
         if probe.failed is not None:
@@ -165,14 +165,7 @@ def _auto_chunks(
         if probe.exhausted:
             return
     n_left = None if n_items is None else n_items - done
-    plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
-    if plan.backend == "process" and measurement.picklable is None:
-        try:
-            dump_function(fn)
-        except SerializationError:  # now we know: plan again without processes
-            measurement = replace(measurement, picklable=False)
-            remember(fn, measurement)
-            plan = make_plan(fn, options, hint=None, n_items=n_left, measurement=measurement)
+    plan, measurement = _measured_plan(fn, options, n_left, measurement)
     for reason in plan.reasons:
         if reason.startswith("WARNING: "):
             warnings.warn(reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=3)
@@ -192,6 +185,25 @@ def _auto_chunks(
         replanner=revise,
     )
     yield from run.chunks()
+
+
+def _measured_plan(
+    fn: Callable[..., Any], options: Options, n_items: int | None, measurement: Measurement
+) -> tuple[Plan, Measurement]:
+    """The plan for a measured function; a process plan is only kept if the function pickles.
+
+    Items and results were checked by the probe; the function itself is checked only here,
+    when processes are actually on the table (a cloudpickle import is not free).
+    """
+    plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+    if plan.backend == "process" and measurement.picklable is None:
+        try:
+            dump_function(fn)
+        except SerializationError:  # now we know: plan again without processes
+            measurement = replace(measurement, picklable=False)
+            remember(fn, measurement)
+            plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+    return plan, measurement
 
 
 def submit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
@@ -261,7 +273,10 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
                 raise _engine.with_note(probe.failed, "serial")
             measurement = probe.measurement
             remember(fn, measurement)
-    plan = make_plan(fn, opts, hint=hint, n_items=n_items, measurement=measurement)
+    if measurement is not None:
+        plan, _ = _measured_plan(fn, opts, n_items, measurement)
+    else:
+        plan = make_plan(fn, opts, hint=hint, n_items=n_items)
     logger.debug("explain %s: %s", _name(fn), plan)
     return plan
 

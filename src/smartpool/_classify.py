@@ -51,8 +51,9 @@ def classify(
 ) -> Classification:
     """Run ``fn(*args, **kwargs)`` a few times (within ``budget`` seconds) and classify it.
 
-    The calls run in the caller, then twice at once on two threads, to learn whether the function
-    computes or waits and whether it lets go of the GIL. Side effects happen once per call.
+    The calls run in the caller (a helper thread samples one of them, to learn whether other
+    threads can run Python meanwhile) to find whether the function computes or waits and
+    whether it lets go of the GIL. Side effects happen once per call.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, replace
 
 START_METHODS = ("forkserver", "spawn", "fork")
@@ -27,7 +28,16 @@ def _from_environment() -> Config:
     method = os.environ.get("SMARTPOOL_START_METHOD", "").strip().lower()
     if sys.platform == "win32":  # pragma: no cover - POSIX only for now
         return Config(start_method="spawn")
-    return Config(start_method=method) if method in START_METHODS else Config()
+    if method and method not in START_METHODS:
+        warnings.warn(
+            f"SMARTPOOL_START_METHOD={method!r} is not one of "
+            + ", ".join(repr(m) for m in START_METHODS)
+            + "; using 'forkserver'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return Config()
+    return Config(start_method=method) if method else Config()
 
 
 _current = _from_environment()

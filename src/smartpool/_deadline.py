@@ -28,21 +28,25 @@ class _Watcher:
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
 
-    def arm(self, iterator: Any, length: int, deadline: float) -> int:
-        """End ``iterator`` (over ``length`` items) at ``deadline``; returns a token to disarm."""
-        token = next(_counter)
+    def start(self) -> None:
+        """Start the watcher thread now (before anything is timed), if it is not running."""
         with self._cond:
-            self._armed[token] = (iterator, length)
-            # Wake the watcher only if it sleeps past this deadline: a wake-up is a thread switch.
-            wake = not self._heap or deadline < self._heap[0][0]
-            heapq.heappush(self._heap, (deadline, token))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="smartpool-deadlines", daemon=True
                 )
                 self._thread.start()
-            elif wake:
+
+    def arm(self, iterator: Any, length: int, deadline: float) -> int:
+        """End ``iterator`` (over ``length`` items) at ``deadline``; returns a token to disarm."""
+        self.start()
+        token = next(_counter)
+        with self._cond:
+            self._armed[token] = (iterator, length)
+            # Wake the watcher only if it sleeps past this deadline: a wake-up is a thread switch.
+            if not self._heap or deadline < self._heap[0][0]:
                 self._cond.notify()
+            heapq.heappush(self._heap, (deadline, token))
         return token
 
     def disarm(self, token: int) -> None:

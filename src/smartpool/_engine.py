@@ -110,6 +110,8 @@ class Run:
                 entry = pending.popleft() if self._ordered else _pop_first_done(pending)
                 result = _outcome(entry, pending)
                 if result.error is not None:
+                    if result.values:  # the items before the failing one still count
+                        yield result.values
                     raise with_note(result, entry[3])
                 self._learn(result)
                 yield result.values

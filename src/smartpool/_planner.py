@@ -202,6 +202,7 @@ def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> boo
     return (
         options.backend == "auto"
         and hint is None
+        and options.timeout is None  # the probe runs inline, where an overrun cannot be stopped
         and not _context.in_worker()
         and (n_items is None or n_items > 1)
     )
@@ -295,7 +296,8 @@ def replan(
         f"re-planned after {done} items: they took {ratio:.3g}x the time the plan assumed; "
         f"{plan.backend} -> {new.backend}"
     )
-    return replace(new, reasons=(note, *new.reasons))
+    reasons = [r.replace("probe:", "observed in the run:", 1) for r in new.reasons]
+    return replace(new, reasons=(note, *reasons))
 
 
 def _no_function(_: object) -> None:  # pragma: no cover - planning never calls it

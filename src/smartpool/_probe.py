@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import _deadline
 from ._chunking import Feed
 from ._clock import Reading
 from ._errors import SerializationError
 from ._serialize import dump_function, dumps
-from ._task import ChunkResult, run_chunk
+from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
@@ -85,6 +86,7 @@ def probe_items(
     fn: Callable[[Any], Any],
     feed: Feed,
     *,
+    retry: RetryPolicy = NO_RETRY,
     max_items: int | None = None,
     max_seconds: float = MAX_SECONDS,
 ) -> ProbeRun:
@@ -92,6 +94,7 @@ def probe_items(
     the GIL. Items taken but not run go back to ``feed``; ``max_items`` bounds how many run (for
     a dry run such as ``explain``)."""
     limit = max_items if max_items is not None else sys.maxsize
+    _deadline.watcher.start()  # thread start-up must not count as the first items' cost
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted = 1, False
@@ -105,7 +108,7 @@ def probe_items(
             break
         budget = max(max_seconds - (time.perf_counter() - began), 0.0)
         before = Reading.now()
-        result = run_chunk(fn, items, len(values), budget=budget)
+        result = run_chunk(fn, items, len(values), retry, budget)
         span = before.until(Reading.now())
         values.extend(result.values)
         wall, cpu = wall + span.active, cpu + span.cpu  # queued for a core is not the call's cost
@@ -129,7 +132,7 @@ def probe_items(
     if not exhausted and sample_gil and len(values) < limit:
         item = feed.take(1)
         if item:
-            result, gil_held = _sample_gil(fn, item[0], len(values))
+            result, gil_held = _sample_gil(fn, item[0], len(values), retry)
             values.extend(result.values)
             if result.error is not None:
                 return _failed(values, result, wall, cpu)
@@ -171,7 +174,9 @@ def measure_call(
     return replace(probe.measurement, picklable=picklable)
 
 
-def _sample_gil(fn: Callable[[Any], Any], item: Any, index: int) -> tuple[ChunkResult, float]:
+def _sample_gil(
+    fn: Callable[[Any], Any], item: Any, index: int, retry: RetryPolicy = NO_RETRY
+) -> tuple[ChunkResult, float]:
     """Run one item here while a sampler thread measures how long it waits for the GIL."""
     napping = threading.Event()
     done = threading.Event()
@@ -196,7 +201,7 @@ def _sample_gil(fn: Callable[[Any], Any], item: Any, index: int) -> tuple[ChunkR
     thread.start()
     napping.wait()
     before = Reading.now()
-    result = run_chunk(fn, [item], index)
+    result = run_chunk(fn, [item], index, retry)
     mine = before.until(Reading.now())
     done.set()
     thread.join()

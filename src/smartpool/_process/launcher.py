@@ -15,12 +15,14 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import smartpool
 
+from .. import _deadline
 from .signals import sigint_blocked
 
 _PACKAGE_PARENT = str(Path(smartpool.__file__).resolve().parent.parent)
@@ -142,13 +144,17 @@ class _ForkServer:
         self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
+            from . import server  # imported here, not in the child: a fork child never imports
+
             flush_std_streams()
-            self.pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns about forking with threads; the only other thread that can
+                # exist here is the deadline watcher, which holds nothing the server needs.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.pid = os.fork()
             if self.pid == 0:  # the server: forked while nothing else ran, so fork is safe here
                 try:
                     ours.close()
-                    from . import server
-
                     server.drop_shared_descriptors(keep=theirs.fileno())
                     server.serve(theirs)
                 finally:
@@ -256,10 +262,14 @@ def flush_std_streams() -> None:
 
 
 def _single_threaded() -> bool:
+    """Whether forking now is safe: no thread but this one, or only smartpool's deadline
+    watcher (``_deadline``), which only ever waits on its own condition or ends an iterator."""
+    harmless = {_deadline.watcher.native_id} - {None}
     try:
-        return len(os.listdir("/proc/self/task")) == 1
+        tasks = {int(tid) for tid in os.listdir("/proc/self/task")}
     except FileNotFoundError:  # pragma: no cover - no /proc
-        return threading.active_count() == 1
+        return threading.active_count() == 1 + len(harmless)
+    return len(tasks - harmless) == 1
 
 
 # -- spawn and fork -------------------------------------------------------------------------------
