@@ -141,6 +141,11 @@ class _Smartpool:
         self._backend = backend
 
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
+        if self._backend == "auto":
+            # Every timed auto run pays for its probe: no decision is kept from the warm-up.
+            forget = getattr(self._smartpool, "forget", None)
+            if callable(forget):
+                forget()
         return list(self._smartpool.parallel_map(fn, items, backend=self._backend))
 
     def close(self) -> None:
