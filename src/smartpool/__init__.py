@@ -16,6 +16,7 @@ from ._backends import shutdown as shutdown
 from ._classify import Classification as Classification
 from ._classify import classify as classify
 from ._config import configure as configure
+from ._decisions import forget as forget
 from ._decorators import TaskFunction as TaskFunction
 from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
@@ -26,7 +27,6 @@ from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._planner import Plan as Plan
-from ._planner import forget as forget
 
 __version__ = "0.1.0.dev0"
 

@@ -12,16 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import _api, _planner
+from . import _api, _decisions, _planner
 from ._classify import Classification, classify
+from ._planner import BackendName
 
-BACKENDS = ("serial", "thread", "process")
+BACKENDS: tuple[BackendName, ...] = ("serial", "thread", "process")
 #: How long the serial run of an advice comparison should take, roughly.
 COMPARISON_SECONDS = 0.5
 
 
 def compare(
-    fn: Callable[[Any], Any], items: Sequence[Any], backends: Sequence[str] = BACKENDS
+    fn: Callable[[Any], Any], items: Sequence[Any], backends: Sequence[BackendName] = BACKENDS
 ) -> dict[str, float]:
     """Wall-clock seconds of ``parallel_map(fn, items)`` on each backend (pools warmed first)."""
     seconds: dict[str, float] = {}
@@ -67,7 +68,7 @@ def advise(fn: Callable[..., Any], args: Sequence[Any], name: str | None = None)
     star = _api.StarCall(fn)
     items: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(tuple(args), {})] * calls
     seconds = compare(star, items)
-    _planner.forget(star)
+    _decisions.forget(star)
     plan = _api.explain(star, items)
     return Advice(
         function=name or str(getattr(fn, "__qualname__", None) or repr(fn)),

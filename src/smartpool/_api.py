@@ -12,8 +12,18 @@ from typing import Any, TypeVar
 from . import _backends, _engine
 from ._backends._base import Call
 from ._chunking import Feed
+from ._decisions import recall, remember
 from ._errors import SerializationError, SmartpoolError
-from ._planner import Hint, Options, Plan, make_plan, needs_probe, recall, remember, replan
+from ._planner import (
+    BackendChoice,
+    Hint,
+    Options,
+    Plan,
+    gil_matters,
+    make_plan,
+    needs_probe,
+    replan,
+)
 from ._probe import Measurement, probe_items
 from ._serialize import dump_function
 from ._task import ChunkResult
@@ -39,7 +49,7 @@ def parallel_map(
     iterable: Iterable[T],
     /,
     *,
-    backend: str = "auto",
+    backend: BackendChoice = "auto",
     max_workers: int | None = None,
     chunksize: int | None = None,
     ordered: bool = True,
@@ -91,7 +101,7 @@ def imap(
     iterable: Iterable[T],
     /,
     *,
-    backend: str = "auto",
+    backend: BackendChoice = "auto",
     max_workers: int | None = None,
     chunksize: int | None = None,
     ordered: bool = True,
@@ -154,7 +164,12 @@ def _auto_chunks(
     measurement = recall(fn)
     done = 0
     if measurement is None:
-        probe = probe_items(call.fn, feed, retry=call.retry)
+        probe = probe_items(
+            call.fn,
+            feed,
+            retry=call.retry,
+            gil_matters=lambda m: gil_matters(m, options, n_items),
+        )
         if probe.values:
             yield probe.values
         if probe.failed is not None:
@@ -268,7 +283,12 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     if needs_probe(opts, hint, n_items):
         measurement = recall(fn)
         if measurement is None and iterable is not None:
-            probe = probe_items(raw_function(fn), Feed(iterable), max_items=EXPLAIN_MAX_ITEMS)
+            probe = probe_items(
+                raw_function(fn),
+                Feed(iterable),
+                max_items=EXPLAIN_MAX_ITEMS,
+                gil_matters=lambda m: gil_matters(m, opts, n_items),
+            )
             if probe.failed is not None:
                 raise _engine.with_note(probe.failed, "serial")
             measurement = probe.measurement

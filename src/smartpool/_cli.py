@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import _api, _demo_workloads, _planner
+from . import _api, _decisions, _demo_workloads, _planner
 from ._advise import BACKENDS, Advice, advise, compare
 
 
@@ -50,7 +50,7 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
     for name, fn, items in _workloads(quick):
         seconds = compare(fn, items)
         fastest = min(seconds, key=seconds.__getitem__)
-        _planner.forget(fn)
+        _decisions.forget(fn)
         picked = _api.explain(fn, items).backend  # what backend="auto" decides, probe included
         print(f"{name:<24}{_cells(seconds)}{fastest:>10}{picked:>18}", file=out)
         rows.append({"workload": name, "seconds": seconds, "fastest": fastest, "picked": picked})

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _api
-from ._planner import Hint, Options
+from ._planner import BackendChoice, Hint, Options
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,7 +104,7 @@ def cpu_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def cpu_bound(
     *,
-    backend: str = ...,
+    backend: BackendChoice = ...,
     max_workers: int | None = ...,
     chunksize: int | None = ...,
     timeout: float | None = ...,
@@ -130,7 +130,7 @@ def auto(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def auto(
     *,
-    backend: str = ...,
+    backend: BackendChoice = ...,
     max_workers: int | None = ...,
     chunksize: int | None = ...,
     timeout: float | None = ...,
@@ -156,7 +156,7 @@ def io_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def io_bound(
     *,
-    backend: str = ...,
+    backend: BackendChoice = ...,
     max_workers: int | None = ...,
     chunksize: int | None = ...,
     timeout: float | None = ...,

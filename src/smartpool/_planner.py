@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -19,6 +17,8 @@ from . import _context
 from ._probe import Measurement
 
 BackendName = Literal["serial", "thread", "process"]
+#: What a caller may pass as ``backend=``.
+BackendChoice = Literal["auto", "serial", "thread", "process"]
 Hint = Literal["cpu", "io"]
 BACKENDS: tuple[str, ...] = ("auto", "serial", "thread", "process")
 
@@ -162,41 +162,6 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_memory: weakref.WeakKeyDictionary[Any, Measurement] = weakref.WeakKeyDictionary()
-_memory_lock = threading.Lock()
-
-
-def recall(fn: Callable[..., Any]) -> Measurement | None:
-    """The measurement kept from an earlier probe of ``fn`` in this process, if any."""
-    with _memory_lock:
-        try:
-            return _memory.get(getattr(fn, "__func__", fn))
-        except TypeError:  # not weak-referenceable, so never remembered
-            return None
-
-
-def remember(fn: Callable[..., Any], measurement: Measurement) -> None:
-    with _memory_lock:
-        try:
-            _memory[getattr(fn, "__func__", fn)] = measurement
-        except TypeError:
-            pass
-
-
-def forget(fn: Callable[..., Any] | None = None) -> None:
-    """Drop the routing decision kept for ``fn`` (or for every function): the next call probes.
-
-    Example:
-        >>> import smartpool
-        >>> smartpool.forget()
-    """
-    with _memory_lock:
-        if fn is None:
-            _memory.clear()
-        else:
-            _memory.pop(getattr(fn, "__func__", fn), None)
-
-
 def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> bool:
     """Whether the plan must wait for a measurement of the function on its first items."""
     return (
@@ -302,6 +267,32 @@ def replan(
 
 def _no_function(_: object) -> None:  # pragma: no cover - planning never calls it
     return None
+
+
+def gil_matters(
+    m: Measurement, options: Options, n_items: int | None, env: Environment | None = None
+) -> bool:
+    """Whether learning if ``fn`` holds the GIL could change the plan (worth sampling for).
+
+    It often cannot: calls too cheap for any parallelism, or processes within reach of even
+    GIL-free threads, get the same plan either way, and the probe saves the items it would cost.
+    """
+    env = env or Environment.current()
+    held = replace(m, releases_gil=False, gil_held=1.0)
+    free = replace(m, releases_gil=True, gil_held=0.0)
+    requested = options.max_workers
+    if_held = _decide(held, env, n_items, requested)[0]
+    if _decide(free, env, n_items, requested)[0] == if_held:
+        return False
+    if if_held != "process":
+        return True
+    # Processes run GIL-free code about as well as threads: sample only if they would lose
+    # clearly to threads on a GIL-free function (large arguments to pickle, say).
+    n = n_items if n_items is not None else ASSUMED_ITEMS
+    threads = requested or _thread_workers(free, env, n)
+    procs = requested or _process_workers(free, env, n)
+    thread_t = _thread_time(free, env, n, threads, parallel_cpu=True)
+    return _process_time(free, env, n, procs) > thread_t * PREFER_THREADS
 
 
 def _decide(

@@ -15,6 +15,7 @@ interpreter's switch interval. Time queued for a core on a busy machine is not c
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
 import sys
 import threading
@@ -33,11 +34,15 @@ from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
 MIN_SECONDS = 0.002
+#: ...or one item that took this long (long items are told well enough by one)...
+LONG_ITEM_SECONDS = 0.005
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
-#: Calls shorter than this are not sampled for the GIL: too few wake-ups to judge, and for
-#: calls this short the GIL matters less than dispatch cost.
-MIN_GIL_SECONDS = 0.001
+#: Calls shorter than this are not sampled for the GIL: dispatch to threads would cost more
+#: than running them in parallel could save.
+MIN_GIL_SECONDS = 0.00005
+#: The GIL is sampled over enough items to last this long (several of the sampler's naps).
+GIL_SAMPLE_SECONDS = 0.002
 #: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
 MIN_GIL_CPU = 0.3
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
@@ -89,10 +94,11 @@ def probe_items(
     retry: RetryPolicy = NO_RETRY,
     max_items: int | None = None,
     max_seconds: float = MAX_SECONDS,
+    gil_matters: Callable[[Measurement], bool] = lambda _: True,
 ) -> ProbeRun:
-    """Run the first items of ``feed`` in the caller, timing them; then one more, sampled for
-    the GIL. Items taken but not run go back to ``feed``; ``max_items`` bounds how many run (for
-    a dry run such as ``explain``)."""
+    """Run the first items of ``feed`` in the caller, timing them; then, if ``gil_matters`` for
+    what was measured, a few more while a sampler thread measures the GIL. Items taken but not
+    run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``)."""
     limit = max_items if max_items is not None else sys.maxsize
     _deadline.watcher.start()  # thread start-up must not count as the first items' cost
     values: list[Any] = []
@@ -118,38 +124,44 @@ def probe_items(
             return _failed(values, result, wall, cpu)
         rest = items[len(result.values) :]
         elapsed = time.perf_counter() - began
-        enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
+        enough = (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or (
+            len(values) == 1 and elapsed >= LONG_ITEM_SECONDS
+        )
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             break
         batch = min(batch * 2, 1 << 16)
     timed = len(values)
     call_seconds = wall / max(timed, 1)
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
-    gil_held: float | None = None
     if rest:
         feed.give_back(rest)
-    sample_gil = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
-    if not exhausted and sample_gil and len(values) < limit:
-        item = feed.take(1)
-        if item:
-            result, gil_held = _sample_gil(fn, item[0], len(values), retry)
-            values.extend(result.values)
-            if result.error is not None:
-                return _failed(values, result, wall, cpu)
-        else:
-            exhausted = True
     picklable, transfer = _pickling_cost(sample_items, values[: len(sample_items)])
     measurement = Measurement(
         call_seconds=call_seconds,
         cpu_fraction=cpu_fraction,
-        releases_gil=None if gil_held is None else gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2,
+        releases_gil=None,
         picklable=picklable,
         transfer_seconds=transfer,
         samples=timed,
+    )
+    sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
+    if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
+        return ProbeRun(values, measurement, None, exhausted)
+    count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds), limit - len(values)))
+    items = feed.take(count)
+    if not items:
+        return ProbeRun(values, measurement, None, True)
+    result, gil_held = _sample_gil(fn, items, len(values), retry)
+    values.extend(result.values)
+    if result.error is not None:
+        return _failed(values, result, wall, cpu)
+    measurement = replace(
+        measurement,
+        releases_gil=gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2,
         doubt=_doubt(gil_held),
         gil_held=gil_held,
     )
-    return ProbeRun(values, measurement, None, exhausted)
+    return ProbeRun(values, measurement, None, False)
 
 
 def measure_call(
@@ -175,9 +187,9 @@ def measure_call(
 
 
 def _sample_gil(
-    fn: Callable[[Any], Any], item: Any, index: int, retry: RetryPolicy = NO_RETRY
+    fn: Callable[[Any], Any], items: Sequence[Any], index: int, retry: RetryPolicy = NO_RETRY
 ) -> tuple[ChunkResult, float]:
-    """Run one item here while a sampler thread measures how long it waits for the GIL."""
+    """Run ``items`` here while a sampler thread measures how long it waits for the GIL."""
     napping = threading.Event()
     done = threading.Event()
     waits: list[float] = []
@@ -201,7 +213,7 @@ def _sample_gil(
     thread.start()
     napping.wait()
     before = Reading.now()
-    result = run_chunk(fn, [item], index, retry)
+    result = run_chunk(fn, items, index, retry)
     mine = before.until(Reading.now())
     done.set()
     thread.join()
@@ -232,20 +244,25 @@ def _failed(values: list[Any], result: ChunkResult, wall: float, cpu: float) -> 
     return ProbeRun(values, measurement, result, False)
 
 
+#: Seconds per byte to move a large buffer through shared memory (one copy, page faults).
+SHARED_MEMORY_SECONDS_PER_BYTE = 0.3e-9
+
+
 def _pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, float]:
     """Whether sample items and results pickle, and the caller-side seconds per item to do it.
 
-    Plain pickle is tried first (fast, and no cloudpickle import for work that stays in-process);
-    only what it refuses goes through cloudpickle. The function itself is checked when a process
-    plan is prepared, so its pickling error surfaces only where it matters.
+    Large buffers (NumPy arrays) are not pickled here but counted at the cost of the shared
+    memory they will travel through. The function itself is checked when a process plan is
+    prepared, so its pickling error surfaces only where it matters.
     """
     began = time.perf_counter()
+    large: list[pickle.PickleBuffer] = []
     try:
-        for sample in (items, results):
-            try:
-                pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                dumps(sample)
+        dumps(items, large)
+        moved = sum(b.raw().nbytes for b in large)
+        dumps(results, large)
+        moved += sum(b.raw().nbytes for b in large)
     except Exception:
         return False, 0.0
-    return None, (time.perf_counter() - began) / max(len(items), 1)
+    seconds = time.perf_counter() - began + moved * SHARED_MEMORY_SECONDS_PER_BYTE
+    return None, seconds / max(len(items), 1)
