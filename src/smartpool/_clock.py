@@ -8,6 +8,7 @@ GIL). Elsewhere ``queued`` reads as zero.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -19,10 +20,6 @@ class Reading:
     wall: float
     cpu: float
     queued: float
-
-    @classmethod
-    def now(cls) -> Reading:
-        return cls(time.perf_counter(), time.thread_time(), _queued())
 
     def until(self, later: Reading) -> Span:
         return Span(later.wall - self.wall, later.cpu - self.cpu, later.queued - self.queued)
@@ -47,9 +44,33 @@ class Span:
         return max(0.0, self.wall - self.cpu - self.queued)
 
 
-def _queued() -> float:
-    try:
-        with open(_SCHEDSTAT, "rb") as stats:
-            return int(stats.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+class ThreadClock:
+    """Readings for the thread that opens it (keeps the stats file open between readings)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> Reading:
+        return Reading(time.perf_counter(), time.thread_time(), self._queued())
+
+    def _queued(self) -> float:
+        if self._fd is None:
+            return 0.0
+        try:
+            return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ThreadClock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -26,14 +26,14 @@ from typing import Any
 
 from . import _deadline
 from ._chunking import Feed
-from ._clock import Reading
+from ._clock import ThreadClock
 from ._errors import SerializationError
 from ._serialize import dump_function, dumps
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
-MIN_SECONDS = 0.002
+MIN_SECONDS = 0.001
 #: ...or one item that took this long (long items are told well enough by one)...
 LONG_ITEM_SECONDS = 0.005
 #: ...or at this much time, whatever the item count.
@@ -106,6 +106,7 @@ def probe_items(
     batch, exhausted = 1, False
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
+    clock = ThreadClock()
     began = time.perf_counter()
     while True:
         items = feed.take(min(batch, limit - len(values)))
@@ -113,9 +114,9 @@ def probe_items(
             exhausted = True
             break
         budget = max(max_seconds - (time.perf_counter() - began), 0.0)
-        before = Reading.now()
+        before = clock.read()
         result = run_chunk(fn, items, len(values), retry, budget)
-        span = before.until(Reading.now())
+        span = before.until(clock.read())
         values.extend(result.values)
         wall, cpu = wall + span.active, cpu + span.cpu  # queued for a core is not the call's cost
         if len(sample_items) < 16:
@@ -129,7 +130,8 @@ def probe_items(
         )
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             break
-        batch = min(batch * 2, 1 << 16)
+        batch = min(batch * 4, 1 << 16)
+    clock.close()
     timed = len(values)
     call_seconds = wall / max(timed, 1)
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
@@ -194,27 +196,29 @@ def _sample_gil(
     done = threading.Event()
     waits: list[float] = []
 
-    def nap() -> float:
-        before = Reading.now()
+    def nap(clock: ThreadClock) -> float:
+        before = clock.read()
         time.sleep(SAMPLE_NAP)
-        return before.until(Reading.now()).blocked - SAMPLE_NAP
+        return before.until(clock.read()).blocked - SAMPLE_NAP
 
     def sampler() -> None:
-        # A few naps with nobody else running give the baseline: the timer's own overshoot.
-        baseline = min(nap() for _ in range(CALIBRATION_NAPS))
-        while not done.is_set():
-            before = Reading.now()
-            napping.set()  # the item starts only once a nap is under way and being timed
-            time.sleep(SAMPLE_NAP)
-            span = before.until(Reading.now())
-            waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
+        with ThreadClock() as clock:
+            # A few naps with nobody else running give the baseline: the timer's overshoot.
+            baseline = min(nap(clock) for _ in range(CALIBRATION_NAPS))
+            while not done.is_set():
+                before = clock.read()
+                napping.set()  # the items start only once a nap is under way and being timed
+                time.sleep(SAMPLE_NAP)
+                span = before.until(clock.read())
+                waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
 
     thread = threading.Thread(target=sampler, name="smartpool-gil-probe", daemon=True)
     thread.start()
     napping.wait()
-    before = Reading.now()
-    result = run_chunk(fn, items, index, retry)
-    mine = before.until(Reading.now())
+    with ThreadClock() as clock:
+        before = clock.read()
+        result = run_chunk(fn, items, index, retry)
+        mine = before.until(clock.read())
     done.set()
     thread.join()
     # The share of the call during which the sampler could not get the GIL back. (A thread

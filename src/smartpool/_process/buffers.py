@@ -9,36 +9,59 @@ the chunk is settled, however it ends (a chunk retried after a crash maps them a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import mmap
 import os
 import pickle
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 _DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _counter = itertools.count()
 
 
 def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
-    """Write each buffer to its own shared-memory file; return their paths."""
-    paths = []
+    """Write each buffer to its own shared-memory file; return their paths.
+
+    Copying is the whole cost, and ``os.write`` releases the GIL: several buffers are written
+    by several threads at once.
+    """
+    paths = tuple(
+        os.path.join(_DIRECTORY, f"smartpool-{os.getpid()}-{next(_counter)}") for _ in buffers
+    )
     try:
-        for buffer in buffers:
-            path = os.path.join(_DIRECTORY, f"smartpool-{os.getpid()}-{next(_counter)}")
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            paths.append(path)
-            try:
-                view = buffer.raw()
-                written = 0
-                while written < view.nbytes:
-                    written += os.write(fd, view[written:])
-            finally:
-                os.close(fd)
+        if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:
+            list(_writers().map(_write, paths, buffers))
+        else:
+            for path, buffer in zip(paths, buffers, strict=True):
+                _write(path, buffer)
     except BaseException:
         discard(paths)
         raise
-    return tuple(paths)
+    return paths
+
+
+#: Below this many bytes in all, buffers are written one after the other.
+PARALLEL_BYTES = 16 << 20
+
+
+def _write(path: str, buffer: pickle.PickleBuffer) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        view = buffer.raw()
+        written = 0
+        while written < view.nbytes:
+            written += os.write(fd, view[written:])
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _writers() -> ThreadPoolExecutor:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(max_workers=max(2, cores or 1), thread_name_prefix="smartpool-copy")
 
 
 def attach(paths: Sequence[str]) -> list[memoryview]:
