@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import _backends, _engine
 from ._backends._base import Call
@@ -89,9 +89,9 @@ def parallel_map(
             else:
                 results.extend(values)
     except SmartpoolError as error:
-        completed = getattr(error, "completed", None)
+        completed: object = getattr(error, "completed", None)
         if isinstance(completed, dict) and ordered:
-            completed.update(enumerate(results))
+            cast("dict[int, Any]", completed).update(enumerate(results))
         raise
     return results
 

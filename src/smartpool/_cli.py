@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from . import _api, _decisions, _demo_workloads, _planner
 from ._advise import BACKENDS, Advice, advise, compare
@@ -40,13 +40,13 @@ def _header(first: str, out: TextIO) -> None:
 
 def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run each workload on each backend; print a table; return the rows."""
-    out = out or sys.stdout
+    out = out if out is not None else cast(TextIO, sys.stdout)
     cores = _planner.cpu_count()
     print(
         f"smartpool demo on {cores} core(s); wall-clock seconds (speed-up over serial).\n", file=out
     )
     _header("workload", out)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, fn, items in _workloads(quick):
         seconds = compare(fn, items)
         fastest = min(seconds, key=seconds.__getitem__)

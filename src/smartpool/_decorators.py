@@ -10,7 +10,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _api
 from ._planner import BackendChoice, Hint, Options
@@ -22,6 +22,10 @@ R = TypeVar("R")
 class TaskFunction(Generic[P, R]):
     """A function with a routing hint and default options; calling it still runs it inline."""
 
+    _smartpool_wrapped: Callable[P, R]
+    _smartpool_hint: Hint | None
+    _smartpool_options: Options
+
     def __init__(self, fn: Callable[P, R], hint: Hint | None, options: Options) -> None:
         functools.update_wrapper(self, fn)
         self._smartpool_wrapped = fn
@@ -30,7 +34,7 @@ class TaskFunction(Generic[P, R]):
 
     @property
     def hint(self) -> Hint | None:
-        """ "cpu", "io", or None (decided by smartpool)."""
+        """``"cpu"``, ``"io"``, or None (smartpool measures and decides)."""
         return self._smartpool_hint
 
     @property
@@ -43,11 +47,15 @@ class TaskFunction(Generic[P, R]):
 
     def map(self, iterable: Iterable[Any], /, **options: Any) -> list[R]:
         """``parallel_map(self, iterable, **options)``."""
-        return _api.parallel_map(self, iterable, **options)
+        return _api.parallel_map(self._as_map_function(), iterable, **options)
 
     def imap(self, iterable: Iterable[Any], /, **options: Any) -> Iterator[R]:
         """``imap(self, iterable, **options)``."""
-        return _api.imap(self, iterable, **options)
+        return _api.imap(self._as_map_function(), iterable, **options)
+
+    def _as_map_function(self) -> Callable[[Any], R]:
+        # One argument per item: the signature ``P`` cannot say so, the call sites do.
+        return cast("Callable[[Any], R]", self)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Run one call on the hinted backend; returns a ``concurrent.futures.Future``."""

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any
+from typing import Any, cast
 
 from . import _backends
 from ._backends._base import Call
@@ -188,12 +188,13 @@ def _outcome(entry: _Entry, pending: deque[_Entry]) -> ChunkResult:
     try:
         return entry[2].result()
     except SmartpoolError as error:
-        completed = getattr(error, "completed", None)
+        completed: object = getattr(error, "completed", None)
         if isinstance(completed, dict):
+            found = cast("dict[int, Any]", completed)
             for start, _, future, _ in pending:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     values = future.result().values
-                    completed.update(zip(range(start, start + len(values)), values, strict=True))
+                    found.update(zip(range(start, start + len(values)), values, strict=True))
         raise
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import _context
 from ._probe import Measurement
@@ -64,18 +64,13 @@ class Options:
                 + ", ".join(repr(b) for b in BACKENDS)
             )
         for name in ("max_workers", "chunksize"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        if self.timeout is not None:
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
-                raise TypeError(f"timeout must be a number of seconds, got {self.timeout!r}")
-            if not self.timeout > 0:
-                raise ValueError(
-                    f"timeout must be a positive number of seconds, got {self.timeout}"
-                )
+            _check_count(name, getattr(self, name))
+        timeout = cast(object, self.timeout)
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+            if not timeout > 0:
+                raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
             if self.backend == "serial":
                 raise ValueError(
                     "timeout= cannot be enforced on the serial backend (a running call cannot be "
@@ -86,17 +81,29 @@ class Options:
                     "timeout= applies to each item, so it needs chunksize=1 (or None); "
                     f"got chunksize={self.chunksize}"
                 )
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {self.retries!r}")
-        retry_on = self.retry_on
+        retries = cast(object, self.retries)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        retry_on = cast(object, self.retry_on)
         if isinstance(retry_on, type):
-            object.__setattr__(self, "retry_on", (retry_on,))
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
-            raise TypeError(f"retry_on must be exception types, got {self.retry_on!r}")
+            retry_on = (retry_on,)
+            object.__setattr__(self, "retry_on", retry_on)
+        kinds = cast("tuple[object, ...]", retry_on if isinstance(retry_on, tuple) else (retry_on,))
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in kinds):
+            raise TypeError(f"retry_on must be exception types, got {retry_on!r}")
 
     def merged(self, **overrides: Any) -> Options:
         """These options with the given keywords (as passed by a caller) taking precedence."""
         return replace(self, **overrides)
+
+
+def _check_count(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 @dataclass(frozen=True)

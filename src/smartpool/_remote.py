@@ -8,23 +8,25 @@ make the trip arrives as :class:`~smartpool.RemoteError` with its formatted trac
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import traceback
 from types import TracebackType
+from typing import Any, cast
 
 from ._errors import RemoteError
 
 
 def add_note(exc: BaseException, note: str) -> None:
     """Attach a PEP 678 note (``__notes__`` is set by hand on Python 3.10)."""
-    notes = getattr(exc, "__notes__", None)
-    if not isinstance(notes, list):
-        notes = []
-        try:
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        except AttributeError:  # pragma: no cover - exotic exceptions with __slots__
-            return
-    notes.append(note)
+    found: object = getattr(exc, "__notes__", None)
+    if isinstance(found, list):
+        cast("list[str]", found).append(note)
+        return
+    try:
+        exc.__notes__ = [note]  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - exotic exceptions with __slots__
+        pass
 
 
 def drop_first_frame(exc: BaseException) -> None:
@@ -43,10 +45,10 @@ def qualified_name(cls: type) -> str:
 
 def dump_exception(exc: BaseException) -> bytes:
     """Serialize ``exc`` with its traceback chain; fall back to a :class:`RemoteError`."""
-    from tblib import pickling_support
-
     from ._serialize import cloud_dumps
 
+    # tblib registers picklers for the exception's types and its traceback (untyped module).
+    pickling_support: Any = importlib.import_module("tblib.pickling_support")
     try:
         pickling_support.install(exc)
         data = cloud_dumps(exc)

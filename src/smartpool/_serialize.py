@@ -14,8 +14,8 @@ import io
 import pickle
 import types
 from collections import ChainMap
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, cast
 
 from ._errors import SerializationError
 
@@ -183,12 +183,12 @@ def _children(obj: object) -> list[tuple[str, object]]:
         ]
         return kids
     if isinstance(obj, dict):
-        return [(f"key {k!r}", v) for k, v in obj.items()]
+        return [(f"key {k!r}", v) for k, v in cast("dict[object, object]", obj).items()]
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [(f"element {i}", v) for i, v in enumerate(obj)]
-    state = getattr(obj, "__dict__", None)
+        return [(f"element {i}", v) for i, v in enumerate(cast("Iterable[object]", obj))]
+    state: object = getattr(obj, "__dict__", None)
     if isinstance(state, dict):
-        return [(f"attribute {k!r}", v) for k, v in state.items()]
+        return [(f"attribute {k!r}", v) for k, v in cast("dict[object, object]", state).items()]
     return []
 
 

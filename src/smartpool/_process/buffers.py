@@ -66,7 +66,7 @@ def _writers() -> ThreadPoolExecutor:
 
 def attach(paths: Sequence[str]) -> list[memoryview]:
     """Map each file copy-on-write; a mapping lives as long as the arrays made from it."""
-    views = []
+    views: list[memoryview] = []
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:

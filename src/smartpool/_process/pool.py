@@ -67,7 +67,7 @@ class _Worker:
     proc: WorkerProcess
     task: Task | None = None
     deadline: float | None = None
-    fn_keys: deque[int] = field(default_factory=deque)
+    fn_keys: deque[int] = field(default_factory=deque[int])
 
 
 class ProcessPool:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator
 
 
 @contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
+def sigint_blocked() -> Generator[None, None, None]:
     """Block SIGINT in this thread; children forked or spawned meanwhile start with it blocked."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:

@@ -31,7 +31,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from .. import _context
 from .._errors import SerializationError
@@ -122,16 +122,17 @@ def _serve(conn: Connection) -> None:
                 retry = loads(retry_bytes)
             except BaseException as exc:
                 load_error = _annotated(exc, "retry_on could not be unpickled in the worker")
+        items: Any = None
         if load_error is None:
             try:
                 items = loads(items_bytes, buffers.attach(paths))
             except BaseException as exc:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
-        if load_error is not None:
-            result = ChunkResult(start, [], load_error, 0.0, describe_worker())
-        else:
+        if load_error is None:
             functions.move_to_end(fn_key)
             result = run_chunk(functions[fn_key], items, start, retry)
+        else:
+            result = ChunkResult(start, [], load_error, 0.0, describe_worker())
         _reply(conn, result)
 
 
@@ -166,9 +167,9 @@ def _annotated(exc: BaseException, note: str) -> BaseException:
 
 
 def _apply_init(init: dict[str, Any]) -> None:
-    sys_path = init.get("sys_path")
+    sys_path: object = init.get("sys_path")
     if isinstance(sys_path, list):
-        sys.path[:] = [p for p in sys_path if isinstance(p, str)]
+        sys.path[:] = [p for p in cast("list[object]", sys_path) if isinstance(p, str)]
     sync_state = init.get("sync_state")
     if sync_state:
         from .. import _sync

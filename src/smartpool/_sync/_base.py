@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from . import _registry
 from ._shm import BlockGoneError
 
 
-class SharedObject:
+class SharedObject(ABC):
     """A process-shared object identified by the name of its shared-memory block.
 
     Subclasses implement ``_create(*args)`` (make new shared state), ``_attach(state)`` (bind
@@ -18,6 +20,9 @@ class SharedObject:
     """
 
     __slots__ = ("__weakref__",)
+
+    #: Make new shared state; each primitive takes its own constructor arguments.
+    _create: Callable[..., None]
 
     def _init_shared(self, *args: Any) -> None:
         """Create new shared state, or attach to the parent's if this is a known module global."""
@@ -34,14 +39,13 @@ class SharedObject:
             self._create(*args)
         _registry.note_module_object(key, self)
 
-    def _create(self, *args: Any) -> None:
-        raise NotImplementedError
-
+    @abstractmethod
     def _attach(self, state: Any) -> None:
-        raise NotImplementedError
+        """Bind this instance to the existing shared state named by ``state``."""
 
+    @abstractmethod
     def _state(self) -> Any:
-        raise NotImplementedError
+        """The picklable identity of this object's shared state."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._state()))

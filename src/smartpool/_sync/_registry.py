@@ -16,7 +16,7 @@ import sys
 import threading
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._shm import BlockGoneError
 
@@ -93,11 +93,12 @@ def install_state(state: object) -> None:
     """
     if not isinstance(state, dict):
         raise TypeError(f"install_state expects the result of export_state(), got {state!r}")
+    table = cast("dict[Key, tuple[type[SharedObject], Any]]", state)
     with _lock:
-        _installed.update(state)
-        existing = [(key, ref()) for key, ref in _module_objects.items() if key in state]
+        _installed.update(table)
+        existing = [(key, ref()) for key, ref in _module_objects.items() if key in table]
     for key, obj in existing:
-        cls, obj_state = state[key]
+        cls, obj_state = table[key]
         if obj is not None and type(obj) is cls:
             with contextlib.suppress(BlockGoneError):  # parent dropped it: keep ours
                 obj._attach(obj_state)
