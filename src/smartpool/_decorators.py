@@ -93,33 +93,49 @@ def _load_by_name(module: str, qualname: str) -> object:
     return found
 
 
-def _decorator(hint: Hint | None, fn: Callable[P, R] | None, options: dict[str, Any]) -> Any:
-    opts = Options(**options)
+class RoutingDecorator:
+    """``@cpu_bound``, ``@io_bound`` and ``@auto``: bare, or called with default options.
 
-    def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
-        if not callable(f):
-            raise TypeError(f"@{_NAMES[hint]} decorates a callable, got {type(f).__name__}")
-        return TaskFunction(f, hint, opts)
+    One class serves the three, which differ only in the hint they attach.
+    """
 
-    return wrap(fn) if fn is not None else wrap
+    def __init__(self, hint: Hint | None, name: str, doc: str) -> None:
+        self._hint: Hint | None = hint
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = doc
+        self.__module__ = "smartpool"
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+    @overload
+    def __call__(
+        self,
+        /,
+        *,
+        backend: BackendChoice = ...,
+        max_workers: int | None = ...,
+        chunksize: int | None = ...,
+        timeout: float | None = ...,
+        retries: int = ...,
+        retry_on: tuple[type[BaseException], ...] = ...,
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+    def __call__(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        opts = Options(**options)
+
+        def wrap(f: Callable[..., Any]) -> TaskFunction[..., Any]:
+            if not callable(f):
+                raise TypeError(f"@{self.__name__} decorates a callable, got {type(f).__name__}")
+            return TaskFunction(f, self._hint, opts)
+
+        return wrap(fn) if fn is not None else wrap
+
+    def __repr__(self) -> str:
+        return f"<smartpool decorator {self.__name__}>"
 
 
-_NAMES: dict[Hint | None, str] = {"cpu": "cpu_bound", "io": "io_bound", None: "auto"}
-
-
-@overload
-def cpu_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
-@overload
-def cpu_bound(
-    *,
-    backend: BackendChoice = ...,
-    max_workers: int | None = ...,
-    chunksize: int | None = ...,
-    timeout: float | None = ...,
-    retries: int = ...,
-    retry_on: tuple[type[BaseException], ...] = ...,
-) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
-def cpu_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+cpu_bound = RoutingDecorator(
+    "cpu",
+    "cpu_bound",
     """Mark ``fn`` as CPU-bound: ``.map`` and ``parallel_map`` run it on worker processes.
 
     Example:
@@ -129,49 +145,12 @@ def cpu_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
         ...     return n * n
         >>> square(4), square.map([1, 2, 3], backend="thread")
         (16, [1, 4, 9])
-    """
-    return _decorator("cpu", fn, options)
+    """,
+)
 
-
-@overload
-def auto(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
-@overload
-def auto(
-    *,
-    backend: BackendChoice = ...,
-    max_workers: int | None = ...,
-    chunksize: int | None = ...,
-    timeout: float | None = ...,
-    retries: int = ...,
-    retry_on: tuple[type[BaseException], ...] = ...,
-) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
-def auto(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
-    """Let smartpool measure ``fn`` on its first items and route it (the probe, not a hint).
-
-    Example:
-        >>> import smartpool
-        >>> @smartpool.auto
-        ... def add_one(n: int) -> int:
-        ...     return n + 1
-        >>> add_one.map(range(5))
-        [1, 2, 3, 4, 5]
-    """
-    return _decorator(None, fn, options)
-
-
-@overload
-def io_bound(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
-@overload
-def io_bound(
-    *,
-    backend: BackendChoice = ...,
-    max_workers: int | None = ...,
-    chunksize: int | None = ...,
-    timeout: float | None = ...,
-    retries: int = ...,
-    retry_on: tuple[type[BaseException], ...] = ...,
-) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
-def io_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+io_bound = RoutingDecorator(
+    "io",
+    "io_bound",
     """Mark ``fn`` as I/O-bound: ``.map`` and ``parallel_map`` run it on many threads.
 
     Example:
@@ -181,5 +160,20 @@ def io_bound(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
         ...     return key.upper()
         >>> fetch.map(["a", "b"])
         ['A', 'B']
-    """
-    return _decorator("io", fn, options)
+    """,
+)
+
+auto = RoutingDecorator(
+    None,
+    "auto",
+    """Let smartpool measure ``fn`` on its first items and route it (the probe, not a hint).
+
+    Example:
+        >>> import smartpool
+        >>> @smartpool.auto
+        ... def add_one(n: int) -> int:
+        ...     return n + 1
+        >>> add_one.map(range(5))
+        [1, 2, 3, 4, 5]
+    """,
+)
