@@ -18,6 +18,11 @@ Fn = Callable[[Any], Any]
 WORKERS = os.cpu_count() or 2  # process engines (and joblib threads) use one worker per core
 
 
+def _as_list(result: Any) -> list[Any]:
+    """The engine's result as a list, copied only when it is not one already (same for all)."""
+    return result if isinstance(result, list) else list(result)
+
+
 class EngineUnavailable(Exception):
     """The engine's library is not installed or lacks the API the benchmark needs."""
 
@@ -70,7 +75,7 @@ class _Executor:
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
         if self._chunked:
             return list(self._executor.map(fn, items, chunksize=user_chunksize(len(items))))
-        return list(self._executor.map(fn, items))
+        return _as_list(self._executor.map(fn, items))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -81,7 +86,7 @@ class _MpPool:
         self._pool = pool
 
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
-        return list(self._pool.map(fn, items))
+        return _as_list(self._pool.map(fn, items))
 
     def close(self) -> None:
         self._pool.close()
@@ -97,7 +102,7 @@ class _Joblib:
 
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
         call = self._delayed(fn)
-        return list(self._parallel(call(item) for item in items))
+        return _as_list(self._parallel(call(item) for item in items))
 
     def close(self) -> None:
         self._parallel.__exit__(None, None, None)
@@ -112,7 +117,7 @@ class _Mpire:
         self._pool = mpire.WorkerPool(n_jobs=WORKERS, start_method="fork", keep_alive=True)
 
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
-        return list(self._pool.map(fn, items))
+        return _as_list(self._pool.map(fn, items))
 
     def close(self) -> None:
         self._pool.stop_and_join()
@@ -128,7 +133,7 @@ class _Pebble:
 
     def map(self, fn: Fn, items: list[Any]) -> list[Any]:
         future = self._pool.map(fn, items, chunksize=user_chunksize(len(items)))
-        return list(future.result())
+        return _as_list(future.result())
 
     def close(self) -> None:
         self._pool.close()
@@ -146,7 +151,7 @@ class _Smartpool:
             forget = getattr(self._smartpool, "forget", None)
             if callable(forget):
                 forget()
-        return list(self._smartpool.parallel_map(fn, items, backend=self._backend))
+        return _as_list(self._smartpool.parallel_map(fn, items, backend=self._backend))
 
     def close(self) -> None:
         shutdown = getattr(self._smartpool, "shutdown", None)
