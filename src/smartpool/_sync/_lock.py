@@ -192,15 +192,7 @@ class RLock(Lock):
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        w = self._w
-        if w[_TID] != get_ident() or w[_OWNER] != _current[0]:
-            raise RuntimeError("cannot release un-acquired lock")
-        count = w[_COUNT] - 1
-        w[_COUNT] = count
-        if count == 0:
-            w[_OWNER] = 0
-            w[_TID] = 0
-            self._sem.release()
+        self.release()
 
     def _prepare_take_over(self) -> None:
         self._w[_TID] = get_ident()
