@@ -141,7 +141,7 @@ def measure(workload: str, engine: str, repeats: int, quick: bool) -> Samples:
     if workload == COLD:
         return measure_cold(engine, repeats)
     if workload == LOCK:
-        return {"pair": locks.seconds_per_pair(engine, repeats)}
+        return locks.seconds_per_pair(engine, repeats)
     raise ValueError(f"unknown workload {workload!r}")
 
 

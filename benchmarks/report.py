@@ -102,10 +102,18 @@ def lock_table(by_key: dict[Key, Cell], kinds: Sequence[str]) -> list[str]:
         cell = by_key.get((LOCK, kind))
         status = _status(cell)
         if cell is None or status is not None:
-            rows.append([kind, status or "-", "-"])
+            rows.append([kind, status or "-", "-", "-"])
             continue
-        rows.append([kind, fmt_cell(cell), f"{1 / cell['value']:,.0f}"])
-    return _table(["lock", "acquire+release pair", "pairs per second"], rows)
+        block = cell["medians"].get("with")
+        rows.append(
+            [
+                kind,
+                fmt_cell(cell),
+                fmt_seconds(block) if block else "-",
+                f"{1 / cell['value']:,.0f}",
+            ]
+        )
+    return _table(["lock", "acquire()+release()", "with lock: block", "pairs per second"], rows)
 
 
 def problems(cells: Iterable[Cell]) -> list[str]:
