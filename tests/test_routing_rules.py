@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from smartpool._planner import Environment, Options, Plan, make_plan, replan
+from smartpool._estimates import Environment
+from smartpool._planner import Options, Plan, make_plan, replan
 from smartpool._probe import Measurement
 
 TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import _api, _decisions, _planner
+from . import _api, _decisions, _estimates
 from ._classify import Classification, classify
 from ._planner import BackendName
 
@@ -83,5 +83,5 @@ def advise(fn: Callable[..., Any], args: Sequence[Any], name: str | None = None)
 def _calls_for(call_seconds: float) -> int:
     """Enough calls for the serial run to take about COMPARISON_SECONDS (between 8 and 2000)."""
     wanted = COMPARISON_SECONDS / max(call_seconds, 1e-6)
-    cores = _planner.cpu_count()
+    cores = _estimates.cpu_count()
     return int(min(2000, max(8, 4 * cores, math.ceil(wanted))))

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
-from . import _api, _decisions, _demo_workloads, _planner
+from . import _api, _decisions, _demo_workloads, _estimates
 from ._advise import BACKENDS, Advice, advise, compare
 
 
@@ -41,7 +41,7 @@ def _header(first: str, out: TextIO) -> None:
 def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run each workload on each backend; print a table; return the rows."""
     out = out if out is not None else cast(TextIO, sys.stdout)
-    cores = _planner.cpu_count()
+    cores = _estimates.cpu_count()
     print(
         f"smartpool demo on {cores} core(s); wall-clock seconds (speed-up over serial).\n", file=out
     )

@@ -7,13 +7,20 @@ probe plugs in here, in :func:`make_plan`, without touching either.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 from . import _context
+from ._estimates import (
+    TARGET_CHUNK_SECONDS,
+    Environment,
+    fmt_seconds,
+    process_time,
+    process_workers,
+    thread_time,
+    thread_workers,
+)
 from ._probe import Measurement
 
 BackendName = Literal["serial", "thread", "process"]
@@ -24,8 +31,6 @@ BACKENDS: tuple[str, ...] = ("auto", "serial", "thread", "process")
 
 #: Threads for I/O-bound work when neither the user nor a measurement says otherwise.
 DEFAULT_IO_WORKERS = 32
-#: Upper bound on threads sized from a measured wait fraction.
-MAX_IO_THREADS = 128
 #: Items assumed when the input's length is unknown (a generator).
 ASSUMED_ITEMS = 10_000
 #: A parallel plan must be estimated at most this fraction of serial time...
@@ -36,13 +41,6 @@ MIN_SAVING_SECONDS = 0.002
 PREFER_THREADS = 1.15
 #: Re-plan when items take this many times more (or less) than the plan assumed.
 REPLAN_FACTOR = 8.0
-#: Rough costs (measured on a 2-core Linux VM) that the estimates use.
-THREAD_TASK_SECONDS = 30e-6
-THREAD_START_SECONDS = 80e-6
-PROCESS_TASK_SECONDS = 150e-6
-PROCESS_START_SECONDS = 0.03
-#: Work per chunk the adaptive sizer aims at, per backend: long enough to hide dispatch cost.
-TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.01, "thread": 0.002, "process": 0.02}
 
 
 @dataclass(frozen=True)
@@ -133,40 +131,6 @@ class Plan:
         chunks = "adaptive" if self.chunksize is None else str(self.chunksize)
         why = "; ".join(self.reasons)
         return f"{self.backend} x{self.max_workers} (chunksize {chunks}): {why}"
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The facts about this process that routing depends on (injectable in tests)."""
-
-    cores: int
-    gil_enabled: bool
-    nested: bool
-    #: Worker processes already running in the default process pool (no start-up to pay).
-    warm_processes: int = 0
-
-    @classmethod
-    def current(cls) -> Environment:
-        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-        return cls(
-            cores=cpu_count(),
-            gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
-            nested=_context.in_worker(),
-            warm_processes=_warm_processes(),
-        )
-
-
-def _warm_processes() -> int:
-    backends = sys.modules.get("smartpool._backends")
-    return 0 if backends is None else int(backends.warm_workers("process"))
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (affinity-aware where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> bool:
@@ -296,10 +260,10 @@ def gil_matters(
     # Processes run GIL-free code about as well as threads: sample only if they would lose
     # clearly to threads on a GIL-free function (large arguments to pickle, say).
     n = n_items if n_items is not None else ASSUMED_ITEMS
-    threads = requested or _thread_workers(free, env, n)
-    procs = requested or _process_workers(free, env, n)
-    thread_t = _thread_time(free, env, n, threads, parallel_cpu=True)
-    return _process_time(free, env, n, procs) > thread_t * PREFER_THREADS
+    threads = requested or thread_workers(free, env, n)
+    procs = requested or process_workers(free, env, n)
+    thread_t = thread_time(free, env, n, threads, parallel_cpu=True)
+    return process_time(free, env, n, procs) > thread_t * PREFER_THREADS
 
 
 def _decide(
@@ -317,11 +281,11 @@ def _decide(
     parallel_cpu = bool(m.releases_gil) or not env.gil_enabled
     if not env.gil_enabled:
         why.append("free-threaded interpreter: threads run Python code in parallel")
-    threads = requested or _thread_workers(m, env, n)
-    procs = requested or _process_workers(m, env, n)
+    threads = requested or thread_workers(m, env, n)
+    procs = requested or process_workers(m, env, n)
     serial_t = n * m.call_seconds
-    thread_t = _thread_time(m, env, n, threads, parallel_cpu)
-    process_t = _process_time(m, env, n, procs) if env.cores > 1 else math.inf
+    thread_t = thread_time(m, env, n, threads, parallel_cpu)
+    process_t = process_time(m, env, n, procs) if env.cores > 1 else math.inf
     if m.picklable is False:
         if process_t < min(thread_t, serial_t * MARGIN):
             why.append(
@@ -333,8 +297,8 @@ def _decide(
         process_t = math.inf
     why.append(
         f"estimated for {n}{'' if n_items is not None else ' (assumed)'} items: serial "
-        f"{_fmt(serial_t)}, threads x{threads} {_fmt(thread_t)}, processes x{procs} "
-        f"{_fmt(process_t)}"
+        f"{fmt_seconds(serial_t)}, threads x{threads} {fmt_seconds(thread_t)}, processes x{procs} "
+        f"{fmt_seconds(process_t)}"
     )
     best_parallel = min(thread_t, process_t)
     if best_parallel > serial_t * MARGIN or serial_t - best_parallel < MIN_SAVING_SECONDS:
@@ -348,51 +312,6 @@ def _decide(
         return "thread", threads, why
     why.append("processes: fastest estimate")
     return "process", procs, why
-
-
-def _thread_workers(m: Measurement, env: Environment, n: int) -> int:
-    if m.cpu_fraction >= 0.95:
-        return max(1, min(env.cores, n))
-    wanted = math.ceil(env.cores / max(m.cpu_fraction, 1 / MAX_IO_THREADS))
-    return max(1, min(MAX_IO_THREADS, wanted, n))
-
-
-def _process_workers(m: Measurement, env: Environment, n: int) -> int:
-    if m.cpu_fraction >= 0.8:
-        return max(1, min(env.cores, n))
-    return max(1, min(4 * env.cores, math.ceil(env.cores / max(m.cpu_fraction, 0.05)), n))
-
-
-def _thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
-    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
-    # Each extra thread adds the share of a call that runs without the GIL: all or nothing when
-    # the probe was clear, the measured share when it was in doubt.
-    free = 1.0 if parallel_cpu else 0.0
-    if m.doubt is not None and m.gil_held is not None:
-        free = 1.0 - m.gil_held
-    if not env.gil_enabled:
-        free = 1.0
-    cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
-    chunks = max(total / TARGET_CHUNK_SECONDS["thread"], min(n, 2 * w))
-    return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
-
-
-def _process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
-    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
-    chunks = max(total / TARGET_CHUNK_SECONDS["process"], min(n, 2 * p))
-    start = 0.0 if env.warm_processes >= p else PROCESS_START_SECONDS
-    return (
-        max(cpu / min(p, env.cores), total / p)
-        + n * m.transfer_seconds
-        + chunks * PROCESS_TASK_SECONDS
-        + start
-    )
-
-
-def _fmt(seconds: float) -> str:
-    if math.isinf(seconds):
-        return "n/a"
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def _workers(backend: BackendName, hint: Hint | None, env: Environment) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from .._planner import TARGET_CHUNK_SECONDS
+from .._estimates import TARGET_CHUNK_SECONDS
 from .._task import ChunkResult, run_chunk
 from ._base import Backend, Call
 

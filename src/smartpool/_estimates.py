@@ -1,0 +1,105 @@
+"""Cost estimates the planner weighs: how long a job would take serially, on threads, on processes.
+
+Nothing here decides; :mod:`smartpool._planner` compares these numbers. The constants are rough
+costs measured on a 2-core Linux VM; estimates only need to be right within a factor that the
+planner's margins absorb.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+from . import _context
+from ._probe import Measurement
+
+#: Upper bound on threads sized from a measured wait fraction.
+MAX_IO_THREADS = 128
+#: Rough costs (measured on a 2-core Linux VM) that the estimates use.
+THREAD_TASK_SECONDS = 30e-6
+THREAD_START_SECONDS = 80e-6
+PROCESS_TASK_SECONDS = 150e-6
+PROCESS_START_SECONDS = 0.03
+#: Work per chunk the adaptive sizer aims at, per backend: long enough to hide dispatch cost.
+TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.01, "thread": 0.002, "process": 0.02}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The facts about this process that routing depends on (injectable in tests)."""
+
+    cores: int
+    gil_enabled: bool
+    nested: bool
+    #: Worker processes already running in the default process pool (no start-up to pay).
+    warm_processes: int = 0
+
+    @classmethod
+    def current(cls) -> Environment:
+        is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+        return cls(
+            cores=cpu_count(),
+            gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
+            nested=_context.in_worker(),
+            warm_processes=_warm_processes(),
+        )
+
+
+def _warm_processes() -> int:
+    backends = sys.modules.get("smartpool._backends")
+    return 0 if backends is None else int(backends.warm_workers("process"))
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_workers(m: Measurement, env: Environment, n: int) -> int:
+    if m.cpu_fraction >= 0.95:
+        return max(1, min(env.cores, n))
+    wanted = math.ceil(env.cores / max(m.cpu_fraction, 1 / MAX_IO_THREADS))
+    return max(1, min(MAX_IO_THREADS, wanted, n))
+
+
+def process_workers(m: Measurement, env: Environment, n: int) -> int:
+    if m.cpu_fraction >= 0.8:
+        return max(1, min(env.cores, n))
+    return max(1, min(4 * env.cores, math.ceil(env.cores / max(m.cpu_fraction, 0.05)), n))
+
+
+def thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
+    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
+    # Each extra thread adds the share of a call that runs without the GIL: all or nothing when
+    # the probe was clear, the measured share when it was in doubt.
+    free = 1.0 if parallel_cpu else 0.0
+    if m.doubt is not None and m.gil_held is not None:
+        free = 1.0 - m.gil_held
+    if not env.gil_enabled:
+        free = 1.0
+    cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
+    chunks = max(total / TARGET_CHUNK_SECONDS["thread"], min(n, 2 * w))
+    return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
+
+
+def process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
+    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
+    chunks = max(total / TARGET_CHUNK_SECONDS["process"], min(n, 2 * p))
+    start = 0.0 if env.warm_processes >= p else PROCESS_START_SECONDS
+    return (
+        max(cpu / min(p, env.cores), total / p)
+        + n * m.transfer_seconds
+        + chunks * PROCESS_TASK_SECONDS
+        + start
+    )
+
+
+def fmt_seconds(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "n/a"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
