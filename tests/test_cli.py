@@ -72,3 +72,17 @@ def test_entry_point_help() -> None:
     done = run_cli("--help")
     assert done.returncode == 0
     assert "demo" in done.stdout and "advise" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_examples_run() -> None:
+    from pathlib import Path
+
+    examples = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.py"))
+    assert examples
+    for example in examples:
+        done = subprocess.run(
+            [sys.executable, str(example)], capture_output=True, text=True, timeout=100
+        )
+        assert done.returncode == 0, f"{example.name}: {done.stderr}"
+        assert done.stdout.strip(), f"{example.name} printed nothing"
