@@ -32,6 +32,7 @@ from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, Work
 from .._remote import add_note, load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
+from . import buffers
 from .launcher import WorkerProcess, ensure_server, owned_fds, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
@@ -220,7 +221,7 @@ class ProcessPool:
             if following is not None:
                 self._assign(worker, following)
         if task is not None:
-            settle(task.future, result)
+            _settle(task, result)
         if following is not None:
             self._send(worker)
 
@@ -257,7 +258,7 @@ class ProcessPool:
         if task is not None and error is not None and not retry:
             if task.attempts > 1:
                 add_note(error, task.retry.failed_after(task.attempts))
-            settle(task.future, error=error)
+            _settle(task, error=error)
         if replace:
             self._start_worker()
 
@@ -289,13 +290,13 @@ class ProcessPool:
             if error is None:
                 task.future.cancel()
             if not task.future.cancelled():  # a retry (already running), or failing on purpose
-                settle(task.future, error=error or _loss_error(task, None, None, False))
+                _settle(task, error=error or _loss_error(task, None, None, False))
         for worker in workers:
             if worker.task is not None or kill:
                 exitcode = worker.proc.kill()
                 if worker.task is not None:
                     lost = _loss_error(worker.task, worker.proc.pid, exitcode, False)
-                    settle(worker.task.future, error=error or lost)
+                    _settle(worker.task, error=error or lost)
             worker.proc.close()
         if wait:
             for worker in workers:
@@ -303,6 +304,13 @@ class ProcessPool:
         for fd in (self._wake_r, self._wake_w):
             owned_fds.discard(fd)
             os.close(fd)
+
+
+def _settle(task: Task, result: ChunkResult | None = None, error: Exception | None = None) -> None:
+    """Complete a task's Future, having first removed its shared-memory files: whoever waits on
+    the Future may check for leftovers the moment it wakes."""
+    buffers.discard(task.buffer_paths)
+    settle(task.future, result, error)
 
 
 def _decode(task: Task | None, data: bytes) -> ChunkResult:
