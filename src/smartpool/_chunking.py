@@ -87,6 +87,9 @@ class Tail(Sequence[Any]):
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
+            begin, end, step = index.indices(len(self))
+            if step == 1 and end == len(self):  # a later tail: still no copy
+                return Tail(self.sequence, self.start + begin)
             return list(self)[index]
         if index < 0:
             index += len(self)
