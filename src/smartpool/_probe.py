@@ -42,7 +42,7 @@ MAX_SECONDS = 0.02
 #: than running them in parallel could save.
 MIN_GIL_SECONDS = 0.00005
 #: The GIL is sampled over enough items to last this long (several of the sampler's naps).
-GIL_SAMPLE_SECONDS = 0.002
+GIL_SAMPLE_SECONDS = 0.001
 #: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
 MIN_GIL_CPU = 0.3
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
@@ -203,8 +203,11 @@ def _sample_gil(
 
     def sampler() -> None:
         with ThreadClock() as clock:
-            # A few naps with nobody else running give the baseline: the timer's overshoot.
-            baseline = min(nap(clock) for _ in range(CALIBRATION_NAPS))
+            # A few naps with nobody else running give the baseline, the timer's overshoot: a
+            # property of the system, measured once per process.
+            if not _nap_overshoot:
+                _nap_overshoot.append(min(nap(clock) for _ in range(CALIBRATION_NAPS)))
+            baseline = _nap_overshoot[0]
             while not done.is_set():
                 before = clock.read()
                 napping.set()  # the items start only once a nap is under way and being timed
@@ -225,6 +228,9 @@ def _sample_gil(
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
     return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
+
+
+_nap_overshoot: list[float] = []
 
 
 def _doubt(gil_held: float | None) -> str | None:
