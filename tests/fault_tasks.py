@@ -105,5 +105,15 @@ def first_draws(_: object) -> tuple[int, tuple[int, int]]:
     return os.getpid(), _first_draws
 
 
+def draw_together(args: tuple[object, object, int]) -> tuple[int, tuple[int, int]]:
+    """``first_draws``, once ``n`` tasks are all running: each on a worker of its own."""
+    counter, everyone, n = args
+    if counter.add(1) >= n:  # type: ignore[attr-defined]
+        everyone.set()  # type: ignore[attr-defined]
+    if not everyone.wait(60):  # type: ignore[attr-defined]
+        raise TimeoutError("the other tasks never started")
+    return first_draws(None)
+
+
 def big_bytes(megabytes: int) -> bytes:
     return b"x" * (megabytes * 1024 * 1024)

@@ -9,7 +9,7 @@ import pytest
 
 import smartpool
 
-from .fault_tasks import first_draws
+from .fault_tasks import draw_together
 
 
 @pytest.fixture(params=["forkserver", "fork"])
@@ -27,9 +27,10 @@ def fresh_workers(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("fresh_workers")
 def test_workers_never_repeat_each_others_random_numbers() -> None:
-    # The first three chunks each start a worker of their own, so three workers all draw.
+    # Each task waits until all three run at once, so three different workers draw.
+    counter, everyone = smartpool.Value(0), smartpool.Event()
     results = smartpool.parallel_map(
-        first_draws, range(30), backend="process", max_workers=3, chunksize=1
+        draw_together, [(counter, everyone, 3)] * 3, backend="process", max_workers=3, chunksize=1
     )
     draws = dict(results)
     assert len(draws) == 3
