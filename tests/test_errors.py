@@ -143,3 +143,10 @@ def test_non_callable_is_a_type_error() -> None:
         smartpool.parallel_map(42, [1])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fn must be callable"):
         smartpool.imap("not a function", [1])  # type: ignore[arg-type]
+
+
+def test_items_that_are_not_iterable_are_a_type_error_naming_them() -> None:
+    with pytest.raises(TypeError, match=r"the items must be an iterable .* got int: 5"):
+        smartpool.parallel_map(abs, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="the items must be an iterable"):
+        smartpool.imap(abs, None)  # type: ignore[arg-type]

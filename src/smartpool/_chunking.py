@@ -114,7 +114,13 @@ class Feed:
         if isinstance(iterable, (list, tuple, range)):
             self._sequence = iterable
         else:
-            self._iterator = iter(iterable)
+            try:
+                self._iterator = iter(iterable)
+            except TypeError:
+                raise TypeError(
+                    f"the items must be an iterable (a list, a generator...), "
+                    f"got {type(iterable).__name__}: {iterable!r:.80}"
+                ) from None
         self._position = 0
         self._returned: list[Any] = []
 
