@@ -67,8 +67,8 @@ def from_measurement(m: Measurement) -> Classification:
         "cpu" if m.cpu_fraction >= CPU_KIND else "io" if m.cpu_fraction <= IO_KIND else "mixed"
     )
     parts = [
-        f"{m.samples} calls of {m.call_seconds * 1e3:.3g} ms each spent {m.cpu_fraction:.0%} "
-        f"of their time on the CPU, so the work is {_KIND_WORDS[kind]}"
+        f"a call took {m.call_seconds * 1e3:.3g} ms ({_calls(m.samples)} timed), "
+        f"{m.cpu_fraction:.0%} of it on the CPU, so the work is {_KIND_WORDS[kind]}"
     ]
     if m.releases_gil is True:
         parts.append("while a call ran, other threads could run Python: it releases the GIL")
@@ -89,6 +89,10 @@ def from_measurement(m: Measurement) -> Classification:
         confident=confident,
         samples=m.samples,
     )
+
+
+def _calls(n: int) -> str:
+    return "1 call" if n == 1 else f"{n} calls"
 
 
 _KIND_WORDS: dict[Kind, str] = {

@@ -63,7 +63,7 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
 
 def print_advice(advice: Advice, out: TextIO) -> None:
     c = advice.classification
-    print(f"{advice.function}: {c.kind} ({c.reason})\n", file=out)
+    print(f"{advice.function}: {c.kind}. {c.reason[0].upper()}{c.reason[1:]}\n", file=out)
     _header(f"{advice.calls} calls", out)
     print(f"{'':<24}{_cells(advice.seconds)}{advice.fastest:>10}{advice.picked:>18}\n", file=out)
     print(f"Verdict: use backend={advice.picked!r}. Why:", file=out)
