@@ -54,9 +54,10 @@ class ThreadClock:
             self._fd = None
 
     def read(self) -> Reading:
-        return Reading(time.perf_counter(), time.thread_time(), self._queued())
+        return Reading(time.perf_counter(), time.thread_time(), self.queued())
 
-    def _queued(self) -> float:
+    def queued(self) -> float:
+        """Seconds this thread has spent runnable but waiting for a core, so far."""
         if self._fd is None:
             return 0.0
         try:

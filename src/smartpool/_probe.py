@@ -107,6 +107,7 @@ def probe_items(
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
     clock = ThreadClock()
+    queued_before = clock.queued()
     began = time.perf_counter()
     while True:
         items = feed.take(min(batch, limit - len(values)))
@@ -114,14 +115,13 @@ def probe_items(
             exhausted = True
             break
         budget = max(max_seconds - (time.perf_counter() - began), 0.0)
-        before = clock.read()
         result = run_chunk(fn, items, len(values), retry, budget)
-        span = before.until(clock.read())
         values.extend(result.values)
-        wall, cpu = wall + span.active, cpu + span.cpu  # queued for a core is not the call's cost
+        wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
         if result.error is not None:
+            clock.close()
             return _failed(values, result, wall, cpu)
         rest = items[len(result.values) :]
         elapsed = time.perf_counter() - began
@@ -130,7 +130,12 @@ def probe_items(
         )
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             break
-        batch = min(batch * 4, 1 << 16)
+        # Grow fast, but aim the next batch at the time still wanted, not past it.
+        per_item = max(wall / len(values), 1e-9)
+        wanted = max(1, int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1)
+        batch = min(batch * 4, 1 << 16, wanted if len(values) >= MIN_ITEMS else batch * 4)
+    # Time spent queued for a core (a busy machine) is not the calls' cost.
+    wall = max(cpu, wall - (clock.queued() - queued_before))
     clock.close()
     timed = len(values)
     call_seconds = wall / max(timed, 1)
