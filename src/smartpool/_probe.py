@@ -132,8 +132,8 @@ def probe_items(
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
         per_item = max(wall / len(values), 1e-9)
-        wanted = max(1, int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1)
-        batch = min(batch * 4, 1 << 16, wanted if len(values) >= MIN_ITEMS else batch * 4)
+        wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
+        batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - len(values), 1))
     # Time spent queued for a core (a busy machine) is not the calls' cost.
     wall = max(cpu, wall - (clock.queued() - queued_before))
     clock.close()
