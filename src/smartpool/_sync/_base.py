@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _registry
-from ._shm import BlockGoneError
+from ._shm import BlockGoneError, Handle, open_handle
 
 
 class SharedObject(ABC):
@@ -55,3 +55,26 @@ def _rebuild(cls: type[SharedObject], state: Any) -> SharedObject:
     obj = cls.__new__(cls)
     obj._attach(state)
     return obj
+
+
+class SemaphoreObject(SharedObject):
+    """A shared object whose block carries one semaphore: Lock, RLock, Semaphore, Event.
+
+    Its identity is the block's name; attaching opens the block by name and binds the
+    semaphore and the int64 words for the fast paths.
+    """
+
+    __slots__ = ("_h", "_sem", "_w")
+    #: Kind tag written into the block, checked when attaching by name.
+    _KIND: ClassVar[int]
+
+    def _attach(self, state: str) -> None:
+        self._bind(open_handle(state, self._KIND))
+
+    def _bind(self, handle: Handle) -> None:
+        self._h = handle
+        self._sem = handle.sems[0]
+        self._w = handle.words
+
+    def _state(self) -> str:
+        return self._h.name

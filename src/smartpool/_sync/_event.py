@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import time
 
-from ._base import SharedObject
+from ._base import SemaphoreObject
 from ._owner import POLL
-from ._shm import HEADER_WORDS, SEM_VALUE_MAX, Handle, new_handle, open_handle
+from ._shm import HEADER_WORDS, SEM_VALUE_MAX, new_handle
 
-_KIND = 5
+_EVENT_KIND = 5
 _FLAG = HEADER_WORDS
 _GEN = HEADER_WORDS + 1
 _WAITERS = HEADER_WORDS + 2
 
 
-class Event(SharedObject):
+class Event(SemaphoreObject):
     """A flag that threads and processes can wait for, with the semantics of
     :class:`threading.Event`: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``.
 
@@ -38,24 +38,14 @@ class Event(SharedObject):
         stop.set()  # seen by every worker, whatever the backend
     """
 
-    __slots__ = ("_h", "_sem", "_w")
+    __slots__ = ()
+    _KIND = _EVENT_KIND
 
     def __init__(self) -> None:
         self._init_shared()
 
     def _create(self) -> None:
-        self._bind(new_handle(_KIND, HEADER_WORDS + 3, 0, [(0, SEM_VALUE_MAX)]))
-
-    def _attach(self, state: str) -> None:
-        self._bind(open_handle(state, _KIND))
-
-    def _bind(self, handle: Handle) -> None:
-        self._h = handle
-        self._sem = handle.sems[0]
-        self._w = handle.words
-
-    def _state(self) -> str:
-        return self._h.name
+        self._bind(new_handle(self._KIND, HEADER_WORDS + 3, 0, [(0, SEM_VALUE_MAX)]))
 
     def is_set(self) -> bool:
         """Whether the flag is set."""

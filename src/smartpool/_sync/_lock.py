@@ -11,10 +11,10 @@ from __future__ import annotations
 from threading import get_ident
 from types import TracebackType
 
-from ._base import SharedObject
+from ._base import SemaphoreObject
 from ._owner import check_lock_args, wait_for_permit, warn_abandoned
 from ._proc import _current, is_alive
-from ._shm import HEADER_WORDS, Handle, new_handle, open_handle
+from ._shm import HEADER_WORDS, new_handle
 
 _LOCK_KIND = 1
 _RLOCK_KIND = 2
@@ -23,7 +23,7 @@ _TID = HEADER_WORDS + 1  # RLock: thread ident of the holder within its process
 _COUNT = HEADER_WORDS + 2  # RLock: recursion level
 
 
-class Lock(SharedObject):
+class Lock(SemaphoreObject):
     """A mutual-exclusion lock with the semantics of :class:`threading.Lock`, for every backend.
 
     Any thread of any process may release it (as with ``threading.Lock``). If the holding process
@@ -41,7 +41,7 @@ class Lock(SharedObject):
         smartpool.parallel_map(task, items, backend="process")
     """
 
-    __slots__ = ("_h", "_sem", "_w")
+    __slots__ = ()
     _KIND = _LOCK_KIND
     _NWORDS = HEADER_WORDS + 1
 
@@ -50,17 +50,6 @@ class Lock(SharedObject):
 
     def _create(self) -> None:
         self._bind(new_handle(self._KIND, self._NWORDS, 0, [(1, 1)]))
-
-    def _attach(self, state: str) -> None:
-        self._bind(open_handle(state, self._KIND))
-
-    def _bind(self, handle: Handle) -> None:
-        self._h = handle
-        self._sem = handle.sems[0]
-        self._w = handle.words
-
-    def _state(self) -> str:
-        return self._h.name
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock; arguments and result as :meth:`threading.Lock.acquire`."""

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from ._base import SharedObject
+from ._base import SemaphoreObject
 from ._owner import wait_for_permit, warn_abandoned
 from ._proc import _current, is_alive
-from ._shm import HEADER_WORDS, SEM_VALUE_MAX, Handle, new_handle, open_handle
+from ._shm import HEADER_WORDS, SEM_VALUE_MAX, Handle, new_handle
 
-_KIND = 3
+_SEMAPHORE_KIND = 3
 _BOUND = HEADER_WORDS  # initial value of a bounded semaphore, -1 when unbounded
 _SLOTS = HEADER_WORDS + 1  # slot i: token at _SLOTS + 2i, net permits at _SLOTS + 2i + 1
 NSLOTS = 128
 _NO_SLOT = -1
 
 
-class Semaphore(SharedObject):
+class Semaphore(SemaphoreObject):
     """A counting semaphore with the semantics of :class:`threading.Semaphore`, for every backend.
 
     If a process dies holding permits, a blocked acquirer returns them to the semaphore within
@@ -39,7 +39,8 @@ class Semaphore(SharedObject):
                 return download(url)
     """
 
-    __slots__ = ("_h", "_mine", "_sem", "_w")
+    __slots__ = ("_mine",)
+    _KIND = _SEMAPHORE_KIND
     _bounded = False
 
     def __init__(self, value: int = 1) -> None:
@@ -49,21 +50,13 @@ class Semaphore(SharedObject):
 
     def _create(self, value: int) -> None:
         maxvalue = value if self._bounded else SEM_VALUE_MAX
-        handle = new_handle(_KIND, _SLOTS + 2 * NSLOTS, 0, [(value, maxvalue)])
+        handle = new_handle(self._KIND, _SLOTS + 2 * NSLOTS, 0, [(value, maxvalue)])
         handle.words[_BOUND] = value if self._bounded else -1
         self._bind(handle)
 
-    def _attach(self, state: str) -> None:
-        self._bind(open_handle(state, _KIND))
-
     def _bind(self, handle: Handle) -> None:
-        self._h = handle
-        self._sem = handle.sems[0]
-        self._w = handle.words
+        super()._bind(handle)
         self._mine = (0, _NO_SLOT)  # (token, slot) cache; the token changes in a forked child
-
-    def _state(self) -> str:
-        return self._h.name
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take one permit; arguments and result as :meth:`threading.Semaphore.acquire`."""
