@@ -59,7 +59,7 @@ def test_advise_json() -> None:
         ("no_colon", "expected MODULE:FUNCTION"),
         ("no_such_module_xyz:f", "cannot load"),
         ("tests.workloads:missing", "cannot load"),
-        ("tests.workloads:_MEGABYTE", "is not callable"),
+        ("tests.workloads:NOT_A_FUNCTION", "is not callable"),
     ],
 )
 def test_advise_rejects_bad_targets(target: str, message: str) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -16,13 +13,13 @@ import smartpool
 
 from .fault_tasks import CRASHES, CrashOn, HangOn, attempts
 from .helpers import double
+from .subprocesses import run_python
 
 EXIT_DESCRIPTIONS = {
     "exit": (3, "exited with code 3"),
     "sigkill": (-9, "killed by SIGKILL"),
     "segfault": (-11, "killed by SIGSEGV"),
 }
-SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
 @pytest.fixture(params=["forkserver", "fork"])
@@ -127,13 +124,7 @@ def test_thread_timeout_abandons_the_thread_and_the_interpreter_still_exits() ->
         """
     )
     began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": SRC},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_python("-c", script, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["timed out at item 1 [0, 2, 3]", "[0, 2]"]
     assert time.monotonic() - began < 20  # nowhere near the abandoned thread's 1000 s

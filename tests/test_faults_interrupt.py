@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_faults_crash import SRC, alive
+from .subprocesses import ENV
+from .test_faults_crash import alive
 
 SCRIPT = textwrap.dedent(
     """
@@ -72,7 +73,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path, backend: str, method: str, api:
     directory.mkdir()
     proc = subprocess.Popen(
         [sys.executable, str(script), str(directory), backend, api, method],
-        env={**os.environ, "PYTHONPATH": SRC},
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,7 +16,7 @@ import pytest
 import smartpool
 
 from .helpers import double
-from .test_faults_crash import SRC
+from .subprocesses import run_python
 
 LEAK_SCRIPT = textwrap.dedent(
     """
@@ -74,13 +71,7 @@ LEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(120)
 def test_a_thousand_calls_leak_nothing_and_the_interpreter_exits_promptly() -> None:
     began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", LEAK_SCRIPT],
-        env={**os.environ, "PYTHONPATH": SRC},
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
+    done = run_python("-c", LEAK_SCRIPT, timeout=100)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - began < 60  # 3 x 1000 calls, then exit without waiting on anything
     for backend, (before, after) in json.loads(done.stdout).items():
@@ -112,13 +103,7 @@ MEMORY_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_a_million_items_stream_through_imap_in_flat_memory(backend: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, backend],
-        env={**os.environ, "PYTHONPATH": SRC},
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
+    done = run_python("-c", MEMORY_SCRIPT, backend, timeout=100)
     assert done.returncode == 0, done.stderr
     early, late = map(float, done.stdout.split())
     assert late - early < 16, f"RSS grew from {early:.0f} MB to {late:.0f} MB"

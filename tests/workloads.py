@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 
-_MEGABYTE = b"\x5a" * (1 << 20)
+# The demo's workloads: pure-Python arithmetic (holds the GIL) and sha256 over megabyte buffers
+# (releases it while hashing).
+from smartpool._demo_workloads import cpu_python as spin
+from smartpool._demo_workloads import hash_blocks as sha
 
+#: Something ``smartpool advise`` must refuse to call.
+NOT_A_FUNCTION = 42
 
-def spin(n: int) -> int:
-    """Pure-Python arithmetic: holds the GIL."""
-    total = 0
-    for i in range(n):
-        total = (total * 31 + i) % 1_000_003
-    return total
-
-
-def sha(megabytes: int) -> str:
-    """hashlib over megabyte buffers: releases the GIL while hashing."""
-    digest = hashlib.sha256()
-    for _ in range(megabytes):
-        digest.update(_MEGABYTE)
-    return digest.hexdigest()
+__all__ = ["NOT_A_FUNCTION", "mark_once", "nap", "sha", "spin", "spin_where"]
 
 
 def nap(seconds: float) -> float:

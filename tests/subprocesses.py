@@ -1,0 +1,19 @@
+"""Running a Python script in a fresh interpreter that imports this checkout's smartpool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: The checkout's ``src``: children import the smartpool under test, installed or not.
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC}
+
+
+def run_python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python ARGS...`` to completion, output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
