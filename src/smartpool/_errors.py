@@ -22,7 +22,20 @@ class SerializationError(SmartpoolError, TypeError):
     """
 
 
-class WorkerCrashedError(SmartpoolError):
+class _ItemError(SmartpoolError):
+    """An error about one item of a call, carrying the results computed before it."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.completed: dict[int, Any] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes do not survive the default exception pickling.
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+class WorkerCrashedError(_ItemError):
     """A worker process died (``os._exit``, a signal, the OOM killer) while running an item.
 
     Attributes:
@@ -34,16 +47,11 @@ class WorkerCrashedError(SmartpoolError):
     def __init__(
         self, message: str, *, index: int | None = None, exitcode: int | None = None
     ) -> None:
-        super().__init__(message)
-        self.index = index
+        super().__init__(message, index=index)
         self.exitcode = exitcode
-        self.completed: dict[int, Any] = {}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.__dict__))
 
 
-class TaskTimeoutError(SmartpoolError, TimeoutError):
+class TaskTimeoutError(_ItemError, TimeoutError):
     """An item ran longer than the ``timeout=`` given to the call.
 
     On the process backend the worker is killed and replaced; on the thread backend the thread is
@@ -58,13 +66,8 @@ class TaskTimeoutError(SmartpoolError, TimeoutError):
     def __init__(
         self, message: str, *, index: int | None = None, timeout: float | None = None
     ) -> None:
-        super().__init__(message)
-        self.index = index
+        super().__init__(message, index=index)
         self.timeout = timeout
-        self.completed: dict[int, Any] = {}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.__dict__))
 
 
 class RemoteError(SmartpoolError):
