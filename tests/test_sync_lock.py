@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from smartpool._sync import Lock, RLock
+from smartpool._sync import Lock, RLock, _lock
+from smartpool._sync._proc import current_token
+
+from .subprocesses import ENV
 
 
 def test_lock_basic_protocol() -> None:
@@ -47,3 +53,82 @@ def test_pickle_round_trip_shares_state() -> None:
     with lock:
         assert copy.locked()
         assert not copy.acquire(False)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((False,), {}),
+        ((True, 0.01), {}),
+        ((), {"blocking": False}),
+        ((), {"timeout": 0.01}),
+        ((False, 1), {}),  # non-blocking with a timeout
+        ((), {"timeout": -2}),  # negative timeout other than -1
+        ((True, 1, 2), {}),  # too many arguments
+        ((), {"wait": 1}),  # unknown keyword
+    ],
+)
+def test_acquire_arguments_as_threading(
+    args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Each way of calling acquire on a taken lock (except waiting for ever, which would hang the
+    reference) gives threading.Lock's result or error type."""
+    ours, reference = Lock(), threading.Lock()
+    for lock in (ours, reference):
+        lock.acquire()
+
+    def outcome(lock: object) -> object:
+        try:
+            return lock.acquire(*args, **kwargs)  # type: ignore[attr-defined]
+        except (TypeError, ValueError, OverflowError) as exc:
+            return type(exc)
+
+    assert outcome(ours) == outcome(reference)
+    ours.release()
+
+
+def test_holder_token_is_recorded_and_cleared() -> None:
+    """The token a blocked acquirer checks for a dead holder: set by acquire, cleared by release."""
+    lock = Lock()
+    for enter, leave in [
+        (lock.acquire, lock.release),
+        (lock.__enter__, lambda: lock.__exit__(None, None, None)),
+    ]:
+        enter()
+        assert lock._w[_lock._OWNER] == current_token()
+        leave()
+        assert lock._w[_lock._OWNER] == 0
+
+
+def test_fast_path_is_compiled_unless_disabled() -> None:
+    """A build that silently lost the C fast path would fail the lock benchmark target; catch it."""
+    disabled = os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0")
+    assert _lock.ACCELERATED is not disabled
+    assert isinstance(Lock(), _lock.PyLockCore) is disabled
+
+
+@pytest.mark.timeout(300)
+def test_pure_python_fallback_passes_the_lock_suites() -> None:
+    """The fallback used where the extension was not built: same tests, same results."""
+    here = os.path.dirname(__file__)
+    files = [os.path.join(here, f"test_sync_{n}.py") for n in ("lock", "semantics", "processes")]
+    env = {**ENV, "SMARTPOOL_PURE_PYTHON": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not fallback",
+            *files,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout

@@ -57,24 +57,35 @@ def _rebuild(cls: type[SharedObject], state: Any) -> SharedObject:
     return obj
 
 
-class SemaphoreObject(SharedObject):
-    """A shared object whose block carries one semaphore: Lock, RLock, Semaphore, Event.
+class SemaphoreBinding:
+    """Identity and binding of an object whose block carries one semaphore (no state of its own).
 
     Its identity is the block's name; attaching opens the block by name and binds the
-    semaphore and the int64 words for the fast paths.
+    semaphore and the int64 words for the fast paths. A mixin, so that :class:`Lock` can put
+    its C core first among its bases while sharing this code with the other primitives.
     """
 
-    __slots__ = ("_h", "_sem", "_w")
+    __slots__ = ()
     #: Kind tag written into the block, checked when attaching by name.
     _KIND: ClassVar[int]
+    _h: Handle
+    _sem: Any
+    _w: memoryview
 
     def _attach(self, state: str) -> None:
         self._bind(open_handle(state, self._KIND))
 
     def _bind(self, handle: Handle) -> None:
-        self._h = handle
+        # The slots are declared by the concrete classes (mypy cannot see that).
+        self._h = handle  # type: ignore[misc]
         self._sem = handle.sems[0]
-        self._w = handle.words
+        self._w = handle.words  # type: ignore[misc]
 
     def _state(self) -> str:
         return self._h.name
+
+
+class SemaphoreObject(SemaphoreBinding, SharedObject):
+    """A shared object whose block carries one semaphore: Semaphore, Event (and Lock's shape)."""
+
+    __slots__ = ("_h", "_sem", "_w")

@@ -1,19 +1,26 @@
 """``Lock`` and ``RLock``: ``threading`` semantics, shared by threads and processes alike.
 
 The lock itself is a named POSIX semaphore (the one ``multiprocessing.Lock`` uses), so an
-uncontended acquire/release is two C calls plus one store of the holder's token into shared
-memory. The token (pid and start time) is what lets a blocked acquirer notice that the holder
-died and take the lock over (see ``_owner``).
+uncontended acquire/release is two semaphore calls plus one store of the holder's token into
+shared memory. The token (pid and start time) is what lets a blocked acquirer notice that the
+holder died and take the lock over (see ``_owner``).
+
+That uncontended path lives in a small C extension (``_fastlock.c``): in Python, the method
+calls alone would cost more than twice ``multiprocessing.Lock``'s whole pair. Where the
+extension was not built (or ``SMARTPOOL_PURE_PYTHON=1`` is set) :class:`PyLockCore`, its
+pure-Python twin, takes its place with the same behaviour.
 """
 
 from __future__ import annotations
 
+import os
 from threading import get_ident
 from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from ._base import SemaphoreObject
+from ._base import SemaphoreBinding, SharedObject
 from ._owner import check_lock_args, wait_for_permit, warn_abandoned
-from ._proc import _current, is_alive
+from ._proc import _current, is_alive, on_fork_in_child
 from ._shm import HEADER_WORDS, new_handle
 
 _LOCK_KIND = 1
@@ -23,7 +30,76 @@ _TID = HEADER_WORDS + 1  # RLock: thread ident of the holder within its process
 _COUNT = HEADER_WORDS + 2  # RLock: recursion level
 
 
-class Lock(SemaphoreObject):
+class PyLockCore:
+    """The uncontended path of :class:`Lock` in Python (the C extension's twin and fallback).
+
+    Anything but an uncontended ``acquire()`` goes to ``_acquire_slow``, as in the C version.
+    """
+
+    __slots__ = ()
+    _sem: Any
+    _w: memoryview
+
+    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
+        raise NotImplementedError
+
+    def _bind_core(self, sem: Any, words: memoryview, index: int) -> None:
+        """Nothing to do: the Python methods read ``_sem`` and ``_w`` directly."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the lock; arguments and result as :meth:`threading.Lock.acquire`."""
+        if blocking is True and timeout == -1 and self._sem.acquire(False):
+            self._w[_OWNER] = _current[0]
+            return True
+        return self._acquire_slow(blocking, timeout)
+
+    def release(self) -> None:
+        """Release the lock; RuntimeError if it is not locked."""
+        if self._sem._get_value() >= 1:
+            raise RuntimeError("release unlocked lock")
+        self._w[_OWNER] = 0
+        self._sem.release()
+
+    def locked(self) -> bool:
+        """Whether some thread of some process holds the lock."""
+        return bool(self._sem._is_zero())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _load_core() -> type[PyLockCore]:
+    """The C core if it was built and not disabled, else the pure-Python one."""
+    if os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0"):
+        return PyLockCore
+    try:
+        from . import _fastlock
+    except ImportError:
+        return PyLockCore
+
+    def refresh_token() -> None:
+        _fastlock.set_token(_current[0])
+
+    refresh_token()
+    on_fork_in_child(refresh_token)
+    return cast("type[PyLockCore]", _fastlock.LockCore)  # its twin, method for method
+
+
+if TYPE_CHECKING:
+    _LockCore = PyLockCore
+else:
+    _LockCore = _load_core()
+
+#: Whether ``Lock``'s fast path runs in C (False: the pure-Python fallback).
+ACCELERATED = _LockCore is not PyLockCore
+
+
+class Lock(_LockCore, SemaphoreBinding, SharedObject):
     """A mutual-exclusion lock with the semantics of :class:`threading.Lock`, for every backend.
 
     Any thread of any process may release it (as with ``threading.Lock``). If the holding process
@@ -41,7 +117,7 @@ class Lock(SemaphoreObject):
         smartpool.parallel_map(task, items, backend="process")
     """
 
-    __slots__ = ()
+    __slots__ = ("_h", "_sem", "_w")
     _KIND = _LOCK_KIND
     _NWORDS = HEADER_WORDS + 1
 
@@ -51,8 +127,12 @@ class Lock(SemaphoreObject):
     def _create(self) -> None:
         self._bind(new_handle(self._KIND, self._NWORDS, 0, [(1, 1)]))
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Acquire the lock; arguments and result as :meth:`threading.Lock.acquire`."""
+    def _bind(self, handle: Any) -> None:
+        super()._bind(handle)
+        self._bind_core(self._sem, self._w, _OWNER)
+
+    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """``acquire`` with arguments or on a taken lock: wait, watching for a dead holder."""
         if timeout != -1:
             check_lock_args(blocking, timeout)
         if self._sem.acquire(False):
@@ -64,33 +144,6 @@ class Lock(SemaphoreObject):
             self._w[_OWNER] = _current[0]
             return True
         return False
-
-    def release(self) -> None:
-        """Release the lock; RuntimeError if it is not locked."""
-        self._w[_OWNER] = 0
-        try:
-            self._sem.release()
-        except ValueError:
-            raise RuntimeError("release unlocked lock") from None
-
-    def locked(self) -> bool:
-        """Whether some thread of some process holds the lock."""
-        return bool(self._sem._is_zero())
-
-    def __enter__(self) -> bool:
-        if self._sem.acquire(False):
-            self._w[_OWNER] = _current[0]
-            return True
-        return self.acquire()
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._w[_OWNER] = 0
-        try:
-            self._sem.release()
-        except ValueError:
-            raise RuntimeError("release unlocked lock") from None
 
     def _recover(self) -> bool:
         """Take the lock over if its recorded holder is dead (called while blocked)."""
