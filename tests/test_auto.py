@@ -219,6 +219,31 @@ def test_error_during_the_probe_names_the_item() -> None:
     assert "item 2 failed" in info.value.__notes__[0]
 
 
+@pytest.mark.parametrize("api", ["parallel_map", "imap"])
+def test_failure_after_the_probe_keeps_the_probes_results(api: str) -> None:
+    """The first serial chunk after the probe appends to the probe's results: a failure there
+    still names the right item and loses none of the values before it."""
+    n, bad = 100_000, 60_000
+
+    def fail_at(x: int) -> int:
+        if x == bad:
+            raise LookupError(x)
+        return x * 2
+
+    plan = smartpool.explain(fail_at, range(n))
+    assert plan.backend == "serial"
+    smartpool.forget(fail_at)  # the call below must probe, then run the rest serially
+    seen: list[int] = []
+    with pytest.raises(LookupError) as info:
+        if api == "imap":
+            seen.extend(smartpool.imap(fail_at, range(n)))
+        else:
+            smartpool.parallel_map(fail_at, range(n))
+    assert f"item {bad} failed" in info.value.__notes__[0]
+    if api == "imap":
+        assert seen == [2 * x for x in range(bad)]
+
+
 def test_imap_under_auto_streams_and_probes_lazily() -> None:
     pulled: list[int] = []
 

@@ -163,6 +163,7 @@ def _auto_chunks(
     """Probe the first items in the caller (keeping their results), plan, run the rest."""
     measurement = recall(fn)
     done = 0
+    probe_values: list[Any] = []  # handed to the run, which yields them first
     if measurement is None:
         probe = probe_items(
             call.fn,
@@ -170,15 +171,18 @@ def _auto_chunks(
             retry=call.retry,
             gil_matters=lambda m: gil_matters(m, options, n_items),
         )
-        if probe.values:
-            yield probe.values
         if probe.failed is not None:
+            if probe.values:
+                yield probe.values
             raise _engine.with_note(probe.failed, "serial")
         measurement, done = probe.measurement, len(probe.values)
         remember(fn, measurement)
         logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
         if probe.exhausted:
+            if probe.values:
+                yield probe.values
             return
+        probe_values = probe.values
     n_left = None if n_items is None else n_items - done
     plan, measurement = _measured_plan(fn, options, n_left, measurement)
     for reason in plan.reasons:
@@ -197,6 +201,7 @@ def _auto_chunks(
         ordered=options.ordered,
         n_items=n_items,
         first_index=done,
+        done=probe_values,
         replanner=revise,
     )
     yield from run.chunks()

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from typing import Any
 
 _counter = itertools.count()
+
+#: A deadline this close after the watcher's next wake-up does not wake it early: it is acted on
+#: at that wake-up. Each early wake-up costs the running chunk a GIL hand-over (tens of us).
+SLACK = 0.002
 
 
 class _Watcher:
@@ -26,6 +31,7 @@ class _Watcher:
         self._heap: list[tuple[float, int]] = []
         self._armed: dict[int, tuple[Any, int]] = {}
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the watcher wakes next on its own
         self.native_id: int | None = None
 
     def start(self) -> None:
@@ -43,8 +49,9 @@ class _Watcher:
         token = next(_counter)
         with self._cond:
             self._armed[token] = (iterator, length)
-            # Wake the watcher only if it sleeps past this deadline: a wake-up is a thread switch.
-            if not self._heap or deadline < self._heap[0][0]:
+            # Wake the watcher only if it would sleep well past this deadline.
+            if deadline < self._wake_at - SLACK:
+                self._wake_at = deadline
                 self._cond.notify()
             heapq.heappush(self._heap, (deadline, token))
         return token
@@ -60,11 +67,13 @@ class _Watcher:
                 while self._heap and self._heap[0][1] not in self._armed:
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wake_at = math.inf
                     self._cond.wait()
                     continue
                 deadline, token = self._heap[0]
                 left = deadline - time.perf_counter()
                 if left > 0:
+                    self._wake_at = deadline
                     self._cond.wait(left)
                     continue
                 heapq.heappop(self._heap)

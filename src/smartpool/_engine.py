@@ -64,9 +64,13 @@ class Run:
         ordered: bool,
         n_items: int | None,
         first_index: int = 0,
+        done: list[Any] | None = None,
         replanner: Replanner | None = None,
     ) -> None:
+        """``done``: results already computed for the items before ``first_index`` (the
+        probe's); they come out first, joined to the first chunk when that one runs inline."""
         self._call = call
+        self._done = done
         self._feed = feed
         self._ordered = ordered
         self._n_items = n_items
@@ -97,6 +101,9 @@ class Run:
         """Lists of results, one per chunk, in the order the caller asked for."""
         pending: deque[_Entry] = deque()
         exhausted = False
+        if self._done and not self._backend.runs_inline:
+            yield self._done
+            self._done = None
         try:
             while True:
                 while not exhausted and len(pending) < self._window:
@@ -113,7 +120,7 @@ class Run:
                     if result.values:  # the items before the failing one still count
                         yield result.values
                     raise with_note(result, entry[3])
-                self._learn(result)
+                self._learn(result, entry[1])
                 yield result.values
         except KeyboardInterrupt:
             _cancel(pending)
@@ -131,21 +138,29 @@ class Run:
         """
         start, name = self._next_index, self._backend.name
         items = self._feed.take(self._sizer.next_size())
+        done, self._done = self._done, None
         if not items:
+            if done:  # nothing left to join them to
+                future: Future[ChunkResult] = Future()
+                future.set_result(ChunkResult(start - len(done), done, None, 0.0, name))
+                return (start, 0, future, name)
             return None
-        future = self._backend.submit(self._prepared, items, start)
+        if done:
+            future = self._backend.submit_after(self._prepared, items, start, done)
+        else:
+            future = self._backend.submit(self._prepared, items, start)
         count = len(items)
         if self._backend.runs_inline:  # already done; it may have stopped at its time budget
             result = future.result()
-            ran = len(result.values) + (result.error is not None)
+            ran = result.error_index - start + (result.error is not None)
             if ran < count:
                 self._feed.give_back(items[ran:])
             count = ran
         self._next_index += count
         return (start, count, future, name)
 
-    def _learn(self, result: ChunkResult) -> None:
-        n = len(result.values)
+    def _learn(self, result: ChunkResult, n: int) -> None:
+        """Note that ``n`` items (the ones this chunk ran) took ``result.seconds``."""
         self._sizer.observe(n, result.seconds)
         if self._replanner is None or n == 0:
             return

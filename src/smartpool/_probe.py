@@ -114,7 +114,8 @@ def probe_items(
         if not items:
             exhausted = True
             break
-        budget = max(max_seconds - (time.perf_counter() - began), 0.0)
+        # A deadline can only stop a batch between items: a single item needs none.
+        budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
         result = run_chunk(fn, items, len(values), retry, budget)
         values.extend(result.values)
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds

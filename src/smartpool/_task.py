@@ -80,15 +80,21 @@ def run_chunk(
     start: int,
     retry: RetryPolicy = NO_RETRY,
     budget: float | None = None,
+    after: list[Any] | None = None,
 ) -> ChunkResult:
     """Apply ``fn`` to each item in order; stop at the first failure that retries do not fix.
 
     With a ``budget`` (seconds), stop early once it is spent, leaving the rest of the items
     unconsumed (an iterator is read only as far as items run): inline execution can then notice
     that items became far costlier than planned without first running a whole oversized chunk.
+
+    ``after`` holds the results of the items just before ``start``: the values are appended to
+    it and the result covers those items too. Joining two long result lists afterwards would
+    copy one of them into fresh memory, which costs as much as a few percent of a tiny job.
     """
     began, began_cpu = time.perf_counter(), time.thread_time()
-    values: list[Any] = []
+    values: list[Any] = [] if after is None else after
+    start -= len(values)
     error: BaseException | None = None
     if retry.retries == 0 and budget is None:
         try:

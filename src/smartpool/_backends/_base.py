@@ -45,6 +45,13 @@ class Backend(ABC):
     def submit(self, prepared: Any, items: Sequence[Any], start: int) -> Future[ChunkResult]:
         """Run one chunk whose first item has input index ``start``."""
 
+    def submit_after(
+        self, prepared: Any, items: Sequence[Any], start: int, done: list[Any]
+    ) -> Future[ChunkResult]:
+        """Inline backends: like ``submit``, appending to ``done``, the results of the items
+        before ``start`` (see ``run_chunk``'s ``after``)."""
+        raise NotImplementedError(f"the {self.name} backend does not run chunks inline")
+
     def warm_workers(self) -> int:
         """Workers already started and idle or busy: no start-up cost to pay for them."""
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from .._estimates import TARGET_CHUNK_SECONDS
 from .._task import ChunkResult, run_chunk
@@ -19,10 +20,20 @@ class SerialBackend(Backend):
     runs_inline = True
 
     def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
+        return self._run(prepared, items, start, None)
+
+    def submit_after(
+        self, prepared: Call, items: Sequence[object], start: int, done: list[Any]
+    ) -> Future[ChunkResult]:
+        return self._run(prepared, items, start, done)
+
+    def _run(
+        self, prepared: Call, items: Sequence[object], start: int, done: list[Any] | None
+    ) -> Future[ChunkResult]:
         future: Future[ChunkResult] = Future()
         future.set_running_or_notify_cancel()
         budget = BUDGET_FACTOR * TARGET_CHUNK_SECONDS["serial"]
-        future.set_result(run_chunk(prepared.fn, items, start, prepared.retry, budget))
+        future.set_result(run_chunk(prepared.fn, items, start, prepared.retry, budget, done))
         return future
 
     def shutdown(self, wait: bool = True) -> None:
