@@ -62,8 +62,11 @@ def measure_map(workload: str, engine: str, repeats: int, quick: bool) -> Sample
             runner.map(spec.fn, items[:WARMUP_ITEMS]),
             spec.reference(items[:WARMUP_ITEMS]),
         )
-        outputs = []
-        for _ in range(repeats):
+        outputs, expectations = [], []
+        for repeat in range(repeats):
+            if spec.update is not None:
+                spec.update(items, repeat)
+                expectations.append(spec.reference(items))
             gc.collect()
             start = time.perf_counter()
             out = runner.map(spec.fn, items)
@@ -71,8 +74,9 @@ def measure_map(workload: str, engine: str, repeats: int, quick: bool) -> Sample
             outputs.append(out)
     finally:
         runner.close()
-    expected = spec.reference(items)
-    for repeat, out in enumerate(outputs):
+    if spec.update is None:
+        expectations = [spec.reference(items)] * repeats
+    for repeat, (out, expected) in enumerate(zip(outputs, expectations, strict=True)):
         _check(f"repeat {repeat}", out, expected)
     return {"time": times}
 

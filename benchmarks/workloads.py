@@ -86,6 +86,12 @@ def _arrays(n: int) -> list[Any]:
     return [base + i for i in range(n)]
 
 
+def _bump_arrays(items: list[Any], repeat: int) -> None:
+    """An in-place update between two maps, as a simulation step or a training loop does."""
+    for array in items:
+        array[0] = repeat + 1.0
+
+
 def _io_sleep_expected(items: list[Any]) -> list[Any]:
     return [x + 1 for x in items]
 
@@ -107,6 +113,9 @@ class MapWorkload:
     description: str
     # Computes the serial result without the waits; None means "run fn serially".
     expected: Callable[[list[Any]], list[Any]] | None = None
+    # Changes the items in place before each timed map (untimed); the result is checked
+    # against the items as they are then. None: the same items every time.
+    update: Callable[[list[Any], int], None] | None = None
 
     def items(self, quick: bool) -> list[Any]:
         return self.make_items(self.quick_size if quick else self.size)
@@ -132,6 +141,15 @@ MAP_WORKLOADS: dict[str, MapWorkload] = {
             "mixed", mixed, 128, 16, _ints, "half ~5 ms CPU, half 5 ms sleep", _mixed_expected
         ),
         MapWorkload("big_args", array_sum, 64, 8, _arrays, "64 NumPy arrays of 8 MiB, arr.sum()"),
+        MapWorkload(
+            "big_args_updated",
+            array_sum,
+            64,
+            8,
+            _arrays,
+            "big_args, each array changed in place before every map",
+            update=_bump_arrays,
+        ),
     )
 }
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
-from smartpool import _probe
+from smartpool import _chunking, _probe
 
 from .workloads import mark_once, nap, sha, spin, spin_where
 
@@ -71,6 +71,28 @@ def test_sha256_over_megabytes_is_cpu_and_releases_the_gil() -> None:
     assert c.kind == "cpu"
     assert c.releases_gil is True
     assert c.picklable
+
+
+def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls shorter than the GIL sample run half on a helper thread while the sampler
+    watches: the verdicts stay right, and the results stay in input order."""
+    paired: list[int] = []
+    real = _probe._sample_gil_in_pairs
+
+    def spy(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
+        paired.append(len(items))
+        return real(fn, items, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_probe, "_sample_gil_in_pairs", spy)
+    assert classify_until(spin, 5000, lambda c: c.releases_gil is False).releases_gil is False
+    assert classify_until(sha, 1, lambda c: c.releases_gil is True).releases_gil is True
+    assert paired and all(n >= 2 for n in paired)
+
+    paired.clear()
+    items = list(range(3000, 3040))
+    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    assert paired
+    assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 
 
 def test_classify_reports_unpicklable_functions() -> None:

@@ -43,6 +43,21 @@ def test_workers_may_write_without_touching_the_callers_array() -> None:
     assert float(array[0]) == 1.0
 
 
+def test_arrays_updated_in_place_between_calls_are_sent_anew() -> None:
+    """No reuse of an earlier copy by identity: an array changed in place between two calls
+    reaches the workers with its new contents (joblib's memmapping reuses the old file within
+    one ``Parallel`` context and returns stale results here; see docs/benchmarks.md)."""
+    arrays = [np.zeros(300_000) for _ in range(4)]  # 2.4 MB each: shared memory, not the pipe
+    assert smartpool.parallel_map(first, arrays, backend="process") == [0.0] * 4
+    for array in arrays:
+        array[0] = 42.0
+    assert smartpool.parallel_map(first, arrays, backend="process") == [42.0] * 4
+
+
+def first(array: np.ndarray) -> float:
+    return float(array[0])
+
+
 def test_small_arrays_stay_in_the_stream() -> None:
     small = [np.arange(10) for _ in range(3)]
     assert smartpool.parallel_map(total, small, backend="process") == [45.0] * 3
