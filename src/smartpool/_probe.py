@@ -155,11 +155,13 @@ def probe_items(
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
         return ProbeRun(values, measurement, None, exhausted)
-    count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds), limit - len(values)))
-    items = feed.take(count)
+    count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
+    # Calls shorter than the sample run in pairs: as many again on a helper thread.
+    paired = count >= 2 and _cores() >= 2
+    items = feed.take(min(2 * count if paired else count, limit - len(values)))
     if not items:
         return ProbeRun(values, measurement, None, True)
-    if len(items) >= 2 and _cores() >= 2:
+    if paired and len(items) >= 2:
         result, gil_held = _sample_gil_in_pairs(fn, items, len(values), retry)
     else:
         result, gil_held = _sample_gil(fn, items, len(values), retry)
