@@ -156,8 +156,10 @@ def probe_items(
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
         return ProbeRun(values, measurement, None, exhausted)
     count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
-    # Calls shorter than the sample run in pairs: as many again on a helper thread.
-    paired = count >= 2 and _cores() >= 2
+    # The sample runs as a pair: as many items again on a helper thread, so that no core idles
+    # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
+    # would on the thread backend).
+    paired = _cores() >= 2
     items = feed.take(min(2 * count if paired else count, limit - len(values)))
     if not items:
         return ProbeRun(values, measurement, None, True)
@@ -244,13 +246,9 @@ def _sample_gil(
 def _sample_gil_in_pairs(
     fn: Callable[[Any], Any], items: Sequence[Any], index: int, retry: RetryPolicy = NO_RETRY
 ) -> tuple[ChunkResult, float]:
-    """Sample on the first half of ``items`` while a helper thread runs the second half.
-
-    The sample then takes half as long if the function releases the GIL (no core sits idle),
-    and sees two threads compete for the GIL as they would if threads were chosen. The two
-    halves' results are joined as if they had run in order.
-    """
-    half = len(items) // 2
+    """Sample on the first half of ``items`` while a helper thread runs the second half (the
+    larger half, when odd, is the sampled one); results joined as if they had run in order."""
+    half = (len(items) + 1) // 2
     second: list[ChunkResult] = []
     helper = threading.Thread(
         target=lambda: second.append(run_chunk(fn, items[half:], index + half, retry)),
