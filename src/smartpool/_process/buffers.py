@@ -16,7 +16,10 @@ import os
 import pickle
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 _DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _counter = itertools.count()
@@ -60,6 +63,8 @@ def _write(path: str, buffer: pickle.PickleBuffer) -> None:
 
 @functools.cache
 def _writers() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # first large export only: not free
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return ThreadPoolExecutor(max_workers=max(2, cores or 1), thread_name_prefix="smartpool-copy")
 

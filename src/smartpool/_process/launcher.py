@@ -12,26 +12,28 @@ import os
 import pickle
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from multiprocessing.connection import Connection
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import smartpool
 
 from .. import _deadline
+from .channel import Channel
+
+if TYPE_CHECKING:
+    import subprocess  # imported where a process is started with it: the import is not free
 from .signals import sigint_blocked
 
-_PACKAGE_PARENT = str(Path(smartpool.__file__).resolve().parent.parent)
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(smartpool.__file__)))
 
 
 class WorkerProcess(ABC):
     """A started worker: its pid and the parent's end of its socket."""
 
-    def __init__(self, pid: int, conn: Connection) -> None:
+    def __init__(self, pid: int, conn: Channel) -> None:
         self.pid = pid
         self.conn = conn
 
@@ -98,15 +100,15 @@ def _start(method: str, parent_sock: socket.socket, child_sock: socket.socket) -
     return _ForkedWorker.start(parent_sock, child_sock)
 
 
-def _connection(sock: socket.socket) -> Connection:
-    return Connection(sock.detach())
+def _connection(sock: socket.socket) -> Channel:
+    return Channel(sock.detach())
 
 
 # -- forkserver ---------------------------------------------------------------------------------
 
 
 class _ServerWorker(WorkerProcess):
-    def __init__(self, server: _ForkServer, pid: int, conn: Connection) -> None:
+    def __init__(self, server: _ForkServer, pid: int, conn: Channel) -> None:
         super().__init__(pid, conn)
         self._server = server
 
@@ -164,6 +166,8 @@ class _ForkServer:
                 f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
                 "from smartpool._process.server import main_from_exec; main_from_exec()"
             )
+            import subprocess
+
             self._popen = subprocess.Popen(
                 [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
             )
@@ -276,7 +280,7 @@ def _single_threaded() -> bool:
 
 
 class _SpawnedWorker(WorkerProcess):
-    def __init__(self, popen: subprocess.Popen[bytes], conn: Connection) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], conn: Channel) -> None:
         super().__init__(popen.pid, conn)
         self._popen = popen
 
@@ -287,6 +291,8 @@ class _SpawnedWorker(WorkerProcess):
             f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
             f"from smartpool._process.worker import main; main({fd})"
         )
+        import subprocess
+
         popen = subprocess.Popen([sys.executable, "-c", code], pass_fds=[fd])
         return cls(popen, _connection(parent_sock))
 
@@ -295,6 +301,8 @@ class _SpawnedWorker(WorkerProcess):
         return self._popen.wait()
 
     def exitcode(self) -> int | None:
+        import subprocess
+
         try:
             return self._popen.wait(timeout=5)
         except subprocess.TimeoutExpired:

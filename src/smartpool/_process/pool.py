@@ -24,7 +24,6 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 
 from .._backends import sweep_shared_objects
 from .._backends._base import settle
@@ -33,6 +32,7 @@ from .._remote import add_note, load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
 from . import buffers
+from .channel import wait
 from .launcher import WorkerProcess, ensure_server, owned_fds, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
@@ -313,7 +313,7 @@ def _settle(task: Task, result: ChunkResult | None = None, error: Exception | No
     settle(task.future, result, error)
 
 
-def _decode(task: Task | None, data: bytes) -> ChunkResult:
+def _decode(task: Task | None, data: bytes | bytearray) -> ChunkResult:
     """A worker's reply as a ChunkResult; what cannot be unpickled here becomes the chunk's error.
 
     Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may

@@ -30,7 +30,6 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from .. import _context
@@ -39,6 +38,7 @@ from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
 from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 from . import buffers
+from .channel import Channel
 from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
@@ -51,7 +51,7 @@ def main(fd: int) -> None:
     _context.mark_worker_process()
     _forget_parent_pools()
     reseed_random()
-    conn = Connection(fd)
+    conn = Channel(fd)
     _exit_when_parent_dies(fd)
     status = 0
     try:
@@ -104,7 +104,7 @@ def reseed_random() -> None:
             pass
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Channel) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
         fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = pickle.loads(conn.recv_bytes())
@@ -136,7 +136,7 @@ def _serve(conn: Connection) -> None:
         _reply(conn, result)
 
 
-def _reply(conn: Connection, result: ChunkResult) -> None:
+def _reply(conn: Channel, result: ChunkResult) -> None:
     values, error = result.values, result.error
     try:
         values_bytes = dump_items(values, result.start, what="result of item")

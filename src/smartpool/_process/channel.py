@@ -1,0 +1,87 @@
+"""Messages between the caller and a worker: length-prefixed bytes over one socket.
+
+This is the small part of ``multiprocessing.connection`` the pool needs (``send_bytes``,
+``recv_bytes``, ``wait``), without importing ``multiprocessing``: that import alone is a sizeable
+share of the first process call's cost.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+from collections.abc import Sequence
+
+_HEADER = struct.Struct("!Q")  # the payload's length
+_CHUNK = 1 << 20  # read at most this much per system call into the growing buffer
+
+
+class Channel:
+    """One end of a worker's socket, owning the file descriptor."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise OSError("channel is closed")
+        return self._fd
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send one message (blocking until the socket took all of it)."""
+        parts = [memoryview(_HEADER.pack(len(data))), memoryview(data)]
+        while parts:
+            sent = os.writev(self.fileno(), parts)
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts[0])
+                parts.pop(0)
+            if parts and sent:
+                parts[0] = parts[0][sent:]
+
+    def recv_bytes(self) -> bytes | bytearray:
+        """Receive one whole message; EOFError if the other end closed (or died)."""
+        (size,) = _HEADER.unpack(self._read_exactly(_HEADER.size))
+        return self._read_exactly(size)
+
+    def _read_exactly(self, size: int) -> bytes | bytearray:
+        fd = self.fileno()
+        first = os.read(fd, size)
+        if len(first) == size:
+            return first
+        if not first and size:
+            raise EOFError("the other end of the channel closed")
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        view[: len(first)] = first
+        got = len(first)
+        while got < size:
+            n = os.readv(fd, [view[got : got + _CHUNK]])
+            if n == 0:
+                raise EOFError("the other end of the channel closed mid-message")
+            got += n
+        return buffer  # not copied into bytes: pickle reads a bytearray as well
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
+def wait(objects: Sequence[Channel | int], timeout: float | None) -> list[Channel | int]:
+    """The channels (or raw fds) that are readable or hung up, waiting up to ``timeout``."""
+    poller = select.poll()
+    by_fd: dict[int, Channel | int] = {}
+    for obj in objects:
+        fd = obj if isinstance(obj, int) else obj.fileno()
+        by_fd[fd] = obj
+        poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return [by_fd[fd] for fd, _ in poller.poll(ms)]
