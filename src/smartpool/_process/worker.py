@@ -1,6 +1,6 @@
 """The loop a worker process runs: receive a chunk, run it, send the outcome back.
 
-Messages on the worker's socket (``multiprocessing.connection`` framing):
+Messages on the worker's socket (length-prefixed, see ``channel``):
 
 * parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
 * parent -> worker, per chunk: pickle of
