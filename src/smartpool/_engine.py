@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, cast
 
 from . import _backends
-from ._backends._base import Call
+from ._backends._base import Call, InlineBackend
 from ._chunking import ChunkSizer, Feed
 from ._errors import SerializationError, SmartpoolError
 from ._planner import Options, Plan
@@ -146,6 +146,7 @@ class Run:
                 return (start, 0, future, name)
             return None
         if done:
+            assert isinstance(self._backend, InlineBackend)  # else chunks() yielded them first
             future = self._backend.submit_after(self._prepared, items, start, done)
         else:
             future = self._backend.submit(self._prepared, items, start)

@@ -45,13 +45,6 @@ class Backend(ABC):
     def submit(self, prepared: Any, items: Sequence[Any], start: int) -> Future[ChunkResult]:
         """Run one chunk whose first item has input index ``start``."""
 
-    def submit_after(
-        self, prepared: Any, items: Sequence[Any], start: int, done: list[Any]
-    ) -> Future[ChunkResult]:
-        """Inline backends: like ``submit``, appending to ``done``, the results of the items
-        before ``start`` (see ``run_chunk``'s ``after``)."""
-        raise NotImplementedError(f"the {self.name} backend does not run chunks inline")
-
     def warm_workers(self) -> int:
         """Workers already started and idle or busy: no start-up cost to pay for them."""
         return 0
@@ -63,6 +56,19 @@ class Backend(ABC):
     @abstractmethod
     def shutdown(self, wait: bool = True) -> None:
         """Release the workers; a later submit on a fresh backend starts new ones."""
+
+
+class InlineBackend(Backend):
+    """A backend that runs each chunk in the caller, inside ``submit``."""
+
+    runs_inline = True
+
+    @abstractmethod
+    def submit_after(
+        self, prepared: Any, items: Sequence[Any], start: int, done: list[Any]
+    ) -> Future[ChunkResult]:
+        """Like ``submit``, appending the values to ``done``, the results of the items just
+        before ``start``, so that two long result lists need not be joined (see ``run_chunk``)."""
 
 
 def settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> bool:

@@ -8,16 +8,15 @@ from typing import Any
 
 from .._estimates import TARGET_CHUNK_SECONDS
 from .._task import ChunkResult, run_chunk
-from ._base import Backend, Call
+from ._base import Call, InlineBackend
 
 #: A chunk run inline stops after this many times its target duration; the engine queues the
 #: rest of its items again, so a cost jump is noticed (and re-planned) within milliseconds.
 BUDGET_FACTOR = 5
 
 
-class SerialBackend(Backend):
+class SerialBackend(InlineBackend):
     name = "serial"
-    runs_inline = True
 
     def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
         return self._run(prepared, items, start, None)

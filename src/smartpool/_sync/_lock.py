@@ -14,6 +14,7 @@ pure-Python twin, takes its place with the same behaviour.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -40,8 +41,9 @@ class PyLockCore:
     _sem: Any
     _w: memoryview
 
-    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
-        raise NotImplementedError
+    #: ``acquire`` with arguments or on a taken lock, as the C core calls it; :class:`Lock`
+    #: provides it.
+    _acquire_slow: Callable[[bool, float], bool]
 
     def _bind_core(self, sem: Any, words: memoryview, index: int) -> None:
         """Nothing to do: the Python methods read ``_sem`` and ``_w`` directly."""
