@@ -95,6 +95,18 @@ def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch)
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 
 
+def test_the_samplers_baseline_is_measured_before_the_helper_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first sample in a process calibrates the sampler's naps; a helper thread holding the
+    GIL meanwhile would inflate that baseline and make every later call look GIL-free."""
+    monkeypatch.setattr(_probe, "_nap_overshoot", [])
+    # ~50 ms items: the helper runs spin() throughout any calibration made after it started
+    probe = _probe.probe_items(spin, _chunking.Feed([1_000_000] * 3))
+    assert probe.measurement.gil_held is not None
+    assert _probe._nap_overshoot and _probe._nap_overshoot[0] < 0.001
+
+
 def test_classify_reports_unpicklable_functions() -> None:
     lock = threading.Lock()
     c = smartpool.classify(lambda: lock.locked())

@@ -209,18 +209,9 @@ def _sample_gil(
     done = threading.Event()
     waits: list[float] = []
 
-    def nap(clock: ThreadClock) -> float:
-        before = clock.read()
-        time.sleep(SAMPLE_NAP)
-        return before.until(clock.read()).blocked - SAMPLE_NAP
-
     def sampler() -> None:
         with ThreadClock() as clock:
-            # A few naps with nobody else running give the baseline, the timer's overshoot: a
-            # property of the system, measured once per process.
-            if not _nap_overshoot:
-                _nap_overshoot.append(min(nap(clock) for _ in range(CALIBRATION_NAPS)))
-            baseline = _nap_overshoot[0]
+            baseline = _nap_baseline()  # the caller waits for ``napping``: nobody else runs
             while not done.is_set():
                 before = clock.read()
                 napping.set()  # the items start only once a nap is under way and being timed
@@ -249,6 +240,7 @@ def _sample_gil_in_pairs(
     """Sample on the first half of ``items`` while a helper thread runs the second half (the
     larger half, when odd, is the sampled one); results joined as if they had run in order."""
     half = (len(items) + 1) // 2
+    _nap_baseline()  # before the helper runs: calibration needs the interpreter to itself
     second: list[ChunkResult] = []
     helper = threading.Thread(
         target=lambda: second.append(run_chunk(fn, items[half:], index + half, retry)),
@@ -272,6 +264,20 @@ def _cores() -> int:
 
 
 _nap_overshoot: list[float] = []
+
+
+def _nap_baseline() -> float:
+    """How far a nap overshoots with nobody else running: the timer's slack, a property of the
+    system, measured once per process (on whichever thread asks first)."""
+    if not _nap_overshoot:
+        with ThreadClock() as clock:
+            naps: list[float] = []
+            for _ in range(CALIBRATION_NAPS):
+                before = clock.read()
+                time.sleep(SAMPLE_NAP)
+                naps.append(before.until(clock.read()).blocked - SAMPLE_NAP)
+        _nap_overshoot.append(min(naps))
+    return _nap_overshoot[0]
 
 
 def _doubt(gil_held: float | None) -> str | None:
