@@ -158,7 +158,8 @@ class Run:
                 self._feed.give_back(items[ran:])
             count = ran
         self._next_index += count
-        return (start, count, future, name)
+        # The entry's start is that of its values, which include ``done`` when it was joined.
+        return (start - len(done) if done else start, count, future, name)
 
     def _learn(self, result: ChunkResult, n: int) -> None:
         """Note that ``n`` items (the ones this chunk ran) took ``result.seconds``."""
