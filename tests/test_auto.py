@@ -33,8 +33,10 @@ def gil_always_held(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     real = _probe._sample_gil
 
-    def held(fn: Callable[[object], object], *args: object) -> tuple[object, float]:
-        result, _ = real(fn, *args)  # type: ignore[arg-type]
+    def held(
+        fn: Callable[[object], object], *args: object, **kwargs: object
+    ) -> tuple[object, float]:
+        result, _ = real(fn, *args, **kwargs)  # type: ignore[arg-type]
         return result, 1.0
 
     monkeypatch.setattr(_probe, "_sample_gil", held)
@@ -105,6 +107,21 @@ def test_the_samplers_baseline_is_measured_before_the_helper_starts(
     probe = _probe.probe_items(spin, _chunking.Feed([1_000_000] * 3))
     assert probe.measurement.gil_held is not None
     assert _probe._nap_overshoot and _probe._nap_overshoot[0] < 0.001
+
+
+def test_an_interrupted_sample_stops_its_sampler_and_keeps_no_helper() -> None:
+    """Ctrl-C during a GIL sample reaches the caller; the sampler thread ends instead of napping
+    for ever in the background."""
+
+    def interrupt(_: object) -> object:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _probe._sample_gil(interrupt, [1], 0, beside=lambda: None)
+    for thread in threading.enumerate():
+        if thread.name == "smartpool-gil-probe":
+            thread.join(timeout=5)
+    assert not any(t.name == "smartpool-gil-probe" for t in threading.enumerate())
 
 
 def test_classify_reports_unpicklable_functions() -> None:

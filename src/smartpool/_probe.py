@@ -202,9 +202,18 @@ def measure_call(
 
 
 def _sample_gil(
-    fn: Callable[[Any], Any], items: Sequence[Any], index: int, retry: RetryPolicy = NO_RETRY
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    index: int,
+    retry: RetryPolicy = NO_RETRY,
+    beside: Callable[[], object] | None = None,
 ) -> tuple[ChunkResult, float]:
-    """Run ``items`` here while a sampler thread measures how long it waits for the GIL."""
+    """Run ``items`` here while a sampler thread measures how long it waits for the GIL.
+
+    ``beside``, if given, runs on a helper thread started once the sampler naps (a thread
+    started while another one runs Python waits for the GIL just to start, a millisecond or
+    more); it has finished when this returns, unless Ctrl-C cut the sample short.
+    """
     napping = threading.Event()
     done = threading.Event()
     waits: list[float] = []
@@ -221,13 +230,21 @@ def _sample_gil(
 
     thread = threading.Thread(target=sampler, name="smartpool-gil-probe", daemon=True)
     thread.start()
-    napping.wait()
-    with ThreadClock() as clock:
-        before = clock.read()
-        result = run_chunk(fn, items, index, retry)
-        mine = before.until(clock.read())
-    done.set()
+    helper = None
+    try:
+        napping.wait()
+        if beside is not None:
+            helper = threading.Thread(target=beside, name="smartpool-probe-helper", daemon=True)
+            helper.start()
+        with ThreadClock() as clock:
+            before = clock.read()
+            result = run_chunk(fn, items, index, retry)
+            mine = before.until(clock.read())
+    finally:
+        done.set()  # on Ctrl-C too: the sampler must not nap for ever
     thread.join()
+    if helper is not None:
+        helper.join()  # (on Ctrl-C it is left, a daemon, to finish its items)
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
@@ -242,15 +259,11 @@ def _sample_gil_in_pairs(
     half = (len(items) + 1) // 2
     _nap_baseline()  # before the helper runs: calibration needs the interpreter to itself
     second: list[ChunkResult] = []
-    helper = threading.Thread(
-        target=lambda: second.append(run_chunk(fn, items[half:], index + half, retry)),
-        name="smartpool-probe-helper",
-        daemon=True,
-    )
-    helper.start()
-    # On Ctrl-C the helper (a daemon) is left to finish its items: the caller is not kept.
-    first, gil_held = _sample_gil(fn, items[:half], index, retry)
-    helper.join()
+
+    def run_second() -> None:
+        second.append(run_chunk(fn, items[half:], index + half, retry))
+
+    first, gil_held = _sample_gil(fn, items[:half], index, retry, beside=run_second)
     if first.error is None:
         first.values.extend(second[0].values)
         first.error = second[0].error
