@@ -43,24 +43,6 @@ def test_sizer_keeps_two_chunks_per_worker_at_least() -> None:
     assert sizer.next_size() == 100  # 400 items / (2 x 2 workers)
 
 
-def test_chunks_shrink_towards_the_end_of_a_run() -> None:
-    """The last chunks get smaller, so that no worker runs a full-size chunk alone at the end;
-    never below half a millisecond of work, where round trips would cost more."""
-    sizer = ChunkSizer.for_run(chunksize=None, n_items=1000, workers=2, target_seconds=0.002)
-    sizer.observe(10, 0.001)  # 0.1 ms an item: 20 items make the 2 ms target
-    assert sizer.next_size(remaining=1000) == 20
-    assert sizer.next_size(remaining=40) == 5  # a quarter of what is left per worker
-    assert sizer.next_size(remaining=3) == 5  # the floor: 0.5 ms of items
-    assert sizer.next_size() == 20  # unknown length: no shrinking
-
-    slow = ChunkSizer.for_run(chunksize=None, n_items=64, workers=2, target_seconds=0.002)
-    slow.observe(1, 0.0006)  # 0.6 ms an item: 3 per chunk, shrinking to 1
-    assert [slow.next_size(remaining=n) for n in (60, 20, 8, 1)] == [3, 3, 1, 1]
-
-    fixed = ChunkSizer.for_run(chunksize=7, n_items=1000, workers=2, target_seconds=0.01)
-    assert fixed.next_size(remaining=3) == 7
-
-
 def test_fixed_chunksize_is_kept() -> None:
     sizer = ChunkSizer.for_run(chunksize=7, n_items=1000, workers=2, target_seconds=0.01)
     sizer.observe(7, 100.0)

@@ -13,18 +13,12 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-#: Chunks shrink towards the end of a run, but not below this much work.
-SHRINK_FLOOR_SECONDS = 0.0005
-
 
 class ChunkSizer:
     """Chooses the size of the next chunk from the measured cost of the previous ones."""
 
-    def __init__(
-        self, *, fixed: int | None, first: int, target_seconds: float, cap: int, workers: int = 1
-    ) -> None:
+    def __init__(self, *, fixed: int | None, first: int, target_seconds: float, cap: int) -> None:
         self._fixed = fixed
-        self._workers = max(1, workers)
         self._size = max(1, min(first, cap))
         self._target = target_seconds
         self._cap = max(1, cap)
@@ -54,30 +48,14 @@ class ChunkSizer:
             first = max(1, min(math.ceil(n_items / (4 * workers)), 64))
         else:
             cap, first = 65536, 1
-        sizer = cls(
-            fixed=chunksize, first=first, target_seconds=target_seconds, cap=cap, workers=workers
-        )
+        sizer = cls(fixed=chunksize, first=first, target_seconds=target_seconds, cap=cap)
         if item_seconds is not None:
             sizer._per_item = item_seconds
             sizer._size = sizer._ideal()
         return sizer
 
-    def next_size(self, remaining: int | None = None) -> int:
-        """Items for the next chunk, ``remaining`` items (if known) not yet handed out.
-
-        Towards the end chunks shrink (at most a quarter of what is left per worker), so that
-        the workers finish together instead of one of them running a last full-size chunk alone.
-        """
-        if self._fixed is not None:
-            return self._fixed
-        if remaining is None:
-            return self._size
-        share = math.ceil(remaining / (4 * self._workers))
-        # ...but not below chunks of SHRINK_FLOOR_SECONDS: past that, round trips cost more
-        # than the balance gains.
-        per_item = self._per_item
-        floor = 1 if per_item is None else math.ceil(SHRINK_FLOOR_SECONDS / max(per_item, 1e-9))
-        return max(1, min(self._size, max(share, floor)))
+    def next_size(self) -> int:
+        return self._fixed if self._fixed is not None else self._size
 
     def observe(self, n_items: int, seconds: float) -> None:
         """Record that a chunk of ``n_items`` took ``seconds`` of work."""

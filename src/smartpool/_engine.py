@@ -137,8 +137,7 @@ class Run:
         to the input, to be planned anew.
         """
         start, name = self._next_index, self._backend.name
-        left = None if self._n_items is None else self._n_items - self._next_index
-        items = self._feed.take(self._sizer.next_size(left))
+        items = self._feed.take(self._sizer.next_size())
         done, self._done = self._done, None
         if not items:
             if done:  # nothing left to join them to
