@@ -42,6 +42,17 @@ def gil_always_held(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_probe, "_sample_gil", held)
 
 
+def unpicklable_spin() -> Callable[[int], int]:
+    """Pure-Python CPU work in a closure over a lock: it cannot travel to a worker process."""
+    lock = threading.Lock()
+
+    def guarded(n: int) -> int:
+        with lock:
+            return spin(n)
+
+    return guarded
+
+
 def classify_until(
     fn: Callable[..., object], arg: object, want: Callable[[smartpool.Classification], bool]
 ) -> smartpool.Classification:
@@ -248,12 +259,7 @@ def test_auto_decorator_probes_instead_of_hinting() -> None:
 
 @pytest.mark.usefixtures("gil_always_held")
 def test_unpicklable_cpu_function_falls_back_to_threads_with_a_warning() -> None:
-    lock = threading.Lock()
-
-    def guarded(n: int) -> int:
-        with lock:
-            return spin(n)
-
+    guarded = unpicklable_spin()
     with pytest.warns(RuntimeWarning, match="cannot be pickled"):
         result = smartpool.parallel_map(guarded, [200_000] * 16)
     assert result == [spin(200_000)] * 16
@@ -342,12 +348,7 @@ def test_timeout_under_auto_is_enforced_without_an_inline_probe() -> None:
 
 @pytest.mark.usefixtures("gil_always_held")
 def test_explain_rules_out_processes_for_an_unpicklable_function() -> None:
-    lock = threading.Lock()
-
-    def guarded(n: int) -> int:
-        with lock:
-            return spin(n)
-
+    guarded = unpicklable_spin()
     plan = smartpool.explain(guarded, [200_000] * 16)
     assert plan.backend == "thread"
     assert any("cannot be pickled" in r for r in plan.reasons)
