@@ -120,6 +120,29 @@ def test_the_samplers_baseline_is_measured_before_the_helper_starts(
     assert _probe._nap_overshoot and _probe._nap_overshoot[0] < 0.001
 
 
+def _compute_or_wait(n: int) -> int:
+    """Even items compute for 6 ms of CPU time, odd items wait 6 ms: a job of two kinds."""
+    if n % 2:
+        time.sleep(0.006)
+        return n
+    end = time.thread_time() + 0.006
+    while time.thread_time() < end:
+        pass
+    return n
+
+
+def test_items_of_two_kinds_are_both_timed() -> None:
+    """A first item of a few milliseconds is not taken as the whole story: the probe times the
+    next one too, so a job alternating computing and waiting is seen as both."""
+    for _ in range(3):
+        probe = _probe.probe_items(
+            _compute_or_wait, _chunking.Feed(range(8)), gil_matters=lambda _: False
+        )
+        assert probe.values == list(range(len(probe.values)))
+        assert probe.measurement.samples >= 2
+        assert 0.2 < probe.measurement.cpu_fraction < 0.8
+
+
 def test_an_interrupted_sample_stops_its_sampler_and_keeps_no_helper() -> None:
     """Ctrl-C during a GIL sample reaches the caller; the sampler thread ends instead of napping
     for ever in the background."""

@@ -34,8 +34,10 @@ from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
 MIN_SECONDS = 0.001
-#: ...or one item that took this long (long items are told well enough by one)...
-LONG_ITEM_SECONDS = 0.005
+#: ...or one item that took this long (long items are told well enough by one; below this a
+#: second item is timed, so that items of two kinds, say computing and waiting in turn, are both
+#: seen and the plan does not flip with which kind came first)...
+LONG_ITEM_SECONDS = 0.01
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
 #: Calls shorter than this are not sampled for the GIL: dispatch to threads would cost more
