@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -84,3 +85,50 @@ def test_export_and_attach_round_trip() -> None:
     finally:
         buffers.discard(paths)
     assert not any(os.path.exists(p) for p in paths)
+
+
+def pick(args: tuple[np.ndarray, int, int, smartpool.Event]) -> float:
+    """Item 0 stays in flight until the last item has run: every chunk overlaps another."""
+    array, index, count, last_ran = args
+    if index == 0:
+        assert last_ran.wait(60), "the last item never ran"
+    elif index == count - 1:
+        last_ran.set()
+    return float(array[index])
+
+
+def test_an_array_shared_by_many_items_is_written_once_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broadcasting one big array to every item (``[(data, i) for i in ...]``) copies it into
+    shared memory once, not once per chunk; the file is gone after the call."""
+    written: list[int] = []
+    real = buffers.export
+
+    def spy(large: list[object]) -> tuple[str, ...]:
+        written.append(len(large))
+        return real(large)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(buffers, "export", spy)
+    shared = np.arange(300_000, dtype=np.float64)  # 2.4 MB: shared memory, not the pipe
+    count, last_ran = 4, smartpool.Event()  # 2 x max_workers: all four chunks in flight at once
+    items = [(shared, i, count, last_ran) for i in range(count)]
+    before = leftovers()
+    results = smartpool.parallel_map(pick, items, backend="process", max_workers=2, chunksize=1)
+    assert results == [float(i) for i in range(count)]
+    assert sum(written) == 1
+    assert leftovers() == before
+
+
+def test_a_generator_refilling_one_buffer_sends_each_item_as_it_was() -> None:
+    """A generator may reuse one array for every item it yields: each chunk carries the
+    contents of its own items, not a file written for an earlier one."""
+
+    def refill() -> Iterator[np.ndarray]:
+        buffer = np.zeros(300_000)
+        for i in range(6):
+            buffer[:] = i
+            yield buffer
+
+    results = smartpool.parallel_map(first, refill(), backend="process", chunksize=1)
+    assert results == [float(i) for i in range(6)]

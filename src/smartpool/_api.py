@@ -145,7 +145,7 @@ def _start(fn: Callable[[T], R], iterable: Iterable[T], /, **given: Any) -> Iter
     options = resolve_options(fn, **given)
     n_items = _engine.length_of(iterable)
     hint = hint_of(fn)
-    call = _engine.make_call(raw_function(fn), options, portable=fn)
+    call = _engine.make_call(raw_function(fn), options, portable=fn, items=iterable)
     if not needs_probe(options, hint, n_items):
         plan = make_plan(fn, options, hint=hint, n_items=n_items)
         run = _engine.Run(call, Feed(iterable), plan, ordered=options.ordered, n_items=n_items)

@@ -47,9 +47,15 @@ def length_of(iterable: Iterable[Any]) -> int | None:
     return None
 
 
-def make_call(fn: Callable[[Any], Any], options: Options, portable: object = None) -> Call:
+def make_call(
+    fn: Callable[[Any], Any],
+    options: Options,
+    portable: object = None,
+    items: Iterable[Any] | None = None,
+) -> Call:
     retry = RetryPolicy(options.retries, options.retry_on)
-    return Call(fn, retry, options.timeout, portable if portable is not None else fn)
+    stored = type(items) in (list, tuple)  # not subclasses: their items could be made on access
+    return Call(fn, retry, options.timeout, portable if portable is not None else fn, stored)
 
 
 class Run:

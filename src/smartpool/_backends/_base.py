@@ -24,6 +24,9 @@ class Call:
     timeout: float | None
     #: What to pickle for a worker process (a decorated function pickles by reference).
     portable: object = None
+    #: True when the items come from a list or tuple made before the call: one object holds the
+    #: same contents for all the items that refer to it (its large buffers can be sent once).
+    stored_items: bool = False
 
 
 class Backend(ABC):

@@ -23,6 +23,8 @@ class _Prepared:
     fn_key: int
     fn_bytes: bytes
     retry_bytes: bytes
+    #: This call's large buffers in shared memory.
+    exports: buffers.Exports
 
 
 class ProcessBackend(Backend):
@@ -43,7 +45,7 @@ class ProcessBackend(Backend):
             key = self._keys[fn_bytes] = next(_keys)
         # By value: retry_on may name exception classes the worker cannot import (from __main__).
         retry_bytes = b"" if call.retry == NO_RETRY else dumps(call.retry)
-        return _Prepared(call, key, fn_bytes, retry_bytes)
+        return _Prepared(call, key, fn_bytes, retry_bytes, buffers.Exports(call.stored_items))
 
     def submit(
         self, prepared: _Prepared, items: Sequence[object], start: int
@@ -52,9 +54,10 @@ class ProcessBackend(Backend):
         call = prepared.call
         large: list[pickle.PickleBuffer] = []
         items_bytes = dump_items(items, start, large=large)
-        paths = buffers.export(large)
+        paths = prepared.exports.export(large)
+        release = prepared.exports.releaser(paths)
         if paths:
-            future.add_done_callback(lambda _: buffers.discard(paths))
+            future.add_done_callback(lambda _: release())
         task = Task(
             future,
             prepared.fn_key,
@@ -66,6 +69,7 @@ class ProcessBackend(Backend):
             prepared.retry_bytes,
             call.timeout,
             buffer_paths=paths,
+            release_buffers=release,
         )
         if self._pool.closed:  # broken by a failure in its manager: start afresh
             self._pool = ProcessPool(self.workers, self.start_method)

@@ -5,6 +5,11 @@ is written once into a file in ``/dev/shm`` (memory, not disk); the worker maps 
 copy-on-write and unpickles straight from the mapping, so the array it sees is never copied
 again, and stays writable without touching the caller's data. The caller unlinks the files once
 the chunk is settled, however it ends (a chunk retried after a crash maps them again).
+
+Within one call over a list or tuple, a buffer that several items (or chunks) share is written
+once (:class:`Exports`): the items were all made before the call, so the same object holds the
+same contents for every one of them. Items from a generator get no such reuse: a generator may
+refill one buffer between items.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import mmap
 import os
 import pickle
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,6 +74,92 @@ def _writers() -> ThreadPoolExecutor:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return ThreadPoolExecutor(max_workers=max(2, cores or 1), thread_name_prefix="smartpool-copy")
+
+
+@dataclass
+class _File:
+    path: str
+    #: The object whose buffer the file holds: kept alive, so its id is not reused meanwhile.
+    owner: object
+    #: (id of the owner, bytes): how a later chunk finds the file.
+    key: tuple[int, int]
+    #: Chunks in flight that use the file.
+    users: int
+
+
+class Exports:
+    """The shared-memory files of one call. With ``reuse``, a buffer already in a file that a
+    chunk in flight still uses is not written again; a file goes once its last chunk is settled.
+    """
+
+    def __init__(self, reuse: bool) -> None:
+        self._reuse = reuse
+        self._lock = threading.Lock()
+        self._by_buffer: dict[tuple[int, int], _File] = {}
+        self._by_path: dict[str, _File] = {}
+
+    def export(self, large: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
+        """Like :func:`export`; every path returned must be given back to :meth:`release`."""
+        if not self._reuse:
+            return export(large)
+        paths: list[str] = []
+        fresh: list[int] = []
+        with self._lock:
+            for index, buffer in enumerate(large):
+                view = buffer.raw()
+                known = self._by_buffer.get((id(view.obj), view.nbytes))
+                if known is not None and known.owner is view.obj:
+                    known.users += 1
+                    paths.append(known.path)
+                else:
+                    fresh.append(index)
+                    paths.append("")
+        try:
+            written = export([large[i] for i in fresh])
+        except BaseException:
+            self.release([path for path in paths if path])
+            raise
+        with self._lock:
+            for index, path in zip(fresh, written, strict=True):
+                view = large[index].raw()
+                file = _File(path, view.obj, (id(view.obj), view.nbytes), users=1)
+                self._by_buffer.setdefault(file.key, file)
+                self._by_path[path] = file
+                paths[index] = path
+        return tuple(paths)
+
+    def releaser(self, paths: tuple[str, ...]) -> Callable[[], None]:
+        """A callable that gives ``paths`` back to :meth:`release` on its first call only (a
+        task is settled by its pool and, cancelled, by its Future: each may call it)."""
+        box = [paths]
+
+        def release_once() -> None:
+            try:
+                taken = box.pop()  # atomic: of two threads calling at once, one gets the paths
+            except IndexError:
+                return
+            self.release(taken)
+
+        return release_once
+
+    def release(self, paths: Sequence[str]) -> None:
+        """The chunk that used ``paths`` is settled; remove the files nobody else uses."""
+        if not self._reuse:
+            discard(paths)
+            return
+        gone: list[str] = []
+        with self._lock:
+            for path in paths:
+                file = self._by_path.get(path)
+                if file is None:
+                    continue
+                file.users -= 1
+                if file.users == 0:
+                    del self._by_path[path]
+                    if self._by_buffer.get(file.key) is file:
+                        del self._by_buffer[file.key]
+                    gone.append(path)
+        discard(gone)
 
 
 def attach(paths: Sequence[str]) -> list[memoryview]:

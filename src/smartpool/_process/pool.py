@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class Task:
     attempts: int = 1
     #: Shared-memory files holding the items' large buffers (see ``buffers``).
     buffer_paths: tuple[str, ...] = ()
+    #: Gives those files back once the task is settled (safe to call more than once); by
+    #: default they are removed.
+    release_buffers: Callable[[], None] | None = None
 
     def describe_items(self) -> str:
         last = self.start + self.n_items - 1
@@ -309,7 +313,10 @@ class ProcessPool:
 def _settle(task: Task, result: ChunkResult | None = None, error: Exception | None = None) -> None:
     """Complete a task's Future, having first removed its shared-memory files: whoever waits on
     the Future may check for leftovers the moment it wakes."""
-    buffers.discard(task.buffer_paths)
+    if task.release_buffers is not None:
+        task.release_buffers()
+    else:
+        buffers.discard(task.buffer_paths)
     settle(task.future, result, error)
 
 
