@@ -22,6 +22,7 @@ IO_SLEEP_S = 0.02
 SHA_BLOCK_BYTES = 4 * 1024 * 1024
 SHA_ROUNDS = 5
 BIG_ARRAY_LEN = 1024 * 1024  # float64: 8 MiB
+SHARED_ARRAY_LEN = 4 * 1024 * 1024  # float64: 32 MiB
 
 
 def spin(loops: int) -> int:
@@ -75,6 +76,20 @@ def array_sum(arr: Any) -> float:
     return float(arr.sum())
 
 
+@dataclass(frozen=True)
+class SharedSlice:
+    """big_shared's item: one large array (the same object in every item) and an index. Not a
+    tuple: mpire would unpack a tuple into arguments."""
+
+    array: Any
+    index: int
+
+
+def shared_pick(item: SharedSlice) -> float:
+    """big_shared: ~5 ms of pure-Python CPU per item, reading one large array every item has."""
+    return spin(MIXED_CPU_LOOPS) + float(item.array[item.index * 1000])
+
+
 def _ints(n: int) -> list[Any]:
     return list(range(n))
 
@@ -84,6 +99,13 @@ def _arrays(n: int) -> list[Any]:
 
     base = np.arange(BIG_ARRAY_LEN, dtype=np.float64)
     return [base + i for i in range(n)]
+
+
+def _one_shared_array(n: int) -> list[Any]:
+    import numpy as np
+
+    shared = np.arange(SHARED_ARRAY_LEN, dtype=np.float64)
+    return [SharedSlice(shared, i) for i in range(n)]
 
 
 def _bump_arrays(items: list[Any], repeat: int) -> None:
@@ -149,6 +171,14 @@ MAP_WORKLOADS: dict[str, MapWorkload] = {
             _arrays,
             "big_args, each array changed in place before every map",
             update=_bump_arrays,
+        ),
+        MapWorkload(
+            "big_shared",
+            shared_pick,
+            64,
+            8,
+            _one_shared_array,
+            "64 x ~5 ms pure-Python CPU, every item holding the same 32 MiB NumPy array",
         ),
     )
 }

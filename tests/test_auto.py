@@ -143,6 +143,29 @@ def test_items_of_two_kinds_are_both_timed() -> None:
         assert 0.2 < probe.measurement.cpu_fraction < 0.8
 
 
+def _spin_beside(item: tuple[object, int]) -> int:
+    return spin(item[1])
+
+
+def test_a_large_array_every_item_holds_is_counted_once_per_call() -> None:
+    """Items that all hold the same big array pay for moving it once (it goes to shared memory
+    once per call); items with an array each pay per item. Told apart even when one long item
+    was all the timing needed, and the items looked at but not run stay in the input."""
+    import numpy as np
+
+    data = np.zeros(1 << 20)  # 8 MB
+    feed = _chunking.Feed([(data, 600_000)] * 6)  # ~30 ms items: one is timed
+    probe = _probe.probe_items(_spin_beside, feed, gil_matters=lambda _: False)
+    assert len(probe.values) == 1
+    assert len(probe.values) + len(feed.take(100)) == 6
+    shared = probe.measurement
+    assert shared.shared_transfer_seconds >= 8e6 * _probe.SHARED_MEMORY_SECONDS_PER_BYTE
+    own = _probe._pickling_cost([(np.zeros(1 << 20), 1) for _ in range(4)], [])
+    assert own[2] == 0.0
+    assert own[1] >= 8e6 * _probe.SHARED_MEMORY_SECONDS_PER_BYTE
+    assert shared.transfer_seconds < own[1] / 10
+
+
 def test_an_interrupted_sample_stops_its_sampler_and_keeps_no_helper() -> None:
     """Ctrl-C during a GIL sample reaches the caller; the sampler thread ends instead of napping
     for ever in the background."""

@@ -112,6 +112,15 @@ def test_expensive_transfer_keeps_work_off_processes() -> None:
     assert plan_for(heavy, n=64).backend != "process"
 
 
+def test_a_buffer_shared_by_every_item_is_paid_for_once() -> None:
+    """One 32 MB dataset handed to 64 pure-Python items of 5 ms: moving it once per call leaves
+    processes the fastest; moving it with every item would not."""
+    per_call = replace(measured(0.005, 1.0, releases_gil=False), shared_transfer_seconds=0.01)
+    assert plan_for(per_call, n=64).backend == "process"
+    per_item = measured(0.005, 1.0, releases_gil=False, transfer_seconds=0.01)
+    assert plan_for(per_item, n=64).backend != "process"
+
+
 def test_mixed_work_gets_more_processes_than_cores() -> None:
     plan = plan_for(measured(0.01, 0.5, releases_gil=False), n=128)
     assert plan.backend == "process"

@@ -94,6 +94,7 @@ def process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
     return (
         max(cpu / min(p, env.cores), total / p)
         + n * m.transfer_seconds
+        + m.shared_transfer_seconds
         + chunks * PROCESS_TASK_SECONDS
         + start
     )

@@ -224,6 +224,7 @@ def replan(
         releases_gil=probed.releases_gil,
         picklable=probed.picklable,
         transfer_seconds=probed.transfer_seconds,
+        shared_transfer_seconds=probed.shared_transfer_seconds,
     )
     new = make_plan(_no_function, options, hint=None, n_items=n_left, measurement=merged, env=env)
     if new.backend == plan.backend:

@@ -75,6 +75,9 @@ class Measurement:
     doubt: str | None = None
     #: Share of a call's running time during which it held the GIL (0 to 1); None: not measured.
     gil_held: float | None = None
+    #: Caller-side seconds, once per call, to move large buffers that several items share (one
+    #: dataset handed to every item): they go to shared memory once, not with each item.
+    shared_transfer_seconds: float = 0.0
 
 
 @dataclass
@@ -145,7 +148,15 @@ def probe_items(
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
     if rest:
         feed.give_back(rest)
-    picklable, transfer = _pickling_cost(sample_items, values[: len(sample_items)])
+    # A few items to pickle, even when one long item was all the timing needed: whether items
+    # share a large buffer (and pay for it once) shows only across several of them.
+    ahead: Sequence[Any] = ()
+    if len(sample_items) < SHARING_SAMPLE and not exhausted:
+        ahead = feed.take(SHARING_SAMPLE - len(sample_items))
+        feed.give_back(ahead)
+    picklable, transfer, shared = _pickling_cost(
+        [*sample_items, *ahead], values[: len(sample_items)]
+    )
     measurement = Measurement(
         call_seconds=call_seconds,
         cpu_fraction=cpu_fraction,
@@ -153,6 +164,7 @@ def probe_items(
         picklable=picklable,
         transfer_seconds=transfer,
         samples=timed,
+        shared_transfer_seconds=shared,
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
@@ -193,7 +205,7 @@ def measure_call(
     if probe.failed is not None:
         assert probe.failed.error is not None
         raise probe.failed.error
-    picklable, _ = _pickling_cost([(args, kwargs)], [])
+    picklable, _, _ = _pickling_cost([(args, kwargs)], [])
     if picklable is not False:
         try:
             dump_function(fn)
@@ -318,10 +330,13 @@ def _failed(values: list[Any], result: ChunkResult, wall: float, cpu: float) -> 
 
 #: Seconds per byte to move a large buffer through shared memory (one copy, page faults).
 SHARED_MEMORY_SECONDS_PER_BYTE = 0.3e-9
+#: Items pickled to tell per-item large buffers from one shared by all (see ``_pickling_cost``).
+SHARING_SAMPLE = 4
 
 
-def _pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, float]:
-    """Whether sample items and results pickle, and the caller-side seconds per item to do it.
+def _pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, float, float]:
+    """Whether sample items and results pickle; the caller-side seconds per item to do it; and
+    the seconds, once per call, for large buffers that several of the items share.
 
     Large buffers (NumPy arrays) are not pickled here but counted at the cost of the shared
     memory they will travel through. The function itself is checked when a process plan is
@@ -330,11 +345,26 @@ def _pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, f
     began = time.perf_counter()
     large: list[pickle.PickleBuffer] = []
     try:
-        dumps(items, large)
+        dumps(items, large)  # the pickle memo lists a buffer shared by several items once
+        per_item = _item_bytes(items, large) if large else {}
         moved = sum(b.raw().nbytes for b in large)
+        shared = moved - sum(per_item.values())
         dumps(results, large)
         moved += sum(b.raw().nbytes for b in large)
     except Exception:
-        return False, 0.0
+        return False, 0.0, 0.0
+    moved -= shared
     seconds = time.perf_counter() - began + moved * SHARED_MEMORY_SECONDS_PER_BYTE
-    return None, seconds / max(len(items), 1)
+    return None, seconds / max(len(items), 1), shared * SHARED_MEMORY_SECONDS_PER_BYTE
+
+
+def _item_bytes(items: list[Any], large: list[pickle.PickleBuffer]) -> dict[int, int]:
+    """Bytes of the large buffers in ``large`` that only one of ``items`` holds, by owner."""
+    holders: dict[int, int] = {}
+    sizes = {id(b.raw().obj): b.raw().nbytes for b in large}
+    for item in items:
+        mine: list[pickle.PickleBuffer] = []
+        dumps(item, mine)
+        for owner in {id(b.raw().obj) for b in mine}:
+            holders[owner] = holders.get(owner, 0) + 1
+    return {owner: size for owner, size in sizes.items() if holders.get(owner, 0) <= 1}
