@@ -108,6 +108,40 @@ def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch)
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 
 
+@pytest.mark.parametrize(
+    ("shares", "releases", "samples_taken"),
+    [
+        ([0.02], True, 1),  # clear: one sample
+        ([1.0], False, 1),
+        ([0.75, 0.04, 0.05], True, 3),  # one late wake-up outvoted
+        ([0.3, 0.9], False, 2),  # a second sample agrees
+        ([0.3, 0.03, 0.06], True, 3),  # two disagree: the median of three
+        ([0.12, 0.03], True, 2),  # two agree
+    ],
+)
+def test_an_unclear_gil_sample_is_checked_by_more(
+    monkeypatch: pytest.MonkeyPatch, shares: list[float], releases: bool, samples_taken: int
+) -> None:
+    """A GIL sample sees a few of the sampler's wake-ups; one late by chance must not decide.
+    Unclear samples are checked by a second, and a disagreement settled by a third."""
+    scripted = iter(shares)
+    taken: list[int] = []
+    real = _probe._sample_gil_in_pairs
+
+    def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
+        taken.append(len(items))
+        result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
+        return result, next(scripted)
+
+    monkeypatch.setattr(_probe, "_sample_gil_in_pairs", sample)
+    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    items = list(range(2000, 2200))
+    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    assert len(taken) == samples_taken
+    assert probe.measurement.releases_gil is releases
+    assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
 def test_the_samplers_baseline_is_measured_before_the_helper_starts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -53,6 +53,8 @@ CALIBRATION_NAPS = 3
 #: Held fraction below which a call counts as releasing the GIL, and above which as holding it.
 RELEASES_BELOW = 0.1
 HOLDS_ABOVE = 0.25
+#: A first sample from ``RELEASES_BELOW`` up to this is not taken alone (see ``_settled``).
+CLEARLY_HELD = 0.95
 
 
 @dataclass(frozen=True)
@@ -174,19 +176,27 @@ def probe_items(
     # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
     # would on the thread backend).
     paired = _cores() >= 2
-    items = feed.take(min(2 * count if paired else count, limit - len(values)))
-    if not items:
-        return ProbeRun(values, measurement, None, True)
-    if paired and len(items) >= 2:
-        result, gil_held = _sample_gil_in_pairs(fn, items, len(values), retry)
-    else:
-        result, gil_held = _sample_gil(fn, items, len(values), retry)
-    values.extend(result.values)
-    if result.error is not None:
-        return _failed(values, result, wall, cpu)
+    samples: list[float] = []  # the share held, one per sample
+    while True:
+        items = feed.take(min(2 * count if paired else count, limit - len(values)))
+        if not items:
+            if samples:
+                break
+            return ProbeRun(values, measurement, None, True)
+        if paired and len(items) >= 2:
+            result, held = _sample_gil_in_pairs(fn, items, len(values), retry)
+        else:
+            result, held = _sample_gil(fn, items, len(values), retry)
+        values.extend(result.values)
+        if result.error is not None:
+            return _failed(values, result, wall, cpu)
+        samples.append(held)
+        if _settled(samples) or len(values) >= limit:
+            break
+    gil_held = _median(samples)
     measurement = replace(
         measurement,
-        releases_gil=gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2,
+        releases_gil=_verdict(gil_held),
         doubt=_doubt(gil_held),
         gil_held=gil_held,
     )
@@ -282,6 +292,29 @@ def _sample_gil_in_pairs(
         first.values.extend(second[0].values)
         first.error = second[0].error
     return first, gil_held
+
+
+def _settled(samples: Sequence[float]) -> bool:
+    """Whether the GIL samples so far are a verdict. One sample sees only a few of the
+    sampler's wake-ups, and one of them late by chance (a thread starting, the host taking the
+    core away) can make a GIL-free call look held, or the reverse. A first sample that is not
+    clear-cut is checked by a second; two that disagree are settled by a third (the median)."""
+    if len(samples) == 1:
+        return not RELEASES_BELOW <= samples[0] < CLEARLY_HELD
+    if len(samples) == 2:
+        return _verdict(samples[0]) == _verdict(samples[1])
+    return True
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _verdict(gil_held: float) -> bool:
+    """True: releases the GIL."""
+    return gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2
 
 
 def _cores() -> int:
