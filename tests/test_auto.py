@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
-from smartpool import _chunking, _probe
+from smartpool import _chunking, _gil, _probe
 
 from .workloads import mark_once, nap, sha, spin, spin_where
 
@@ -31,7 +31,7 @@ def gil_always_held(monkeypatch: pytest.MonkeyPatch) -> None:
     The item still runs (its result is kept); only the measured share is replaced. The sampler
     itself is tested on clear cases above.
     """
-    real = _probe._sample_gil
+    real = _gil.sample
 
     def held(
         fn: Callable[[object], object], *args: object, **kwargs: object
@@ -39,7 +39,7 @@ def gil_always_held(monkeypatch: pytest.MonkeyPatch) -> None:
         result, _ = real(fn, *args, **kwargs)  # type: ignore[arg-type]
         return result, 1.0
 
-    monkeypatch.setattr(_probe, "_sample_gil", held)
+    monkeypatch.setattr(_gil, "sample", held)
 
 
 def unpicklable_spin() -> Callable[[int], int]:
@@ -90,13 +90,13 @@ def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch)
     """Calls shorter than the GIL sample run half on a helper thread while the sampler
     watches: the verdicts stay right, and the results stay in input order."""
     paired: list[int] = []
-    real = _probe._sample_gil_in_pairs
+    real = _gil.sample_in_pairs
 
     def spy(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
         paired.append(len(items))
         return real(fn, items, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_probe, "_sample_gil_in_pairs", spy)
+    monkeypatch.setattr(_gil, "sample_in_pairs", spy)
     assert classify_until(spin, 5000, lambda c: c.releases_gil is False).releases_gil is False
     assert classify_until(sha, 1, lambda c: c.releases_gil is True).releases_gil is True
     assert paired and all(n >= 2 for n in paired)
@@ -126,14 +126,14 @@ def test_an_unclear_gil_sample_is_checked_by_more(
     Unclear samples are checked by a second, and a disagreement settled by a third."""
     scripted = iter(shares)
     taken: list[int] = []
-    real = _probe._sample_gil_in_pairs
+    real = _gil.sample_in_pairs
 
     def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
         taken.append(len(items))
         result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
         return result, next(scripted)
 
-    monkeypatch.setattr(_probe, "_sample_gil_in_pairs", sample)
+    monkeypatch.setattr(_gil, "sample_in_pairs", sample)
     monkeypatch.setattr(_probe, "_cores", lambda: 2)
     items = list(range(2000, 2200))
     probe = _probe.probe_items(spin, _chunking.Feed(items))
@@ -147,11 +147,11 @@ def test_the_samplers_baseline_is_measured_before_the_helper_starts(
 ) -> None:
     """The first sample in a process calibrates the sampler's naps; a helper thread holding the
     GIL meanwhile would inflate that baseline and make every later call look GIL-free."""
-    monkeypatch.setattr(_probe, "_nap_overshoot", [])
+    monkeypatch.setattr(_gil, "_nap_overshoot", [])
     # ~50 ms items: the helper runs spin() throughout any calibration made after it started
     probe = _probe.probe_items(spin, _chunking.Feed([1_000_000] * 3))
     assert probe.measurement.gil_held is not None
-    assert _probe._nap_overshoot and _probe._nap_overshoot[0] < 0.001
+    assert _gil._nap_overshoot and _gil._nap_overshoot[0] < 0.001
 
 
 def _compute_or_wait(n: int) -> int:
@@ -208,7 +208,7 @@ def test_an_interrupted_sample_stops_its_sampler_and_keeps_no_helper() -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _probe._sample_gil(interrupt, [1], 0, beside=lambda: None)
+        _gil.sample(interrupt, [1], 0, beside=lambda: None)
     for thread in threading.enumerate():
         if thread.name == "smartpool-gil-probe":
             thread.join(timeout=5)
