@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +16,13 @@ import pytest
 import smartpool
 from smartpool._process import buffers
 
+from .subprocesses import ENV
+from .test_faults_crash import alive
+
 
 def leftovers() -> set[str]:
     prefix = f"smartpool-{os.getpid()}-"
-    return {name for name in os.listdir(buffers._DIRECTORY) if name.startswith(prefix)}
+    return {name for name in os.listdir(buffers.DIRECTORY) if name.startswith(prefix)}
 
 
 def total(array: np.ndarray) -> float:
@@ -132,3 +140,53 @@ def test_a_generator_refilling_one_buffer_sends_each_item_as_it_was() -> None:
 
     results = smartpool.parallel_map(first, refill(), backend="process", chunksize=1)
     assert results == [float(i) for i in range(6)]
+
+
+KILLED_CALLER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    import numpy as np
+    import smartpool
+
+    directory = Path(sys.argv[1])
+
+    def work(array):
+        Path(directory, f"running-{os.getppid()}").touch()
+        time.sleep(1000)  # the long-running work its caller is killed in the middle of
+        return float(array[0])
+
+    smartpool.parallel_map(work, [np.ones(300_000)], backend="process")
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_caller_killed_by_sigkill_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
+    """SIGKILL gives the caller no chance to remove its files; the fork server, which sees the
+    caller go without saying goodbye, removes them (and its workers) instead."""
+    script = tmp_path / "script.py"
+    script.write_text(KILLED_CALLER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=ENV)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("running-*")):  # polling for the file, not for time
+            assert proc.poll() is None and time.monotonic() < deadline, "the item never ran"
+            time.sleep(0.005)
+        mine = f"smartpool-{proc.pid}-"
+        assert any(n.startswith(mine) for n in os.listdir(buffers.DIRECTORY))
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(n.startswith(mine) for n in os.listdir(buffers.DIRECTORY)):
+            assert time.monotonic() < deadline, "the killed caller's files are still there"
+            time.sleep(0.005)
+        server = int(next(tmp_path.glob("running-*")).name.split("-")[1])
+        deadline = time.monotonic() + 30
+        while alive(server):
+            assert time.monotonic() < deadline, f"fork server {server} survived its caller"
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-_DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _counter = itertools.count()
 
 
@@ -39,7 +39,7 @@ def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
     by several threads at once.
     """
     paths = tuple(
-        os.path.join(_DIRECTORY, f"smartpool-{os.getpid()}-{next(_counter)}") for _ in buffers
+        os.path.join(DIRECTORY, f"smartpool-{os.getpid()}-{next(_counter)}") for _ in buffers
     )
     try:
         if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:

@@ -200,6 +200,10 @@ class _ForkServer:
 
     def stop(self) -> None:
         """Close the control socket: the server kills any worker left and exits."""
+        try:
+            self.request(("bye",))  # on purpose: nothing of ours for the server to clean up
+        except OSError:
+            pass
         with self._lock:
             self.dead = True
             if self._ctrl.fileno() != -1:

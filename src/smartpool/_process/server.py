@@ -7,9 +7,11 @@ single-threaded (cheap: no interpreter start), or else started as a fresh interp
 
 Requests on the control socket (a SOCK_SEQPACKET pair, one pickled tuple per datagram, numbered,
 with file descriptors passed alongside): ``(n, "spawn")`` + the worker's socket -> pid;
-``(n, "status", pid)`` -> exit code (negative: signal); ``(n, "kill", pid)`` -> exit code. Each
-answer is the datagram ``(n, answer)``. When the caller goes away the server kills its workers
-and exits.
+``(n, "status", pid)`` -> exit code (negative: signal); ``(n, "kill", pid)`` -> exit code;
+``(n, "bye")`` -> True, before the caller closes the socket on purpose. Each answer is the datagram
+``(n, answer)``. When the caller goes away the server kills its workers and exits; when it went
+away without saying bye (it was killed, even by SIGKILL), the server also removes the caller's
+large-buffer files (see ``buffers``), which nobody else would.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def serve(ctrl: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     children: set[int] = set()
     statuses: dict[int, int] = {}
+    caller, farewell = os.getppid(), False
     try:
         while True:
             try:
@@ -43,6 +46,10 @@ def serve(ctrl: socket.socket) -> None:
             if not msg:
                 break
             number, *request = pickle.loads(msg)
+            if request[0] == "bye":
+                farewell = True
+                ctrl.send(pickle.dumps((number, True)))
+                break
             if request[0] == "spawn":
                 pid = _fork_worker(ctrl, fds[0])
                 children.add(pid)
@@ -57,7 +64,26 @@ def serve(ctrl: socket.socket) -> None:
             _reap(children, statuses)
     finally:
         _end_children(children)
+        if not farewell:
+            _remove_buffer_files(caller)
         os._exit(0)
+
+
+def _remove_buffer_files(caller: int) -> None:
+    """Remove the large-buffer files of a caller that died: ``smartpool-<its pid>-<n>``."""
+    from .buffers import DIRECTORY  # only now: the server imports little while it serves
+
+    prefix = f"smartpool-{caller}-"
+    try:
+        names = os.listdir(DIRECTORY)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            try:
+                os.unlink(os.path.join(DIRECTORY, name))
+            except OSError:
+                pass
 
 
 #: When the caller goes away, its workers see their sockets close and exit by themselves (after
