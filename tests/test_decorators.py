@@ -52,6 +52,37 @@ def test_call_site_options_override_the_decorator() -> None:
     assert {pid for _, pid in results} == {os.getpid()}
 
 
+def _last_first() -> tuple[smartpool.TaskFunction[[int], int], threading.Event]:
+    """An unordered I/O task whose item 0 finishes only after item 1 has."""
+    second_done = threading.Event()
+
+    @smartpool.io_bound(ordered=False, max_workers=2, chunksize=1)
+    def task(n: int) -> int:
+        if n == 0:
+            assert second_done.wait(30), "item 1 never ran"
+        else:
+            second_done.set()
+        return n
+
+    return task, second_done
+
+
+def test_an_option_given_to_map_overrides_the_decorator_even_at_its_default() -> None:
+    """``ordered=True`` is smartpool's default; passed to ``.map`` or ``.imap`` it still
+    overrides the decorator's ``ordered=False``."""
+    task, _ = _last_first()
+    assert task.map([0, 1]) == [1, 0]  # the decorator's: completion order
+    task, _ = _last_first()
+    assert task.map([0, 1], ordered=True) == [0, 1]
+    task, _ = _last_first()
+    assert list(task.imap([0, 1], ordered=True)) == [0, 1]
+
+
+def test_an_unknown_option_to_map_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"'chunk_size'.*valid options are: backend"):
+        crunch.map(range(2), chunk_size=1)
+
+
 def test_imap_streams() -> None:
     assert [r for r, _, _ in fetch.imap(iter(["p", "q"]))] == ["P", "Q"]
 

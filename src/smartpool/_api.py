@@ -6,7 +6,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, TypeVar, cast
 
 from . import _backends, _engine
@@ -42,6 +42,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _DEFAULTS = Options()
+_OPTION_NAMES = tuple(f.name for f in fields(Options))
 
 
 def parallel_map(
@@ -68,9 +69,7 @@ def parallel_map(
         >>> smartpool.parallel_map(abs, [-1, 2, -3], backend="thread")
         [1, 2, 3]
     """
-    chunks = _start(
-        fn,
-        iterable,
+    given = dict(
         backend=backend,
         max_workers=max_workers,
         chunksize=chunksize,
@@ -79,6 +78,10 @@ def parallel_map(
         retries=retries,
         retry_on=retry_on,
     )
+    return _collect(*_start(fn, iterable, given))
+
+
+def _collect(chunks: Iterator[list[R]], options: Options) -> list[R]:
     results: list[R] = []
     try:
         for values in chunks:
@@ -90,7 +93,7 @@ def parallel_map(
                 results.extend(values)
     except SmartpoolError as error:
         completed: object = getattr(error, "completed", None)
-        if isinstance(completed, dict) and ordered:
+        if isinstance(completed, dict) and options.ordered:
             cast("dict[int, Any]", completed).update(enumerate(results))
         raise
     return results
@@ -120,9 +123,7 @@ def imap(
         >>> [next(squares) for _ in range(4)]
         [0, 1, 4, 9]
     """
-    chunks = _start(
-        fn,
-        iterable,
+    given = dict(
         backend=backend,
         max_workers=max_workers,
         chunksize=chunksize,
@@ -131,7 +132,28 @@ def imap(
         retries=retries,
         retry_on=retry_on,
     )
-    return _flatten(chunks)
+    return _flatten(_start(fn, iterable, given)[0])
+
+
+def map_with(fn: Callable[[T], R], iterable: Iterable[T], explicit: dict[str, Any]) -> list[R]:
+    """``parallel_map`` with only the ``explicit`` options, each of which overrides a
+    decorator's default even when it equals smartpool's own (``f.map(items, ordered=True)``)."""
+    return _collect(*_start(fn, iterable, _given(explicit), explicit=set(explicit)))
+
+
+def imap_with(fn: Callable[[T], R], iterable: Iterable[T], explicit: dict[str, Any]) -> Iterator[R]:
+    """``imap`` with only the ``explicit`` options (see :func:`map_with`)."""
+    return _flatten(_start(fn, iterable, _given(explicit), explicit=set(explicit))[0])
+
+
+def _given(explicit: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(explicit) - set(_OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"unexpected option(s) {', '.join(map(repr, unknown))}; valid options are: "
+            + ", ".join(_OPTION_NAMES)
+        )
+    return {name: explicit.get(name, getattr(_DEFAULTS, name)) for name in _OPTION_NAMES}
 
 
 def _flatten(chunks: Iterator[list[R]]) -> Iterator[R]:
@@ -139,18 +161,24 @@ def _flatten(chunks: Iterator[list[R]]) -> Iterator[R]:
         yield from values
 
 
-def _start(fn: Callable[[T], R], iterable: Iterable[T], /, **given: Any) -> Iterator[list[R]]:
+def _start(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    given: dict[str, Any],
+    explicit: set[str] | None = None,
+) -> tuple[Iterator[list[R]], Options]:
+    """The chunks of results of a call, and the options it runs with (the decorator's merged)."""
     retry_on = given["retry_on"]
     given["retry_on"] = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-    options = resolve_options(fn, **given)
+    options = resolve_options(fn, explicit=explicit, **given)
     n_items = _engine.length_of(iterable)
     hint = hint_of(fn)
     call = _engine.make_call(raw_function(fn), options, portable=fn, items=iterable)
     if not needs_probe(options, hint, n_items):
         plan = make_plan(fn, options, hint=hint, n_items=n_items)
         run = _engine.Run(call, Feed(iterable), plan, ordered=options.ordered, n_items=n_items)
-        return run.chunks()
-    return _auto_chunks(fn, call, Feed(iterable), options, n_items)
+        return run.chunks(), options
+    return _auto_chunks(fn, call, Feed(iterable), options, n_items), options
 
 
 def _auto_chunks(
@@ -306,15 +334,22 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     return plan
 
 
-def resolve_options(fn: Callable[..., Any], **given: Any) -> Options:
-    """Call-site options over the decorator's defaults over smartpool's defaults."""
+def resolve_options(
+    fn: Callable[..., Any], explicit: set[str] | None = None, **given: Any
+) -> Options:
+    """Call-site options over the decorator's defaults over smartpool's defaults.
+
+    ``explicit`` names the options the caller actually passed; without it (``parallel_map``'s
+    keyword defaults hide that), an option equal to smartpool's default keeps the decorator's.
+    """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r}")
     base: Options | None = getattr(fn, "_smartpool_options", None)
     if base is None:
         return Options(**given)
-    changed = {k: v for k, v in given.items() if getattr(_DEFAULTS, k) != v}
-    return base.merged(**changed)
+    if explicit is None:
+        explicit = {k for k, v in given.items() if getattr(_DEFAULTS, k) != v}
+    return base.merged(**{k: given[k] for k in explicit})
 
 
 def hint_of(fn: Callable[..., Any]) -> Hint | None:

@@ -46,12 +46,13 @@ class TaskFunction(Generic[P, R]):
         return self._smartpool_wrapped(*args, **kwargs)
 
     def map(self, iterable: Iterable[Any], /, **options: Any) -> list[R]:
-        """``parallel_map(self, iterable, **options)``."""
-        return _api.parallel_map(self._as_map_function(), iterable, **options)
+        """``parallel_map(self, iterable, **options)``; each option given here overrides the
+        decorator's, even one equal to smartpool's default (``ordered=True``)."""
+        return _api.map_with(self._as_map_function(), iterable, options)
 
     def imap(self, iterable: Iterable[Any], /, **options: Any) -> Iterator[R]:
-        """``imap(self, iterable, **options)``."""
-        return _api.imap(self._as_map_function(), iterable, **options)
+        """``imap(self, iterable, **options)``, options as for :meth:`map`."""
+        return _api.imap_with(self._as_map_function(), iterable, options)
 
     def _as_map_function(self) -> Callable[[Any], R]:
         # One argument per item: the signature ``P`` cannot say so, the call sites do.
