@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -190,3 +191,22 @@ def test_a_caller_killed_by_sigkill_leaves_no_shared_memory_behind(tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container's /dev/shm is often 64 MB. When a buffer does not fit, the chunk still goes,
+    through the pipe, and the warning says how to give the workers more shared memory."""
+
+    def full(path: str, buffer: object) -> None:
+        open(path, "wb").close()  # created, then the device is full: must be cleaned up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(buffers, "_write", full)
+    arrays = [np.arange(300_000, dtype=np.float64) * i for i in range(3)]
+    before = leftovers()
+    with pytest.warns(RuntimeWarning, match="shm-size"):
+        results = smartpool.parallel_map(total, arrays, backend="process", chunksize=1)
+    assert results == [float(a.sum()) for a in arrays]
+    assert leftovers() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -54,7 +55,11 @@ class ProcessBackend(Backend):
         call = prepared.call
         large: list[pickle.PickleBuffer] = []
         items_bytes = dump_items(items, start, large=large)
-        paths = prepared.exports.export(large)
+        try:
+            paths = prepared.exports.export(large)
+        except OSError as exc:  # shared memory full (a container's 64 MB): the pipe still works
+            _warn_no_shared_memory(exc)
+            items_bytes, paths = dump_items(items, start), ()
         release = prepared.exports.releaser(paths)
         if paths:
             future.add_done_callback(lambda _: release())
@@ -84,3 +89,13 @@ class ProcessBackend(Backend):
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
+
+
+def _warn_no_shared_memory(exc: OSError) -> None:
+    warnings.warn(
+        f"smartpool could not put large arguments in shared memory ({buffers.DIRECTORY}: {exc}); "
+        "they go to the workers through the pipe instead, copied once more. Give the machine or "
+        "container more shared memory (e.g. docker run --shm-size=1g) to avoid it.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
