@@ -63,14 +63,16 @@ def serve(ctrl: socket.socket) -> None:
             ctrl.send(pickle.dumps((number, answer)))
             _reap(children, statuses)
     finally:
+        gone = time.time()
         _end_children(children)
         if not farewell:
-            _remove_buffer_files(caller)
+            _remove_buffer_files(caller, before=gone)
         os._exit(0)
 
 
-def _remove_buffer_files(caller: int) -> None:
-    """Remove the large-buffer files of a caller that died: ``smartpool-<its pid>-<n>``."""
+def _remove_buffer_files(caller: int, before: float) -> None:
+    """Remove the large-buffer files of a caller that died: ``smartpool-<its pid>-<n>``, made
+    ``before`` (a program the caller exec'd keeps its pid, and may already have made new ones)."""
     from .buffers import DIRECTORY  # only now: the server imports little while it serves
 
     prefix = f"smartpool-{caller}-"
@@ -80,8 +82,10 @@ def _remove_buffer_files(caller: int) -> None:
         return
     for name in names:
         if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            path = os.path.join(DIRECTORY, name)
             try:
-                os.unlink(os.path.join(DIRECTORY, name))
+                if os.stat(path).st_mtime <= before:
+                    os.unlink(path)
             except OSError:
                 pass
 
