@@ -109,15 +109,16 @@ def probe_items(
             break
         # A deadline can only stop a batch between items: a single item needs none.
         budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
-        result = run_chunk(fn, items, len(values), retry, budget)
-        values.extend(result.values)
+        before = len(values)
+        result = run_chunk(fn, items, before, retry, budget, after=values)  # appends to values
+        ran = len(values) - before
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
         if result.error is not None:
             clock.close()
             return _failed(values, result, wall, cpu)
-        rest = items[len(result.values) :]
+        rest = items[ran:] if ran < len(items) else ()
         elapsed = time.perf_counter() - began
         enough = (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or (
             len(values) == 1 and elapsed >= LONG_ITEM_SECONDS
