@@ -7,10 +7,12 @@ import os
 import pickle
 import threading
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
 import smartpool
+from smartpool import _api
 
 from .tasks import crunch, fetch
 
@@ -52,30 +54,45 @@ def test_call_site_options_override_the_decorator() -> None:
     assert {pid for _, pid in results} == {os.getpid()}
 
 
-def _last_first() -> tuple[smartpool.TaskFunction[[int], int], threading.Event]:
-    """An unordered I/O task whose item 0 finishes only after item 1 has."""
-    second_done = threading.Event()
+def _held_back() -> tuple[smartpool.TaskFunction[[int], int], threading.Event]:
+    """An unordered I/O task whose item 0 finishes only once the returned event is set."""
+    release = threading.Event()
 
     @smartpool.io_bound(ordered=False, max_workers=2, chunksize=1)
     def task(n: int) -> int:
         if n == 0:
-            assert second_done.wait(30), "item 1 never ran"
-        else:
-            second_done.set()
+            assert release.wait(30), "item 0 was never released"
         return n
 
-    return task, second_done
+    return task, release
 
 
-def test_an_option_given_to_map_overrides_the_decorator_even_at_its_default() -> None:
+def test_an_option_given_to_map_overrides_the_decorator_even_at_its_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``ordered=True`` is smartpool's default; passed to ``.map`` or ``.imap`` it still
-    overrides the decorator's ``ordered=False``."""
-    task, _ = _last_first()
-    assert task.map([0, 1]) == [1, 0]  # the decorator's: completion order
-    task, _ = _last_first()
+    overrides the decorator's ``ordered=False`` (``parallel_map`` cannot tell it from a default
+    left alone, so there the decorator's stays)."""
+    task, release = _held_back()
+    results = task.imap([0, 1])
+    assert next(results) == 1  # the decorator's ordered=False: item 0 is still held back
+    release.set()
+    assert list(results) == [0]
+
+    used: list[bool] = []
+    real = _api._start
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        chunks, options = real(*args, **kwargs)
+        used.append(options.ordered)
+        return chunks, options
+
+    monkeypatch.setattr(_api, "_start", spy)
     assert task.map([0, 1], ordered=True) == [0, 1]
-    task, _ = _last_first()
     assert list(task.imap([0, 1], ordered=True)) == [0, 1]
+    assert sorted(task.map([0, 1])) == [0, 1]
+    assert sorted(smartpool.parallel_map(task, [0, 1], ordered=True)) == [0, 1]
+    assert used == [True, True, False, False]
 
 
 def test_an_unknown_option_to_map_is_a_type_error() -> None:
