@@ -22,7 +22,7 @@ from .test_faults_crash import alive
 
 
 def leftovers() -> set[str]:
-    prefix = f"smartpool-{os.getpid()}-"
+    prefix = buffers.file_prefix(os.getpid())
     return {name for name in os.listdir(buffers.DIRECTORY) if name.startswith(prefix)}
 
 
@@ -174,7 +174,7 @@ def test_a_caller_killed_by_sigkill_leaves_no_shared_memory_behind(tmp_path: Pat
         while not list(tmp_path.glob("running-*")):  # polling for the file, not for time
             assert proc.poll() is None and time.monotonic() < deadline, "the item never ran"
             time.sleep(0.005)
-        mine = f"smartpool-{proc.pid}-"
+        mine = buffers.file_prefix(proc.pid)
         assert any(n.startswith(mine) for n in os.listdir(buffers.DIRECTORY))
         proc.kill()
         proc.wait(timeout=30)

@@ -32,6 +32,11 @@ DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _counter = itertools.count()
 
 
+def file_prefix(pid: int) -> str:
+    """The start of the name of every buffer file process ``pid`` makes (a number follows)."""
+    return f"smartpool-{pid}-"
+
+
 def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
     """Write each buffer to its own shared-memory file; return their paths.
 
@@ -39,7 +44,7 @@ def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
     by several threads at once.
     """
     paths = tuple(
-        os.path.join(DIRECTORY, f"smartpool-{os.getpid()}-{next(_counter)}") for _ in buffers
+        os.path.join(DIRECTORY, f"{file_prefix(os.getpid())}{next(_counter)}") for _ in buffers
     )
     try:
         if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:

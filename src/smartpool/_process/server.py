@@ -73,9 +73,9 @@ def serve(ctrl: socket.socket) -> None:
 def _remove_buffer_files(caller: int, before: float) -> None:
     """Remove the large-buffer files of a caller that died: ``smartpool-<its pid>-<n>``, made
     ``before`` (a program the caller exec'd keeps its pid, and may already have made new ones)."""
-    from .buffers import DIRECTORY  # only now: the server imports little while it serves
+    from .buffers import DIRECTORY, file_prefix  # only now: the server imports little
 
-    prefix = f"smartpool-{caller}-"
+    prefix = file_prefix(caller)
     try:
         names = os.listdir(DIRECTORY)
     except OSError:
