@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
+from smartpool._process import launcher
 
 from .fault_tasks import CRASHES, CrashOn, HangOn, attempts
 from .helpers import double
@@ -59,6 +64,80 @@ def test_crash_names_item_and_exit_and_keeps_finished_results(how: str, start_me
     assert smartpool.parallel_map(double, range(8), backend="process", max_workers=2) == [
         2 * i for i in range(8)
     ]
+
+
+def _sockets(pid: int) -> set[str]:
+    links: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            links.add(os.readlink(fd))
+        except FileNotFoundError:
+            pass  # closed while we looked
+    return {link for link in links if link.startswith("socket:")}
+
+
+def test_a_forked_worker_holds_none_of_the_callers_sockets() -> None:
+    """Or it would keep other workers' sockets open, and they would never see their end."""
+    workers = [launcher.start_worker("fork") for _ in range(3)]
+    try:
+        ours = _sockets(os.getpid())
+        for worker in workers:
+            # A new worker closes what it inherited first thing; give it a generous deadline.
+            deadline = time.monotonic() + 20
+            while not (held := _sockets(worker.pid)).isdisjoint(ours):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)  # polling a condition under a deadline
+            assert len(held) == 1 and held.isdisjoint(ours), (worker.pid, held, ours)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.close()
+
+
+class _ForkWhileReleasing(set[int]):
+    """``owned_fds`` that, the first time a descriptor leaves it, has another thread fork a
+    worker: the moment a concurrent "fork" start would copy a socket end being closed."""
+
+    def __init__(self, fds: set[int]) -> None:
+        super().__init__(fds)
+        self.others: list[launcher.WorkerProcess] = []
+        self.forked = threading.Event()
+        self._armed = True
+
+    def discard(self, fd: int) -> None:
+        super().discard(fd)
+        if self._armed:
+            self._armed = False
+
+            def start_other() -> None:
+                self.others.append(launcher.start_worker("fork"))
+                self.forked.set()
+
+            threading.Thread(target=start_other).start()
+            # Unsafe code lets the other fork happen now; safe code makes it wait for this close.
+            self.forked.wait(timeout=1.0)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_forked_by_another_thread_does_not_hide_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hooked = _ForkWhileReleasing(launcher.owned_fds)
+    monkeypatch.setattr(launcher, "owned_fds", hooked)
+    first = launcher.start_worker("fork")
+    try:
+        assert hooked.forked.wait(timeout=30), "the other worker did not start"
+        os.kill(first.pid, signal.SIGKILL)
+        # The caller sees the death as end-of-file, although the other worker still runs.
+        assert select.select([first.conn], [], [], 20)[0], "the dead worker's socket stayed open"
+        with pytest.raises((EOFError, ConnectionResetError)):  # reset: it died with unread data
+            first.conn.recv_bytes()
+        assert first.exitcode() == -signal.SIGKILL
+    finally:
+        for worker in (first, *hooked.others):
+            worker.kill()
+            worker.close()
 
 
 @pytest.mark.timeout(60)

@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import smartpool
 
@@ -39,8 +39,7 @@ class WorkerProcess(ABC):
 
     def close(self) -> None:
         """Close the parent's end of the socket: an idle worker exits when it sees that."""
-        owned_fds.discard(self.conn.fileno())
-        self.conn.close()
+        close_owned(self.conn)
 
     @abstractmethod
     def kill(self) -> int | None:
@@ -63,6 +62,37 @@ owned_fds: set[int] = set()
 _fork_lock = threading.Lock()
 
 
+class _Closable(Protocol):
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def own(*fds: int) -> None:
+    """List descriptors smartpool just made in ``owned_fds`` (see there)."""
+    with _fork_lock:
+        owned_fds.update(fds)
+
+
+def close_owned(*objects: int | _Closable) -> None:
+    """Close descriptors listed in ``owned_fds`` and drop them from it, as one step.
+
+    Under ``_fork_lock``: a "fork" worker started by another thread between the two would inherit
+    the descriptor without knowing it was ours, and keep it open. With a worker's end of a socket,
+    that worker's crash would then never show as end-of-file, and its chunk would wait for ever.
+    """
+    with _fork_lock:
+        for obj in objects:
+            if isinstance(obj, int):
+                owned_fds.discard(obj)
+                os.close(obj)
+            else:
+                try:
+                    owned_fds.discard(obj.fileno())
+                except (OSError, ValueError):
+                    continue  # closed already
+                obj.close()
+
+
 def init_message() -> bytes:
     """What a new worker needs first: the import path, and the module-level shared objects
     (``smartpool.Lock()`` and friends) it must attach to rather than create anew."""
@@ -82,9 +112,7 @@ def start_worker(method: str) -> WorkerProcess:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
     finally:
-        owned_fds.discard(child_sock.fileno())
-        child_sock.close()
-    owned_fds.add(proc.conn.fileno())
+        close_owned(child_sock)
     proc.conn.send_bytes(init_message())
     return proc
 
@@ -140,9 +168,10 @@ class _ForkServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with _fork_lock:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            owned_fds.update((ours.fileno(), theirs.fileno()))
         self._ctrl = ours
-        owned_fds.add(ours.fileno())
         self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
         if _single_threaded():
@@ -172,7 +201,7 @@ class _ForkServer:
                 [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
             )
             self.pid = self._popen.pid
-        theirs.close()
+        close_owned(theirs)
 
     def spawn(self, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
         pid = self.request(("spawn",), fds=[child_sock.fileno()])
@@ -207,8 +236,7 @@ class _ForkServer:
         with self._lock:
             self.dead = True
             if self._ctrl.fileno() != -1:
-                owned_fds.discard(self._ctrl.fileno())
-                self._ctrl.close()
+                close_owned(self._ctrl)
         if self._popen is not None:
             self._popen.wait(timeout=10)
         else:

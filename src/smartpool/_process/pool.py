@@ -34,7 +34,7 @@ from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
 from . import buffers
 from .channel import wait
-from .launcher import WorkerProcess, ensure_server, owned_fds, start_worker
+from .launcher import WorkerProcess, close_owned, ensure_server, own, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
 logger = logging.getLogger("smartpool")
@@ -85,7 +85,7 @@ class ProcessPool:
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
         self._wake_r, self._wake_w = os.pipe()
-        owned_fds.update((self._wake_r, self._wake_w))
+        own(self._wake_r, self._wake_w)
         self._manager: threading.Thread | None = None
         self._closed = False
         if method == "forkserver":
@@ -305,9 +305,7 @@ class ProcessPool:
         if wait:
             for worker in workers:
                 worker.proc.exitcode()
-        for fd in (self._wake_r, self._wake_w):
-            owned_fds.discard(fd)
-            os.close(fd)
+        close_owned(self._wake_r, self._wake_w)
 
 
 def _settle(task: Task, result: ChunkResult | None = None, error: Exception | None = None) -> None:
