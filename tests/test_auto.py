@@ -154,6 +154,84 @@ def test_the_samplers_baseline_is_measured_before_the_helper_starts(
     assert _gil._nap_overshoot and _gil._nap_overshoot[0] < 0.001
 
 
+class _ScriptedFirstSample(_gil.DuringItem):
+    """The first-item sampler, its verdict replaced by the next share of ``shares`` (after the
+    real one ran): a busy shared machine must not decide the probe's logic tests."""
+
+    shares: Iterator[float | None] = iter(())
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        self.held = next(self.shares)
+
+
+@pytest.mark.parametrize(
+    ("first", "paired", "releases"),
+    [
+        (0.02, [], True),  # clear: the one timed item was all the probe needed
+        (1.0, [], False),
+        (0.5, [1.0], False),  # unclear: checked by a paired sample
+        (0.5, [0.02, 0.03], True),  # outvoted
+        (None, [0.02], True),  # the item ended before the sampler woke up
+    ],
+)
+def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+    first: float | None,
+    paired: list[float],
+    releases: bool,
+) -> None:
+    shares = iter(paired)
+    taken: list[int] = []
+    real = _gil.sample_in_pairs
+
+    def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
+        taken.append(len(items))
+        result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
+        return result, next(shares)
+
+    monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
+    monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
+    monkeypatch.setattr(_gil, "sample_in_pairs", sample)
+    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    items = [600_000] * 8  # ~30 ms each: the first one alone is timed
+    probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
+    assert len(taken) == len(paired)
+    assert len(probe.values) == 1 + 2 * len(paired)
+    assert probe.measurement.releases_gil is releases
+    assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
+def test_the_first_item_sampler_tells_holding_from_releasing() -> None:
+    """The real sampler on clear cases (loose bounds: a shared machine adds late wake-ups)."""
+
+    def held_while(fn: Callable[[], object]) -> float | None:
+        with _gil.DuringItem() as during:
+            fn()
+        return during.held
+
+    holds = held_while(lambda: spin(600_000))
+    assert holds is not None and holds > 0.5
+    releases = held_while(lambda: sha(32))
+    assert releases is not None and releases < 0.5
+    assert held_while(lambda: None) is None  # over before the sampler's deadline: not sampled
+
+
+def test_an_interrupted_first_item_gives_the_watcher_back() -> None:
+    """Ctrl-C during a sampled item reaches the caller, and the deadline watcher goes back to
+    its deadlines instead of napping on for the item that is gone."""
+
+    def interrupted() -> None:
+        spin(200_000)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), _gil.DuringItem() as during:
+        interrupted()
+    assert during.held is None
+    assert during._finished.wait(timeout=30)  # the sampler's loop ended...
+    assert during._naps < _gil.MAX_WAKE_UPS  # ...because it was told to, not at its cap
+
+
 def _compute_or_wait(n: int) -> int:
     """Even items compute for 6 ms of CPU time, odd items wait 6 ms: a job of two kinds."""
     if n % 2:

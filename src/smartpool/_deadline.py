@@ -3,7 +3,9 @@
 Checking the clock between items costs as much as a tiny item itself. Instead, one daemon thread
 watches deadlines and, when one passes, moves the chunk's list iterator to its end
 (``__setstate__``): the ``map`` consuming it finishes the item in hand and stops. The thread
-needs the GIL to act, so a deadline is kept to within the interpreter's switch interval.
+needs the GIL to act, so a deadline is kept to within the interpreter's switch interval. The
+same thread can run any short action at a deadline (``call_at``): the probe uses it to start
+sampling the GIL only once an item has run for a while.
 
 The watcher holds no lock while user code could need one, and never imports; it is the only
 smartpool thread that may be running when the fork server is forked (see ``launcher``).
@@ -16,6 +18,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 _counter = itertools.count()
@@ -29,7 +32,8 @@ class _Watcher:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, tuple[Any, int]] = {}
+        #: token -> (action, argument), run as ``action(argument)`` at the deadline.
+        self._armed: dict[int, tuple[Callable[[Any], object], Any]] = {}
         self._thread: threading.Thread | None = None
         self._wake_at = math.inf  # when the watcher wakes next on its own
         self.native_id: int | None = None
@@ -45,10 +49,17 @@ class _Watcher:
 
     def arm(self, iterator: Any, length: int, deadline: float) -> int:
         """End ``iterator`` (over ``length`` items) at ``deadline``; returns a token to disarm."""
+        return self.call_at(deadline, iterator.__setstate__, length)
+
+    def call_at(self, deadline: float, action: Callable[[Any], object], argument: Any) -> int:
+        """Run ``action(argument)`` on the watcher thread at ``deadline`` unless disarmed first;
+        returns a token to disarm. Once ``disarm`` returns the action will not start, but may
+        have started already: an action that must know has to tell for itself. Other
+        deadlines wait while an action runs, so it must be brief."""
         self.start()
         token = next(_counter)
         with self._cond:
-            self._armed[token] = (iterator, length)
+            self._armed[token] = (action, argument)
             # Wake the watcher only if it would sleep well past this deadline.
             if deadline < self._wake_at - SLACK:
                 self._wake_at = deadline
@@ -77,8 +88,12 @@ class _Watcher:
                     self._cond.wait(left)
                     continue
                 heapq.heappop(self._heap)
-                iterator, length = self._armed.pop(token)
-                iterator.__setstate__(length)  # the map reading it stops after this item
+                action, argument = self._armed.pop(token)
+                self._cond.release()  # an action may take a while: arming must not wait for it
+                try:
+                    action(argument)  # for a chunk's iterator: the map stops after this item
+                finally:
+                    self._cond.acquire()
 
 
 watcher = _Watcher()

@@ -9,12 +9,14 @@ look GIL-bound. :mod:`smartpool._probe` decides when to sample and on which item
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._clock import ThreadClock
+from . import _deadline
+from ._clock import Span, ThreadClock
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
@@ -25,6 +27,12 @@ RELEASES_BELOW = 0.1
 HOLDS_ABOVE = 0.25
 #: A first sample from ``RELEASES_BELOW`` up to this is not taken alone (see ``settled``).
 CLEARLY_HELD = 0.95
+#: ``DuringItem`` starts sampling once the item has run this long, and keeps a sample only if
+#: the sampler woke up at least ``MIN_WAKE_UPS`` times.
+SAMPLE_AFTER = 0.001
+MIN_WAKE_UPS = 2
+#: ...and stops after this many, to give the watcher back to its deadlines on a long item.
+MAX_WAKE_UPS = 24
 
 
 def sample(
@@ -75,6 +83,84 @@ def sample(
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
     return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
+
+
+class DuringItem:
+    """Sample the GIL while the caller runs one item, from ``SAMPLE_AFTER`` into it.
+
+    The first item of a job is timed alone; when it turns out long, this sample of it is a
+    first GIL verdict that costs no extra items. The already running deadline watcher does the
+    sampling (see ``_deadline.call_at``), so an item that ends sooner costs a deadline armed and
+    disarmed, not a thread. The watcher's first wake-up, at the deadline itself, counts too: how
+    late it got the GIL is what the item held from then on. Use as a context manager around
+    the item; ``held`` is then the share of the sampled span the GIL was held, or None.
+    """
+
+    def __init__(self) -> None:
+        self.held: float | None = None
+        self._lock = threading.Lock()
+        self._ended = False
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._sampling = False
+        self._deadline = 0.0
+        #: What the sampler saw: the wait up to its first clock reading, its naps, and the span
+        #: from that reading to its last.
+        self._late = 0.0
+        self._naps = 0
+        self._span: Span | None = None
+        self._token = -1
+
+    def __enter__(self) -> DuringItem:
+        self._deadline = time.perf_counter() + SAMPLE_AFTER
+        self._token = _deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
+        return self
+
+    def _sample(self) -> None:
+        """On the deadline watcher's thread, if the item still runs: nap until it ends (or
+        ``MAX_WAKE_UPS`` times) and keep the wall, CPU and queued times the naps spanned."""
+        with self._lock:
+            if self._ended:
+                return
+            self._sampling = True
+        try:
+            with ThreadClock() as clock:
+                first = clock.read()
+                # From the deadline to here the watcher waited for the GIL (to wake, and again
+                # after opening its stats file), give or take the timer's slack.
+                self._late = first.wall - self._deadline
+                naps = 0
+                while naps < MAX_WAKE_UPS and not self._stop.is_set():
+                    time.sleep(SAMPLE_NAP)
+                    naps += 1
+                span = first.until(clock.read())
+            self._naps, self._span = naps, span
+        finally:
+            self._finished.set()
+
+    def __exit__(self, *exc_info: object) -> None:
+        _deadline.watcher.disarm(self._token)
+        with self._lock:
+            self._ended = True
+            sampling = self._sampling
+        self._stop.set()  # on Ctrl-C too: the watcher must get back to its deadlines
+        if not sampling or exc_info[0] is not None:
+            return
+        self._finished.wait()
+        span = self._span
+        if span is None or self._naps + 1 < MIN_WAKE_UPS:
+            return
+        # Every moment from the deadline on, the sampler napped, ran, was queued for a core, or
+        # waited for the GIL: whatever is left once the naps (with their usual overshoot) and
+        # its own running are taken out was a wait for the GIL. Measuring the whole span, not
+        # nap by nap, also counts waits for the GIL after reading the clock (a system call).
+        naps = self._naps * (SAMPLE_NAP + _nap_baseline())  # measured now if need be
+        waits = self._late + max(0.0, span.blocked - naps)
+        # Against code that never lets go, each wait lasts a switch interval and each nap
+        # takes its share of the span too: that is what "held all the time" looks like here.
+        switch = sys.getswitchinterval()
+        most = switch / (switch + SAMPLE_NAP)
+        self.held = min(1.0, waits / max(most * (self._late + span.wall), 1e-9))
 
 
 def sample_in_pairs(

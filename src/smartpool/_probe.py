@@ -99,6 +99,7 @@ def probe_items(
     batch, exhausted = 1, False
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
+    first_sample = _gil.DuringItem()
     clock = ThreadClock()
     queued_before = clock.queued()
     began = time.perf_counter()
@@ -110,7 +111,11 @@ def probe_items(
         # A deadline can only stop a batch between items: a single item needs none.
         budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
         before = len(values)
-        result = run_chunk(fn, items, before, retry, budget, after=values)  # appends to values
+        if before:
+            result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
+        else:  # the first item: should it be long, sample the GIL while it runs (see DuringItem)
+            with first_sample:
+                result = run_chunk(fn, items, before, retry, budget, after=values)
         ran = len(values) - before
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
@@ -156,6 +161,11 @@ def probe_items(
         shared_transfer_seconds=shared,
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
+    samples: list[float] = []  # the share held, one per sample
+    if sample and timed == 1 and first_sample.held is not None:
+        samples.append(first_sample.held)  # a long first item, sampled while it ran
+        if _gil.settled(samples):
+            return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
         return ProbeRun(values, measurement, None, exhausted)
     count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
@@ -163,7 +173,6 @@ def probe_items(
     # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
     # would on the thread backend).
     paired = _cores() >= 2
-    samples: list[float] = []  # the share held, one per sample
     while True:
         items = feed.take(min(2 * count if paired else count, limit - len(values)))
         if not items:
@@ -180,14 +189,17 @@ def probe_items(
         samples.append(held)
         if _gil.settled(samples) or len(values) >= limit:
             break
+    return ProbeRun(values, _with_gil(measurement, samples), None, False)
+
+
+def _with_gil(measurement: Measurement, samples: list[float]) -> Measurement:
     gil_held = _gil.median(samples)
-    measurement = replace(
+    return replace(
         measurement,
         releases_gil=_gil.releases(gil_held),
         doubt=_gil.doubt(gil_held),
         gil_held=gil_held,
     )
-    return ProbeRun(values, measurement, None, False)
 
 
 def measure_call(
