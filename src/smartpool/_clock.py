@@ -84,6 +84,16 @@ class Span:
         return max(0.0, self.wall - self.cpu - self.queued)
 
 
+def queued_seconds(fd: int | None) -> float:
+    """Seconds the thread whose stats file ``fd`` is has spent queued for a core, so far."""
+    if fd is None:
+        return 0.0
+    try:
+        return int(os.pread(fd, 64, 0).split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class ThreadClock:
     """Readings for the thread that creates it (the thread's stats file stays open)."""
 
@@ -95,12 +105,12 @@ class ThreadClock:
 
     def queued(self) -> float:
         """Seconds this thread has spent runnable but waiting for a core, so far."""
-        if self._fd is None:
-            return 0.0
-        try:
-            return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return queued_seconds(self._fd)
+
+    @property
+    def stats_fd(self) -> int | None:
+        """The thread's open stats file: another thread may read it with ``queued_seconds``."""
+        return self._fd
 
     def close(self) -> None:
         """Stop reading queued time (the file itself belongs to the thread)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _deadline
-from ._clock import Span, ThreadClock
+from ._clock import Span, ThreadClock, queued_seconds
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
@@ -33,6 +33,12 @@ SAMPLE_AFTER = 0.001
 MIN_WAKE_UPS = 2
 #: ...and stops after this many, to give the watcher back to its deadlines on a long item.
 MAX_WAKE_UPS = 24
+#: A first wake-up this late (in switch intervals) is a verdict of its own: the item holds the GIL.
+CLEARLY_LATE = 0.5
+#: Wake-ups after which ``DuringItem`` decides whether to start its helper, and the share of
+#: the time so far the item must have computed for it.
+HELPER_AFTER = 4
+HELP_BESIDE_CPU = 0.5
 
 
 def sample(
@@ -85,6 +91,39 @@ def sample(
     return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
 
 
+_watchers_ready: list[object] = []
+#: The deadline watcher's stats file (see ``_clock``), to tell its time queued for a core.
+_watcher_stats: list[int | None] = [None]
+
+
+def _open_watcher_stats(_: object) -> None:
+    _watcher_stats[:] = [ThreadClock().stats_fd]
+
+
+class _CpuClock:
+    """The CPU time a thread used since this was made, readable from any thread."""
+
+    def __init__(self, clock_id: int) -> None:
+        self._clock_id = clock_id
+        self._cpu = time.clock_gettime(clock_id)
+        self._wall = time.perf_counter()
+
+    @classmethod
+    def of_this_thread(cls) -> _CpuClock | None:
+        try:
+            return cls(time.pthread_getcpuclockid(threading.get_ident()))
+        except (AttributeError, OSError):  # pragma: no cover - not on this platform
+            return None
+
+    def fraction(self) -> float:
+        """CPU time / wall time since made."""
+        try:
+            cpu = time.clock_gettime(self._clock_id) - self._cpu
+        except OSError:  # pragma: no cover - the thread is gone
+            return 0.0
+        return cpu / max(time.perf_counter() - self._wall, 1e-9)
+
+
 class DuringItem:
     """Sample the GIL while the caller runs one item, from ``SAMPLE_AFTER`` into it.
 
@@ -92,12 +131,23 @@ class DuringItem:
     first GIL verdict that costs no extra items. The already running deadline watcher does the
     sampling (see ``_deadline.call_at``), so an item that ends sooner costs a deadline armed and
     disarmed, not a thread. The watcher's first wake-up, at the deadline itself, counts too: how
-    late it got the GIL is what the item held from then on. Use as a context manager around
-    the item; ``held`` is then the share of the sampled span the GIL was held, or None.
+    late it got the GIL is what the item held from then on, and half a switch interval late is a
+    verdict of its own (held), so pure Python gives up the GIL to the sampler only once. Use as
+    a context manager around the item; ``held`` is then the share of the sampled span the GIL
+    was held, or None.
+
+    ``beside``, if given, is started on a helper thread once the first ``HELPER_AFTER`` wake-ups
+    show the GIL free: a long GIL-free item then leaves no core idle while it is timed. (Never
+    for code that holds the GIL: the helper would slow the timed item down.) It has finished
+    when the ``with`` block ends, unless Ctrl-C cut it short; ``helped`` tells if it ran.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, beside: Callable[[], object] | None = None) -> None:
         self.held: float | None = None
+        self.helped = False
+        self._beside = beside
+        self._helper: threading.Thread | None = None
+        self._item_cpu: _CpuClock | None = None
         self._lock = threading.Lock()
         self._ended = False
         self._stop = threading.Event()
@@ -107,11 +157,28 @@ class DuringItem:
         #: What the sampler saw: the wait up to its first clock reading, its naps, and the span
         #: from that reading to its last.
         self._late = 0.0
+        self._watcher_queued: float | None = None
+        self._held_at_once = False
         self._naps = 0
         self._span: Span | None = None
         self._token = -1
 
+    @staticmethod
+    def prepare() -> None:
+        """Have the watcher open its per-thread stats file now, once per process: opening it
+        during a first sample would count as a wait for the GIL, and the caller reads from it
+        how long the watcher was queued for a core (which is no wait for the GIL)."""
+        watcher = _deadline.watcher  # a forked child gets a new one
+        if watcher not in _watchers_ready:
+            _watchers_ready[:] = [watcher]
+            _watcher_stats[:] = [None]
+            watcher.call_at(0.0, _open_watcher_stats, None)
+
     def __enter__(self) -> DuringItem:
+        if self._beside is not None:
+            self._item_cpu = _CpuClock.of_this_thread()
+        fd = _watcher_stats[0]
+        self._watcher_queued = None if fd is None else queued_seconds(fd)
         self._deadline = time.perf_counter() + SAMPLE_AFTER
         self._token = _deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
         return self
@@ -124,19 +191,65 @@ class DuringItem:
                 return
             self._sampling = True
         try:
+            # Unless the watcher only waited for a core (a busy machine), an item that kept the
+            # GIL from it this long holds the GIL. Sampling on would only take the GIL from the
+            # item being timed, again and again. (The cheap test first: reading the queued
+            # time is a system call.)
+            late, clearly = (
+                time.perf_counter() - self._deadline,
+                CLEARLY_LATE * sys.getswitchinterval(),
+            )
+            if late >= clearly and late - self._queued_since(_watcher_stats[0]) >= clearly:
+                self._held_at_once = True
+                return
             with ThreadClock() as clock:
                 first = clock.read()
                 # From the deadline to here the watcher waited for the GIL (to wake, and again
-                # after opening its stats file), give or take the timer's slack.
-                self._late = first.wall - self._deadline
+                # after reading its stats file), give or take the timer's slack, unless it was
+                # queued for a core.
+                self._late = first.wall - self._deadline - self._queued_since(clock.stats_fd)
                 naps = 0
                 while naps < MAX_WAKE_UPS and not self._stop.is_set():
                     time.sleep(SAMPLE_NAP)
                     naps += 1
+                    if naps == HELPER_AFTER and self._beside is not None:
+                        self._maybe_help(first.until(clock.read()), naps)
                 span = first.until(clock.read())
             self._naps, self._span = naps, span
         finally:
             self._finished.set()
+
+    def _queued_since(self, fd: int | None) -> float:
+        """The watcher's time queued for a core since the item started (0 if unknown)."""
+        if self._watcher_queued is None or fd is None:
+            return 0.0
+        return max(0.0, queued_seconds(fd) - self._watcher_queued)
+
+    def _waits(self, span: Span, naps: int, baseline: float) -> float:
+        """Seconds of ``span`` (and of the wait before it) spent waiting for the GIL."""
+        naps_and_wake_up = naps * (SAMPLE_NAP + baseline) + baseline  # the timer's overshoot
+        return max(0.0, self._late + span.blocked - naps_and_wake_up)
+
+    def _maybe_help(self, so_far: Span, naps: int) -> None:
+        if self._helper is not None:
+            return
+        # The baseline may not be measured yet (it needs the interpreter to itself); a generous
+        # guess only matters near the threshold, and code that holds the GIL is far above it.
+        baseline = _nap_overshoot[0] if _nap_overshoot else 0.0001
+        waits = self._waits(so_far, naps, baseline)
+        if waits >= HOLDS_ABOVE * (self._late + so_far.wall) or self._stop.is_set():
+            return
+        # Only beside an item that computes: beside one that waits, the next item would only
+        # make the caller wait for it (the plan runs waiting items on many threads anyway).
+        if self._item_cpu is None or self._item_cpu.fraction() < HELP_BESIDE_CPU:
+            return
+        assert self._beside is not None
+        helper = threading.Thread(target=self._beside, name="smartpool-probe-helper", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # no thread to spare: the item after runs in turn, as usual
+            return
+        self._helper, self.helped = helper, True
 
     def __exit__(self, *exc_info: object) -> None:
         _deadline.watcher.disarm(self._token)
@@ -147,6 +260,11 @@ class DuringItem:
         if not sampling or exc_info[0] is not None:
             return
         self._finished.wait()
+        if self._helper is not None:
+            self._helper.join()
+        if self._held_at_once:
+            self.held = 1.0
+            return
         span = self._span
         if span is None or self._naps + 1 < MIN_WAKE_UPS:
             return
@@ -154,8 +272,7 @@ class DuringItem:
         # waited for the GIL: whatever is left once the naps (with their usual overshoot) and
         # its own running are taken out was a wait for the GIL. Measuring the whole span, not
         # nap by nap, also counts waits for the GIL after reading the clock (a system call).
-        naps = self._naps * (SAMPLE_NAP + _nap_baseline())  # measured now if need be
-        waits = self._late + max(0.0, span.blocked - naps)
+        waits = self._waits(span, self._naps, _nap_baseline())  # measured now if need be
         # Against code that never lets go, each wait lasts a switch interval and each nap
         # takes its share of the span too: that is what "held all the time" looks like here.
         switch = sys.getswitchinterval()

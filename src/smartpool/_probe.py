@@ -94,12 +94,13 @@ def probe_items(
     run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``)."""
     limit = max_items if max_items is not None else sys.maxsize
     _deadline.watcher.start()  # thread start-up must not count as the first items' cost
+    _gil.DuringItem.prepare()
     values: list[Any] = []
     wall = cpu = 0.0
-    batch, exhausted = 1, False
+    batch, exhausted, first_only = 1, False, False
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
-    first_sample = _gil.DuringItem()
+    first_sample: _gil.DuringItem | None = None
     clock = ThreadClock()
     queued_before = clock.queued()
     began = time.perf_counter()
@@ -113,10 +114,10 @@ def probe_items(
         before = len(values)
         if before:
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
-        else:  # the first item: should it be long, sample the GIL while it runs (see DuringItem)
-            with first_sample:
-                result = run_chunk(fn, items, before, retry, budget, after=values)
-        ran = len(values) - before
+            ran = len(values) - before
+        else:
+            result, first_sample = _first_item(fn, items, feed, retry, limit, values)
+            ran = 1 if result.error is None else 0
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -129,6 +130,7 @@ def probe_items(
             len(values) == 1 and _long(elapsed, clock, queued_before)
         )
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
+            first_only = not before  # the timing needed no more than the first item (and helper)
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
         per_item = max(wall / len(values), 1e-9)
@@ -162,7 +164,7 @@ def probe_items(
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     samples: list[float] = []  # the share held, one per sample
-    if sample and timed == 1 and first_sample.held is not None:
+    if sample and first_sample is not None and first_sample.held is not None and first_only:
         samples.append(first_sample.held)  # a long first item, sampled while it ran
         if _gil.settled(samples):
             return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)
@@ -200,6 +202,53 @@ def _with_gil(measurement: Measurement, samples: list[float]) -> Measurement:
         doubt=_gil.doubt(gil_held),
         gil_held=gil_held,
     )
+
+
+def _first_item(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    feed: Feed,
+    retry: RetryPolicy,
+    limit: int,
+    values: list[Any],
+) -> tuple[ChunkResult, _gil.DuringItem]:
+    """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
+
+    If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
+    a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
+    joined to the first's, as if one chunk of two had run.
+    """
+    spare = feed.take(1) if limit >= 2 else ()
+    second: list[ChunkResult] = []
+
+    def run_second() -> None:
+        with ThreadClock() as clock:
+            queued = clock.queued()
+            result = run_chunk(fn, spare, 1, retry)
+            # As for the caller's items: time queued for a core is not the item's cost.
+            result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
+        second.append(result)
+
+    sample = _gil.DuringItem(beside=run_second if spare else None)
+    with sample:
+        result = run_chunk(fn, items, 0, retry, after=values)
+    if not sample.helped:
+        if spare:
+            feed.give_back(spare)
+        return result, sample
+    if result.error is not None:  # the item beside it ran, but the call stops at this one
+        return result, sample
+    (other,) = second
+    values.extend(other.values)
+    joined = ChunkResult(
+        0,
+        values,
+        other.error,
+        result.seconds + other.seconds,
+        result.worker,
+        result.cpu_seconds + other.cpu_seconds,
+    )
+    return joined, sample
 
 
 def measure_call(
