@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +42,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--engines", help=f"comma-separated, default all: {','.join(ENGINES)}")
     parser.add_argument("--repeats", type=int, default=3, help="timed maps per cell (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every cell this many times, in turn, and pool the samples (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
     parser.add_argument(
@@ -49,6 +56,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -59,6 +68,29 @@ def plan(workloads: Sequence[str], engines: Sequence[str]) -> list[tuple[str, st
         columns = LOCK_KINDS if workload == LOCK else engines
         cells += [(workload, column) for column in columns]
     return cells
+
+
+def pool_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's runs from every round as one record: samples pooled, medians over the pool.
+
+    Rounds spread each cell's samples over the whole run, so a slow spell of the machine (other
+    tenants on a VM) weighs on every engine alike instead of on the cells it happened to hit.
+    A cell that failed in any round is reported with that round's error.
+    """
+    failed = [run for run in runs if run["status"] != "ok"]
+    if failed:
+        record = dict(failed[0])
+    else:
+        record = dict(runs[0])
+        samples: dict[str, list[float]] = {}
+        for run in runs:
+            for metric, values in run["samples"].items():
+                samples.setdefault(metric, []).extend(values)
+        record["samples"] = samples
+        record["medians"] = {k: statistics.median(v) for k, v in samples.items()}
+        record["value"] = record["medians"].get(record["metric"])
+    record["wall_s"] = sum(run["wall_s"] for run in runs)
+    return record
 
 
 def _progress(i: int, total: int, cell: dict[str, Any]) -> str:
@@ -84,13 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "other work on the machine skews the numbers",
             file=sys.stderr,
         )
-    cells = []
-    for i, (workload, engine) in enumerate(todo, 1):
-        cell = run_cell(
-            workload, engine, repeats=args.repeats, quick=args.quick, timeout=args.timeout
-        )
-        cells.append(cell)
-        print(_progress(i, len(todo), cell), file=sys.stderr, flush=True)
+    rounds: list[list[dict[str, Any]]] = []
+    for r in range(args.rounds):
+        done = []
+        for i, (workload, engine) in enumerate(todo, 1):
+            cell = run_cell(
+                workload, engine, repeats=args.repeats, quick=args.quick, timeout=args.timeout
+            )
+            done.append(cell)
+            step = r * len(todo) + i
+            print(_progress(step, len(todo) * args.rounds, cell), file=sys.stderr, flush=True)
+        rounds.append(done)
+    cells = [pool_rounds(list(same)) for same in zip(*rounds, strict=True)]
     report.add_ratios(cells)
     verdicts = targets.evaluate(cells)
     print(report.render(cells, workloads, engines, LOCK_KINDS))
@@ -101,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "workloads": workloads,
             "engines": engines,
             "repeats": args.repeats,
+            "rounds": args.rounds,
             "quick": args.quick,
             "timeout_s": args.timeout,
             "total_wall_s": time.perf_counter() - started,
