@@ -50,6 +50,23 @@ def no_first_item_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_gil, "SAMPLE_AFTER", 3600.0)
 
 
+def script_paired_samples(monkeypatch: pytest.MonkeyPatch, shares: list[float]) -> list[int]:
+    """Paired GIL samples on two cores whose verdicts are ``shares`` in turn (the items still
+    run, their results kept); returns the list the number of items of each sample goes to."""
+    scripted = iter(shares)
+    taken: list[int] = []
+    real = _gil.sample_in_pairs
+
+    def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
+        taken.append(len(items))
+        result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
+        return result, next(scripted)
+
+    monkeypatch.setattr(_gil, "sample_in_pairs", sample)
+    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    return taken
+
+
 def unpicklable_spin() -> Callable[[int], int]:
     """Pure-Python CPU work in a closure over a lock: it cannot travel to a worker process."""
     lock = threading.Lock()
@@ -132,17 +149,7 @@ def test_an_unclear_gil_sample_is_checked_by_more(
 ) -> None:
     """A GIL sample sees a few of the sampler's wake-ups; one late by chance must not decide.
     Unclear samples are checked by a second, and a disagreement settled by a third."""
-    scripted = iter(shares)
-    taken: list[int] = []
-    real = _gil.sample_in_pairs
-
-    def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
-        taken.append(len(items))
-        result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
-        return result, next(scripted)
-
-    monkeypatch.setattr(_gil, "sample_in_pairs", sample)
-    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    taken = script_paired_samples(monkeypatch, shares)
     items = list(range(2000, 2200))
     probe = _probe.probe_items(spin, _chunking.Feed(items))
     assert len(taken) == samples_taken
@@ -190,19 +197,9 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     paired: list[float],
     releases: bool,
 ) -> None:
-    shares = iter(paired)
-    taken: list[int] = []
-    real = _gil.sample_in_pairs
-
-    def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
-        taken.append(len(items))
-        result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
-        return result, next(shares)
-
+    taken = script_paired_samples(monkeypatch, paired)
     monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
-    monkeypatch.setattr(_gil, "sample_in_pairs", sample)
-    monkeypatch.setattr(_probe, "_cores", lambda: 2)
     items = [600_000] * 8  # ~30 ms each: the first one alone is timed
     probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
     assert len(taken) == len(paired)
