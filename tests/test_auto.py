@@ -209,16 +209,25 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
 
 
 def test_the_first_item_sampler_tells_holding_from_releasing() -> None:
-    """The real sampler on clear cases (loose bounds: a shared machine adds late wake-ups)."""
+    """The real sampler on clear cases (loose bounds, and like ``classify_until`` three tries:
+    a shared machine adds late wake-ups)."""
 
     def held_while(fn: Callable[[], object]) -> float | None:
         with _gil.DuringItem() as during:
             fn()
         return during.held
 
-    holds = held_while(lambda: spin(600_000))
+    def first_clear(fn: Callable[[], object], clear: Callable[[float], bool]) -> float | None:
+        held = held_while(fn)
+        for _ in range(2):
+            if held is not None and clear(held):
+                break
+            held = held_while(fn)
+        return held
+
+    holds = first_clear(lambda: spin(600_000), lambda held: held > 0.5)
     assert holds is not None and holds > 0.5
-    releases = held_while(lambda: sha(32))
+    releases = first_clear(lambda: sha(32), lambda held: held < 0.5)
     assert releases is not None and releases < 0.5
     # Over before the sampler's deadline: not sampled (unless the caller lost its core for a
     # millisecond in between, which a busy machine may do once in a while).

@@ -98,6 +98,7 @@ def probe_items(
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted, first_only = 1, False, False
+    queued: float | None = None  # the calling thread's time queued for a core, once items ran
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
     first_sample: _gil.DuringItem | None = None
@@ -107,16 +108,16 @@ def probe_items(
     while True:
         items = feed.take(min(batch, limit - len(values)))
         if not items:
-            exhausted = True
+            exhausted, queued = True, None
             break
         # A deadline can only stop a batch between items: a single item needs none.
         budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
         before = len(values)
         if before:
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
-            ran = len(values) - before
+            ran, queued = len(values) - before, None
         else:
-            result, first_sample = _first_item(fn, items, feed, retry, limit, values)
+            result, first_sample, queued = _first_item(fn, items, feed, retry, limit, values, clock)
             ran = 1 if result.error is None else 0
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
@@ -126,8 +127,10 @@ def probe_items(
             return _failed(values, result, wall, cpu)
         rest = items[ran:] if ran < len(items) else ()
         elapsed = time.perf_counter() - began
+        if len(values) == 1 and queued is None:
+            queued = clock.queued()
         enough = (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or (
-            len(values) == 1 and _long(elapsed, clock, queued_before)
+            len(values) == 1 and _long(elapsed, (queued or 0.0) - queued_before)
         )
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             first_only = not before  # the timing needed no more than the first item (and helper)
@@ -136,8 +139,11 @@ def probe_items(
         per_item = max(wall / len(values), 1e-9)
         wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
         batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - len(values), 1))
-    # Time spent queued for a core (a busy machine) is not the calls' cost.
-    wall = max(cpu, wall - (clock.queued() - queued_before))
+    # Time spent queued for a core (a busy machine) is not the calls' cost. (Read as soon as the
+    # items ran, or the time queued for the probe's own bookkeeping would be taken off them.)
+    if queued is None:
+        queued = clock.queued()
+    wall = max(cpu, wall - (queued - queued_before))
     clock.close()
     timed = len(values)
     call_seconds = wall / max(timed, 1)
@@ -211,12 +217,14 @@ def _first_item(
     retry: RetryPolicy,
     limit: int,
     values: list[Any],
-) -> tuple[ChunkResult, _gil.DuringItem]:
+    clock: ThreadClock,
+) -> tuple[ChunkResult, _gil.DuringItem, float]:
     """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
 
     If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
     a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
-    joined to the first's, as if one chunk of two had run.
+    joined to the first's, as if one chunk of two had run. Also returns the calling thread's
+    time queued for a core so far, read as soon as the item ran (before the sampler is joined).
     """
     spare = feed.take(1) if limit >= 2 else ()
     second: list[ChunkResult] = []
@@ -232,12 +240,13 @@ def _first_item(
     sample = _gil.DuringItem(beside=run_second if spare else None)
     with sample:
         result = run_chunk(fn, items, 0, retry, after=values)
+        queued = clock.queued()
     if not sample.helped:
         if spare:
             feed.give_back(spare)
-        return result, sample
+        return result, sample, queued
     if result.error is not None:  # the item beside it ran, but the call stops at this one
-        return result, sample
+        return result, sample, queued
     (other,) = second
     values.extend(other.values)
     joined = ChunkResult(
@@ -248,7 +257,7 @@ def _first_item(
         result.worker,
         result.cpu_seconds + other.cpu_seconds,
     )
-    return joined, sample
+    return joined, sample, queued
 
 
 def measure_call(
@@ -273,12 +282,10 @@ def measure_call(
     return replace(probe.measurement, picklable=picklable)
 
 
-def _long(elapsed: float, clock: ThreadClock, queued_before: float) -> bool:
+def _long(elapsed: float, queued: float) -> bool:
     """Whether one item took ``LONG_ITEM_SECONDS``, not counting time queued for a core: on a
     busy machine a 6 ms item can take 12 ms of wall time, and is still a short one."""
-    if elapsed < LONG_ITEM_SECONDS:
-        return False
-    return elapsed - (clock.queued() - queued_before) >= LONG_ITEM_SECONDS
+    return elapsed - queued >= LONG_ITEM_SECONDS
 
 
 def _cores() -> int:
