@@ -127,11 +127,11 @@ def probe_items(
             return _failed(values, result, wall, cpu)
         rest = items[ran:] if ran < len(items) else ()
         elapsed = time.perf_counter() - began
-        if len(values) == 1 and queued is None:
-            queued = clock.queued()
-        enough = (len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS) or (
-            len(values) == 1 and _long(elapsed, (queued or 0.0) - queued_before)
-        )
+        if len(values) == 1:  # is one item enough? Only if it was long, not counting time queued
+            queued = clock.queued() if queued is None else queued
+            enough = _long(elapsed, queued - queued_before)
+        else:
+            enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             first_only = not before  # the timing needed no more than the first item (and helper)
             break

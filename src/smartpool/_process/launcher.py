@@ -67,10 +67,12 @@ class _Closable(Protocol):
     def close(self) -> None: ...
 
 
-def own(*fds: int) -> None:
-    """List descriptors smartpool just made in ``owned_fds`` (see there)."""
+def owned_pipe() -> tuple[int, int]:
+    """A new pipe, listed in ``owned_fds`` as it is made (see ``_fork_lock``)."""
     with _fork_lock:
-        owned_fds.update(fds)
+        read, write = os.pipe()
+        owned_fds.update((read, write))
+    return read, write
 
 
 def close_owned(*objects: int | _Closable) -> None:

@@ -34,7 +34,7 @@ from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
 from . import buffers
 from .channel import wait
-from .launcher import WorkerProcess, close_owned, ensure_server, own, start_worker
+from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker
 from .worker import FUNCTION_CACHE_SIZE
 
 logger = logging.getLogger("smartpool")
@@ -84,8 +84,7 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
-        self._wake_r, self._wake_w = os.pipe()
-        own(self._wake_r, self._wake_w)
+        self._wake_r, self._wake_w = owned_pipe()
         self._manager: threading.Thread | None = None
         self._closed = False
         if method == "forkserver":
