@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +17,17 @@ import pytest
 
 import smartpool
 from smartpool._process import buffers
+from smartpool._process.spares import spares
 
 from .subprocesses import ENV
 from .test_faults_crash import alive
 
 
 def leftovers() -> set[str]:
+    """This process's buffer files, but for those kept for reuse (see the tests of reuse)."""
     prefix = buffers.file_prefix(os.getpid())
-    return {name for name in os.listdir(buffers.DIRECTORY) if name.startswith(prefix)}
+    kept = {os.path.basename(path) for path in spares.paths()}
+    return {name for name in os.listdir(buffers.DIRECTORY) if name.startswith(prefix)} - kept
 
 
 def total(array: np.ndarray) -> float:
@@ -204,9 +208,131 @@ def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(buffers, "_write", full)
+    spares.drop()  # every file must be made anew
     arrays = [np.arange(300_000, dtype=np.float64) * i for i in range(3)]
     before = leftovers()
     with pytest.warns(RuntimeWarning, match="shm-size"):
         results = smartpool.parallel_map(total, arrays, backend="process", chunksize=1)
     assert results == [float(a.sum()) for a in arrays]
+    assert leftovers() == before
+
+
+# Reuse: the files of a settled chunk are written over by the next buffer of their size.
+
+KEPT_BY_WORKER: list[np.ndarray] = []
+
+
+def keep_in_worker(array: np.ndarray) -> float:
+    KEPT_BY_WORKER.append(array)  # a worker-side global: the array outlives the chunk
+    return float(array[0])
+
+
+def first_kept(_: object) -> float:
+    return float(KEPT_BY_WORKER[0][0])
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    counts = {"new": 0, "over": 0}
+    new, over = buffers._write, buffers._write_over
+
+    def spy_new(path: str, buffer: object) -> None:
+        counts["new"] += 1
+        new(path, buffer)  # type: ignore[arg-type]
+
+    def spy_over(path: str, buffer: object) -> None:
+        counts["over"] += 1
+        over(path, buffer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(buffers, "_write", spy_new)
+    monkeypatch.setattr(buffers, "_write_over", spy_over)
+    return counts
+
+
+def test_a_later_call_writes_its_arrays_over_the_files_of_an_earlier_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same sizes, new contents: no new file is made, and every worker sees the new contents."""
+    spares.drop()
+    counts = count_writes(monkeypatch)
+    arrays = [np.full(300_000, float(i)) for i in range(4)]  # 2.4 MB each, one chunk
+    assert smartpool.parallel_map(first, arrays, backend="process", chunksize=4) == [0, 1, 2, 3]
+    assert counts == {"new": 4, "over": 0}
+    assert len(spares.paths()) == 4
+    others = [np.full(300_000, float(10 + i)) for i in range(4)]
+    assert smartpool.parallel_map(first, others, backend="process", chunksize=4) == [
+        10.0,
+        11.0,
+        12.0,
+        13.0,
+    ]
+    assert counts == {"new": 4, "over": 4}
+    for array in arrays:
+        array[0] = 42.0  # the earlier arrays again, changed in place
+    assert smartpool.parallel_map(first, arrays, backend="process", chunksize=4) == [42.0] * 4
+    assert counts == {"new": 4, "over": 8}
+
+
+def test_a_file_behind_an_array_a_worker_kept_is_never_written_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An array the function keeps (in a global of the worker) must not change when a later
+    call sends other arrays of its size: its file is removed, not kept for reuse."""
+    spares.drop()
+    counts = count_writes(monkeypatch)
+    original = np.full(300_000, 7.0)
+    before = leftovers()
+    assert smartpool.parallel_map(keep_in_worker, [original], backend="process", max_workers=1) == [
+        7.0
+    ]
+    assert spares.paths() == set()
+    assert leftovers() == before
+    other = np.full(300_000, 99.0)
+    assert smartpool.parallel_map(first, [other], backend="process", max_workers=1) == [99.0]
+    assert counts == {"new": 2, "over": 0}
+    assert smartpool.parallel_map(first_kept, [None], backend="process", max_workers=1) == [7.0]
+
+
+def test_kept_files_are_removed_by_shutdown_and_once_unused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prefix = buffers.file_prefix(os.getpid())
+
+    def files() -> set[str]:
+        return {name for name in os.listdir(buffers.DIRECTORY) if name.startswith(prefix)}
+
+    before = files()
+    smartpool.parallel_map(total, [np.ones(300_000)], backend="process")
+    kept = {os.path.basename(path) for path in spares.paths()}
+    assert kept and kept <= files()
+    smartpool.shutdown()
+    assert files() == before - kept
+    monkeypatch.setattr("smartpool._process.spares.KEEP_SECONDS", 0.05)
+    smartpool.parallel_map(total, [np.ones(300_000)], backend="process")
+    assert spares.paths()
+    deadline = time.monotonic() + 30
+    while spares.paths() or files() != before - kept:  # the deadline watcher removes them
+        assert time.monotonic() < deadline, "files kept for reuse were never removed"
+        time.sleep(0.01)
+
+
+def test_full_shared_memory_removes_the_kept_files_and_tries_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Files kept for reuse give way to a new buffer that would not fit beside them."""
+    smartpool.parallel_map(total, [np.ones(300_000)], backend="process")
+    assert spares.paths()
+    real, failed = buffers._write, []
+
+    def full_while_kept(path: str, buffer: object) -> None:
+        if spares.paths():
+            failed.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, buffer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(buffers, "_write", full_while_kept)
+    before = leftovers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the pipe, no warning
+        assert smartpool.parallel_map(total, [np.ones(500_000)], backend="process") == [500_000.0]
+    assert failed and not any(os.path.exists(path) for path in failed)
     assert leftovers() == before

@@ -63,6 +63,9 @@ def shutdown(wait: bool = True) -> None:
     launcher = sys.modules.get("smartpool._process.launcher")
     if launcher is not None:
         launcher.stop_server()
+    spares = sys.modules.get("smartpool._process.spares")
+    if spares is not None:  # large-buffer files kept for reuse
+        spares.spares.drop()
     sweep_shared_objects()
 
 

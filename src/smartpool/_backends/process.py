@@ -62,7 +62,7 @@ class ProcessBackend(Backend):
             items_bytes, paths = dump_items(items, start), ()
         release = prepared.exports.releaser(paths)
         if paths:
-            future.add_done_callback(lambda _: release())
+            future.add_done_callback(lambda _: release(False))  # cancelled: never reused
         task = Task(
             future,
             prepared.fn_key,

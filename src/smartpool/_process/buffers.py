@@ -10,10 +10,16 @@ Within one call over a list or tuple, a buffer that several items (or chunks) sh
 once (:class:`Exports`): the items were all made before the call, so the same object holds the
 same contents for every one of them. Items from a generator get no such reuse: a generator may
 refill one buffer between items.
+
+A file whose chunk is settled, and whose worker has let go of every array made from it
+(:func:`let_go`), is kept for a few seconds and written over by the next buffer of its size
+(:mod:`.spares`): a new file costs twice as much to write. What a file holds is always written
+anew; only its pages are reused.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import mmap
@@ -24,6 +30,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .spares import spares
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -41,21 +49,43 @@ def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
     """Write each buffer to its own shared-memory file; return their paths.
 
     Copying is the whole cost, and ``os.write`` releases the GIL: several buffers are written
-    by several threads at once.
+    by several threads at once. A kept file of the same size is written over rather than a new
+    one made; when shared memory is full, the kept files are removed and the writing tried
+    once more.
     """
-    paths = tuple(
-        os.path.join(DIRECTORY, f"{file_prefix(os.getpid())}{next(_counter)}") for _ in buffers
-    )
+    try:
+        return _export(buffers)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or not spares.drop():
+            raise
+    return _export(buffers)
+
+
+def _export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
+    kept = [spares.take(b.raw().nbytes) for b in buffers]
+    paths = tuple(path or _new_path() for path in kept)
+    reuse = [path is not None for path in kept]
     try:
         if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:
-            list(_writers().map(_write, paths, buffers))
+            list(_writers().map(_put, paths, buffers, reuse))
         else:
-            for path, buffer in zip(paths, buffers, strict=True):
-                _write(path, buffer)
+            for path, buffer, over in zip(paths, buffers, reuse, strict=True):
+                _put(path, buffer, over)
     except BaseException:
         discard(paths)
         raise
     return paths
+
+
+def _new_path() -> str:
+    return os.path.join(DIRECTORY, f"{file_prefix(os.getpid())}{next(_counter)}")
+
+
+def _put(path: str, buffer: pickle.PickleBuffer, over: bool) -> None:
+    if over:
+        _write_over(path, buffer)
+    else:
+        _write(path, buffer)
 
 
 #: Below this many bytes in all, buffers are written one after the other.
@@ -69,6 +99,22 @@ def _write(path: str, buffer: pickle.PickleBuffer) -> None:
         written = 0
         while written < view.nbytes:
             written += os.write(fd, view[written:])
+    finally:
+        os.close(fd)
+
+
+def _write_over(path: str, buffer: pickle.PickleBuffer) -> None:
+    """Write ``buffer`` over a kept file of its size (its pages are already there)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:  # removed meanwhile (by hand, say): make it anew
+        _write(path, buffer)
+        return
+    try:
+        view = buffer.raw()
+        written = 0
+        while written < view.nbytes:
+            written += os.pwrite(fd, view[written:], written)
     finally:
         os.close(fd)
 
@@ -90,6 +136,8 @@ class _File:
     key: tuple[int, int]
     #: Chunks in flight that use the file.
     users: int
+    #: False once a chunk that used it was settled without its worker letting go of it.
+    reusable: bool = True
 
 
 class Exports:
@@ -133,37 +181,41 @@ class Exports:
                 paths[index] = path
         return tuple(paths)
 
-    def releaser(self, paths: tuple[str, ...]) -> Callable[[], None]:
+    def releaser(self, paths: tuple[str, ...]) -> Callable[[bool], None]:
         """A callable that gives ``paths`` back to :meth:`release` on its first call only (a
         task is settled by its pool and, cancelled, by its Future: each may call it)."""
         box = [paths]
 
-        def release_once() -> None:
+        def release_once(reusable: bool) -> None:
             try:
                 taken = box.pop()  # atomic: of two threads calling at once, one gets the paths
             except IndexError:
                 return
-            self.release(taken)
+            self.release(taken, reusable)
 
         return release_once
 
-    def release(self, paths: Sequence[str]) -> None:
-        """The chunk that used ``paths`` is settled; remove the files nobody else uses."""
+    def release(self, paths: Sequence[str], reusable: bool = False) -> None:
+        """The chunk that used ``paths`` is settled; the files nobody else uses are kept for
+        reuse if every worker that used them let go of them (``reusable``), else removed."""
         if not self._reuse:
-            discard(paths)
+            settled(paths, reusable)
             return
         gone: list[str] = []
+        kept: list[str] = []
         with self._lock:
             for path in paths:
                 file = self._by_path.get(path)
                 if file is None:
                     continue
                 file.users -= 1
+                file.reusable = file.reusable and reusable
                 if file.users == 0:
                     del self._by_path[path]
                     if self._by_buffer.get(file.key) is file:
                         del self._by_buffer[file.key]
-                    gone.append(path)
+                    (kept if file.reusable else gone).append(path)
+        settled(kept, True)
         discard(gone)
 
 
@@ -181,6 +233,33 @@ def attach(paths: Sequence[str]) -> list[memoryview]:
             os.close(fd)
         views.append(memoryview(mapping))
     return views
+
+
+def let_go(views: list[memoryview]) -> bool:
+    """In a worker, once a chunk is done: release the mappings of its files; False if some
+    object still uses one (an array the function kept, say), so its file must not be reused."""
+    free = True
+    for view in views:
+        mapping = view.obj
+        try:
+            view.release()
+            # Arrays may hold the mapping through memoryviews of their own, which count on the
+            # mapping rather than on ``view``: only closing the mapping tells.
+            if isinstance(mapping, mmap.mmap):
+                mapping.close()
+        except BufferError:  # still in use: the mapping lives on with what uses it
+            free = False
+    views.clear()
+    return free
+
+
+def settled(paths: Sequence[str], reusable: bool) -> None:
+    """The chunk that used ``paths`` is settled: keep them for reuse, or remove them."""
+    if not reusable:
+        discard(paths)
+        return
+    for path in paths:
+        spares.keep(path)
 
 
 def discard(paths: Sequence[str]) -> None:

@@ -60,7 +60,8 @@ class Task:
     buffer_paths: tuple[str, ...] = ()
     #: Gives those files back once the task is settled (safe to call more than once); by
     #: default they are removed.
-    release_buffers: Callable[[], None] | None = None
+    #: Called with True when the worker let go of the files (they may be reused), else False.
+    release_buffers: Callable[[bool], None] | None = None
 
     def describe_items(self) -> str:
         last = self.start + self.n_items - 1
@@ -213,10 +214,10 @@ class ProcessPool:
                 except (EOFError, OSError):
                     self._lost(worker, worker.proc.exitcode(), timed_out=False)
                     continue
-                self._finished(worker, _decode(worker.task, data))
+                self._finished(worker, *_decode(worker.task, data))
             self._expire_deadlines()
 
-    def _finished(self, worker: _Worker, result: ChunkResult) -> None:
+    def _finished(self, worker: _Worker, result: ChunkResult, let_go: bool) -> None:
         with self._lock:
             task = worker.task
             worker.task, worker.deadline = None, None
@@ -224,7 +225,7 @@ class ProcessPool:
             if following is not None:
                 self._assign(worker, following)
         if task is not None:
-            _settle(task, result)
+            _settle(task, result, reusable=let_go)
         if following is not None:
             self._send(worker)
 
@@ -307,35 +308,42 @@ class ProcessPool:
         close_owned(self._wake_r, self._wake_w)
 
 
-def _settle(task: Task, result: ChunkResult | None = None, error: Exception | None = None) -> None:
-    """Complete a task's Future, having first removed its shared-memory files: whoever waits on
-    the Future may check for leftovers the moment it wakes."""
+def _settle(
+    task: Task,
+    result: ChunkResult | None = None,
+    error: Exception | None = None,
+    reusable: bool = False,
+) -> None:
+    """Complete a task's Future, having first given back its shared-memory files (kept for reuse
+    if its worker let go of them, else removed): whoever waits on the Future may check for
+    leftovers the moment it wakes."""
     if task.release_buffers is not None:
-        task.release_buffers()
+        task.release_buffers(reusable)
     else:
-        buffers.discard(task.buffer_paths)
+        buffers.settled(task.buffer_paths, reusable)
     settle(task.future, result, error)
 
 
-def _decode(task: Task | None, data: bytes | bytearray) -> ChunkResult:
-    """A worker's reply as a ChunkResult; what cannot be unpickled here becomes the chunk's error.
+def _decode(task: Task | None, data: bytes | bytearray) -> tuple[ChunkResult, bool]:
+    """A worker's reply as a ChunkResult, and whether the worker let go of the chunk's
+    shared-memory files; what cannot be unpickled here becomes the chunk's error.
 
     Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may
     fail here even though pickling worked in the worker.
     """
     assert task is not None, "a worker replied without a task"
-    seconds, cpu_seconds, where, values_bytes, error_bytes = pickle.loads(data)
+    seconds, cpu_seconds, where, values_bytes, error_bytes, let_go = pickle.loads(data)
     try:
         values: list[object] = loads(values_bytes)
     except Exception as exc:
         unloadable = _unloadable("the results of", task, exc)
-        return ChunkResult(task.start, [], unloadable, seconds, where, cpu_seconds)
+        return ChunkResult(task.start, [], unloadable, seconds, where, cpu_seconds), let_go
     error: BaseException | None
     try:
         error = load_exception(error_bytes) if error_bytes else None
     except Exception as exc:
         error = _unloadable("the exception raised by", task, exc)
-    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds)
+    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds), let_go
 
 
 def _unloadable(what: str, task: Task, cause: Exception) -> SerializationError:

@@ -8,7 +8,8 @@ Messages on the worker's socket (length-prefixed, see ``channel``):
   where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
   key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
 * worker -> parent, per chunk: pickle of
-  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes)``.
+  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, let_go)``, where ``let_go`` says
+  that nothing in the worker uses the chunk's shared-memory files any more (they may be reused).
 
 One message each way per chunk: every write wakes the other side, which costs far more than
 copying the bytes into one buffer.
@@ -123,9 +124,11 @@ def _serve(conn: Channel) -> None:
             except BaseException as exc:
                 load_error = _annotated(exc, "retry_on could not be unpickled in the worker")
         items: Any = None
+        views: list[memoryview] = []
         if load_error is None:
             try:
-                items = loads(items_bytes, buffers.attach(paths))
+                views = buffers.attach(paths)
+                items = loads(items_bytes, views)
             except BaseException as exc:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
         if load_error is None:
@@ -133,10 +136,14 @@ def _serve(conn: Channel) -> None:
             result = run_chunk(functions[fn_key], items, start, retry)
         else:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
-        _reply(conn, result)
+        reply = _encode(result)
+        # Everything made from the chunk's files is dropped here, unless the function kept it.
+        del items, result, load_error
+        conn.send_bytes(pickle.dumps((*reply, buffers.let_go(views)), pickle.HIGHEST_PROTOCOL))
 
 
-def _reply(conn: Channel, result: ChunkResult) -> None:
+def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes]:
+    """The reply for a chunk, but for ``let_go``: its values and error, pickled."""
     values, error = result.values, result.error
     try:
         values_bytes = dump_items(values, result.start, what="result of item")
@@ -146,8 +153,7 @@ def _reply(conn: Channel, result: ChunkResult) -> None:
         values, error = values[:bad], exc
         values_bytes = dump_items(values, result.start)
     error_bytes = dump_exception(error) if error is not None else b""
-    message = (result.seconds, result.cpu_seconds, result.worker, values_bytes, error_bytes)
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    return (result.seconds, result.cpu_seconds, result.worker, values_bytes, error_bytes)
 
 
 def _first_unpicklable(values: list[Any]) -> int:
