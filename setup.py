@@ -1,7 +1,9 @@
-"""Build the optional C fast path of ``smartpool.Lock``; everything else is in pyproject.toml.
+"""Build the optional C parts; everything else is in pyproject.toml.
 
-``optional=True``: where no C compiler is available the build goes on without it and
-``smartpool.Lock`` uses its pure-Python twin (same behaviour, slower acquire/release).
+``smartpool._sync._fastlock`` is the uncontended path of ``smartpool.Lock``, and
+``smartpool._process._copy`` copies large arguments into shared memory without the GIL.
+``optional=True``: where no C compiler is available the build goes on without them, and
+smartpool uses their pure-Python twins (same behaviour, slower).
 """
 
 from setuptools import Extension, setup
@@ -12,6 +14,11 @@ setup(
             "smartpool._sync._fastlock",
             sources=["src/smartpool/_sync/_fastlock.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "smartpool._process._copy",
+            sources=["src/smartpool/_process/_copy.c"],
+            optional=True,
+        ),
     ]
 )

@@ -336,3 +336,34 @@ def test_full_shared_memory_removes_the_kept_files_and_tries_again(
         assert smartpool.parallel_map(total, [np.ones(500_000)], backend="process") == [500_000.0]
     assert failed and not any(os.path.exists(path) for path in failed)
     assert leftovers() == before
+
+
+def test_the_gil_free_copy_is_compiled_unless_disabled() -> None:
+    """A build that silently lost the C copy would hold the GIL for every large copy."""
+    disabled = os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0")
+    assert (buffers._copy_into is buffers._copy_with_gil) is disabled
+
+
+@pytest.mark.parametrize("copy", ["compiled", "pure-python"])
+def test_both_copies_write_a_buffer_over_a_kept_file(
+    copy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if copy == "pure-python":
+        monkeypatch.setattr(buffers, "_copy_into", buffers._copy_with_gil)
+    spares.drop()
+    for value in (1.0, 2.0, 3.0):  # the second and third go over the first one's file
+        arrays = [np.full(300_000, value), np.arange(300_000, dtype=np.float64) + value]
+        results = smartpool.parallel_map(total, arrays, backend="process", chunksize=2)
+        assert results == [float(a.sum()) for a in arrays]
+
+
+def test_the_compiled_copy_refuses_mismatched_or_read_only_buffers() -> None:
+    from smartpool._process._copy import copy_into  # built at install, as the lock's fast path
+
+    with pytest.raises(ValueError, match="destination has 4 bytes, source 3"):
+        copy_into(bytearray(4), b"abc")
+    with pytest.raises((TypeError, BufferError)):
+        copy_into(b"abcd", b"efgh")
+    target = bytearray(4)
+    copy_into(target, memoryview(b"wxyz"))
+    assert target == b"wxyz"

@@ -104,19 +104,33 @@ def _write(path: str, buffer: pickle.PickleBuffer) -> None:
 
 
 def _write_over(path: str, buffer: pickle.PickleBuffer) -> None:
-    """Write ``buffer`` over a kept file of its size (its pages are already there)."""
+    """Write ``buffer`` over a kept file of its size, through the caller's mapping of it (its
+    pages are already there, and after the first time, mapped)."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        mapping = spares.mapping(path)
     except FileNotFoundError:  # removed meanwhile (by hand, say): make it anew
         _write(path, buffer)
         return
+    _copy_into(mapping, buffer.raw())
+
+
+def _copy_with_gil(destination: mmap.mmap, source: memoryview) -> None:
+    destination[:] = source
+
+
+def _load_copy() -> Callable[[mmap.mmap, memoryview], None]:
+    """The C copy if it was built and not disabled (``SMARTPOOL_PURE_PYTHON=1``), which lets
+    other threads run while it copies; else the same copy, holding the GIL."""
+    if os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0"):
+        return _copy_with_gil
     try:
-        view = buffer.raw()
-        written = 0
-        while written < view.nbytes:
-            written += os.pwrite(fd, view[written:], written)
-    finally:
-        os.close(fd)
+        from ._copy import copy_into
+    except ImportError:  # not built: no C compiler at install
+        return _copy_with_gil
+    return copy_into
+
+
+_copy_into = _load_copy()
 
 
 @functools.cache
@@ -265,6 +279,7 @@ def settled(paths: Sequence[str], reusable: bool) -> None:
 def discard(paths: Sequence[str]) -> None:
     """Remove files a worker did not get to (it died, or the call was cancelled)."""
     for path in paths:
+        spares.unmap(path)
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -10,10 +10,14 @@ worker says so in its reply; see ``buffers.let_go``): overwriting a file a worke
 say an array a function put in a global, would change that array under it. Files are removed
 after ``KEEP_SECONDS`` unused, by ``smartpool.shutdown()`` and at exit, and at once when shared
 memory runs short; they never take more than half the free space of the file system.
+
+The caller writes over a file through a mapping of its own, made on the file's first reuse and
+kept with the file: copying into pages already mapped costs half of ``os.pwrite``.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import time
@@ -35,6 +39,8 @@ class Spares:
         self._by_size: dict[int, list[tuple[str, float]]] = {}
         #: The deadline watcher's token for the next removal of unused files, or None.
         self._expiry: int | None = None
+        #: path -> this process's shared, writable mapping of it (kept or in use).
+        self._maps: dict[str, mmap.mmap] = {}
 
     def take(self, size: int) -> str | None:
         """A kept file of exactly ``size`` bytes, now the caller's to write over (or remove)."""
@@ -47,6 +53,29 @@ class Spares:
                 del self._by_size[size]
             return path
 
+    def mapping(self, path: str) -> mmap.mmap:
+        """This process's writable mapping of ``path``, made (and faulted in) on first use.
+        Raises ``OSError`` if the file cannot be opened."""
+        with self._lock:
+            mapping = self._maps.get(path)
+        if mapping is None:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                mapping = mmap.mmap(fd, 0, flags=flags)
+            finally:
+                os.close(fd)
+            with self._lock:
+                self._maps[path] = mapping
+        return mapping
+
+    def unmap(self, path: str) -> None:
+        """Let go of this process's mapping of ``path``, if any (the file is being removed)."""
+        with self._lock:
+            mapping = self._maps.pop(path, None)
+        if mapping is not None:
+            mapping.close()
+
     def keep(self, path: str) -> None:
         """Keep ``path`` (which no worker maps any more) for reuse, or remove it if there is no
         room for it."""
@@ -54,6 +83,7 @@ class Spares:
             size = os.stat(path).st_size
             room = _free_bytes(path) * MAX_SHARE_OF_FREE
         except OSError:  # already gone: nothing to keep
+            self.unmap(path)
             _remove(path)
             return
         with self._lock:
@@ -63,6 +93,7 @@ class Spares:
                 if self._expiry is None:
                     self._arm(KEEP_SECONDS)
         if path:
+            self.unmap(path)
             _remove(path)
 
     def drop(self, older_than: float | None = None) -> int:
@@ -81,6 +112,7 @@ class Spares:
                 if not kept:
                     del self._by_size[size]
         for path in gone:
+            self.unmap(path)
             _remove(path)
         return len(gone)
 
@@ -93,6 +125,7 @@ class Spares:
         self._lock = threading.Lock()
         self._by_size.clear()
         self._expiry = None
+        self._maps.clear()  # this process's copies of the parent's mappings go with it
 
     def expire(self) -> None:
         """On the deadline watcher's thread: remove the files unused for ``KEEP_SECONDS``, and
