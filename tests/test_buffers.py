@@ -17,6 +17,7 @@ import pytest
 
 import smartpool
 from smartpool._process import buffers
+from smartpool._process.mappings import Mappings
 from smartpool._process.spares import spares
 
 from .subprocesses import ENV
@@ -92,9 +93,13 @@ def test_export_and_attach_round_trip() -> None:
     data = smartpool._serialize.dumps(array, large)
     assert len(large) == 1 and len(data) < 1000  # the data left the stream
     paths = buffers.export(large)
+    mappings = Mappings()
     try:
-        restored = pickle.loads(data, buffers=buffers.attach(paths))
+        views = mappings.attach(paths)
+        restored = pickle.loads(data, buffers=views)
         assert np.array_equal(restored, array)
+        del restored
+        assert mappings.let_go(views)
     finally:
         buffers.discard(paths)
     assert not any(os.path.exists(p) for p in paths)

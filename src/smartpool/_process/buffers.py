@@ -11,8 +11,8 @@ once (:class:`Exports`): the items were all made before the call, so the same ob
 same contents for every one of them. Items from a generator get no such reuse: a generator may
 refill one buffer between items.
 
-A file whose chunk is settled, and whose worker has let go of every array made from it
-(:func:`let_go`), is kept for a few seconds and written over by the next buffer of its size
+A file whose chunk is settled, and whose worker has let go of every array made from it (see
+:mod:`.mappings`), is kept for a few seconds and written over by the next buffer of its size
 (:mod:`.spares`): a new file costs twice as much to write. What a file holds is always written
 anew; only its pages are reused.
 """
@@ -231,40 +231,6 @@ class Exports:
                     (kept if file.reusable else gone).append(path)
         settled(kept, True)
         discard(gone)
-
-
-def attach(paths: Sequence[str]) -> list[memoryview]:
-    """Map each file copy-on-write; a mapping lives as long as the arrays made from it."""
-    views: list[memoryview] = []
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            mapping = mmap.mmap(
-                fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
-            )
-        finally:
-            os.close(fd)
-        views.append(memoryview(mapping))
-    return views
-
-
-def let_go(views: list[memoryview]) -> bool:
-    """In a worker, once a chunk is done: release the mappings of its files; False if some
-    object still uses one (an array the function kept, say), so its file must not be reused."""
-    free = True
-    for view in views:
-        mapping = view.obj
-        try:
-            view.release()
-            # Arrays may hold the mapping through memoryviews of their own, which count on the
-            # mapping rather than on ``view``: only closing the mapping tells.
-            if isinstance(mapping, mmap.mmap):
-                mapping.close()
-        except BufferError:  # still in use: the mapping lives on with what uses it
-            free = False
-    views.clear()
-    return free
 
 
 def settled(paths: Sequence[str], reusable: bool) -> None:

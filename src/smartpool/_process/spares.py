@@ -6,7 +6,7 @@ Programs that send large arrays to processes tend to do it again and again with 
 same sizes, so the files of a settled chunk are kept here, by size, for a few seconds.
 
 A file is only kept once the worker that used it has let go of every array made from it (the
-worker says so in its reply; see ``buffers.let_go``): overwriting a file a worker still reads,
+worker says so in its reply; see ``mappings``): overwriting a file a worker still reads,
 say an array a function put in a global, would change that array under it. Files are removed
 after ``KEEP_SECONDS`` unused, by ``smartpool.shutdown()`` and at exit, and at once when shared
 memory runs short; they never take more than half the free space of the file system.

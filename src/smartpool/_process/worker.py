@@ -38,16 +38,20 @@ from .._errors import SerializationError
 from .._remote import add_note, dump_exception
 from .._serialize import dump_items, loads
 from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
-from . import buffers
 from .channel import Channel
+from .mappings import IDLE_SWEEP_SECONDS, Mappings
 from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
 FUNCTION_CACHE_SIZE = 8
+#: This worker's mappings of the caller's large-buffer files.
+_mappings = Mappings()
 
 
 def main(fd: int) -> None:
     """Entry point of every worker process, whatever started it."""
+    global _mappings
+    _mappings = Mappings()  # this process's own (nothing of a parent's)
     ignore_sigint()
     _context.mark_worker_process()
     _forget_parent_pools()
@@ -127,7 +131,7 @@ def _serve(conn: Channel) -> None:
         views: list[memoryview] = []
         if load_error is None:
             try:
-                views = buffers.attach(paths)
+                views = _mappings.attach(paths)
                 items = loads(items_bytes, views)
             except BaseException as exc:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
@@ -139,7 +143,7 @@ def _serve(conn: Channel) -> None:
         reply = _encode(result)
         # Everything made from the chunk's files is dropped here, unless the function kept it.
         del items, result, load_error
-        conn.send_bytes(pickle.dumps((*reply, buffers.let_go(views)), pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pickle.dumps((*reply, _mappings.let_go(views)), pickle.HIGHEST_PROTOCOL))
 
 
 def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes]:
@@ -208,8 +212,10 @@ def _exit_when_parent_dies(fd: int) -> None:
     def watch() -> None:
         poller = select.poll()
         poller.register(fd, rdhup | select.POLLHUP)
-        while not poller.poll():  # any event (hang-up, error, invalid fd) means the parent is gone
-            pass
+        # Any event (hang-up, error, invalid fd) means the parent is gone. Meanwhile, mappings
+        # of large-buffer files the parent has removed are let go of, even in an idle worker.
+        while not poller.poll(int(IDLE_SWEEP_SECONDS * 1000)):
+            _mappings.sweep()
         _release_shared_objects()
         os._exit(1)
 
