@@ -58,9 +58,9 @@ class Task:
     attempts: int = 1
     #: Shared-memory files holding the items' large buffers (see ``buffers``).
     buffer_paths: tuple[str, ...] = ()
-    #: Gives those files back once the task is settled (safe to call more than once); by
-    #: default they are removed.
-    #: Called with True when the worker let go of the files (they may be reused), else False.
+    #: Gives those files back once the task is settled (safe to call more than once): with True
+    #: when its worker let go of them (they may be reused), else False (they are removed). By
+    #: default they are settled by ``buffers.settled``.
     release_buffers: Callable[[bool], None] | None = None
 
     def describe_items(self) -> str:
