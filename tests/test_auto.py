@@ -345,6 +345,35 @@ def _compute_or_wait(n: int) -> int:
     return n
 
 
+def _compute(n: int) -> int:
+    """6 ms of CPU time: shorter than a long item, so the probe times two of them."""
+    end = time.thread_time() + 0.006
+    while time.thread_time() < end:
+        pass
+    return n
+
+
+@pytest.mark.parametrize(
+    ("fn", "paired"),
+    [
+        (_compute, []),  # items of one kind: the first one's sample speaks for the second
+        (_compute_or_wait, [1.0]),  # computing, then waiting: more items are sampled
+    ],
+)
+def test_the_first_items_sample_stands_for_later_items_that_also_compute(
+    monkeypatch: pytest.MonkeyPatch, fn: Callable[[int], int], paired: list[float]
+) -> None:
+    taken = script_paired_samples(monkeypatch, paired)
+    monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))
+    monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
+    probe = _probe.probe_items(fn, _chunking.Feed(range(8)), gil_matters=lambda _: True)
+    assert probe.measurement.samples == 2  # two items timed, one after the other
+    assert len(taken) == len(paired)
+    assert len(probe.values) == 2 + sum(taken)
+    assert probe.measurement.releases_gil is False
+    assert probe.values == list(range(len(probe.values)))
+
+
 @pytest.mark.usefixtures("no_first_item_sample")
 def test_items_of_two_kinds_are_both_timed() -> None:
     """A first item of a few milliseconds is not taken as the whole story: the probe times the

@@ -372,3 +372,17 @@ def test_the_compiled_copy_refuses_mismatched_or_read_only_buffers() -> None:
     target = bytearray(4)
     copy_into(target, memoryview(b"wxyz"))
     assert target == b"wxyz"
+
+
+def test_a_kept_file_can_be_removed_while_a_copy_into_it_still_runs() -> None:
+    """Ctrl-C during a large export removes its files while a writer thread may still be
+    copying into one (holding the caller's mapping of it): the removal must not fail."""
+    spares.drop()
+    smartpool.parallel_map(total, [np.ones(300_000)], backend="process")
+    (path,) = spares.paths()
+    taken = spares.take(os.stat(path).st_size)
+    assert taken == path
+    in_copy = memoryview(spares.mapping(taken))  # what copy_into holds while it copies
+    buffers.discard([taken])
+    assert not os.path.exists(taken)
+    in_copy.release()

@@ -41,6 +41,10 @@ MIN_GIL_SECONDS = 0.00005
 GIL_SAMPLE_SECONDS = 0.001
 #: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
 MIN_GIL_CPU = 0.3
+#: A long first item's GIL sample also stands for the items timed after it when all of them
+#: computed for at least this share of their time: items of one kind (not, say, computing and
+#: waiting in turn, which more items are sampled to tell).
+ALIKE_CPU = 0.8
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,8 @@ def probe_items(
     _gil.DuringItem.prepare()
     values: list[Any] = []
     wall = cpu = 0.0
-    batch, exhausted, first_only = 1, False, False
+    batch, exhausted, first_stands = 1, False, False
+    first_wall = first_cpu = 0.0  # the first item's (and helper's) time, and CPU time
     queued: float | None = None  # the calling thread's time queued for a core, once items ran
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
@@ -119,6 +124,7 @@ def probe_items(
         else:
             result, first_sample, queued = _first_item(fn, items, feed, retry, limit, values, clock)
             ran = 1 if result.error is None else 0
+            first_wall, first_cpu = result.seconds, result.cpu_seconds
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -133,7 +139,13 @@ def probe_items(
         else:
             enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
-            first_only = not before  # the timing needed no more than the first item (and helper)
+            # Does the first item's GIL sample speak for all the items timed? It does if the
+            # timing needed no more than the first item (and helper), or if the ones after it
+            # computed, as it did.
+            first_stands = not before or (
+                first_cpu >= ALIKE_CPU * first_wall
+                and cpu - first_cpu >= ALIKE_CPU * (wall - first_wall)
+            )
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
         per_item = max(wall / len(values), 1e-9)
@@ -170,7 +182,7 @@ def probe_items(
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     samples: list[float] = []  # the share held, one per sample
-    if sample and first_sample is not None and first_sample.held is not None and first_only:
+    if sample and first_sample is not None and first_sample.held is not None and first_stands:
         samples.append(first_sample.held)  # a long first item, sampled while it ran
         if _gil.settled(samples):
             return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)

@@ -73,8 +73,12 @@ class Spares:
         """Let go of this process's mapping of ``path``, if any (the file is being removed)."""
         with self._lock:
             mapping = self._maps.pop(path, None)
-        if mapping is not None:
+        if mapping is None:
+            return
+        try:
             mapping.close()
+        except BufferError:  # a copy into it is still running (Ctrl-C cut its export short):
+            pass  # it is unmapped once that copy lets go of it and the object is freed
 
     def keep(self, path: str) -> None:
         """Keep ``path`` (which no worker maps any more) for reuse, or remove it if there is no
