@@ -25,7 +25,6 @@ import itertools
 import mmap
 import os
 import pickle
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,16 @@ from .spares import spares
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+def _directory() -> str:
+    if os.path.isdir("/dev/shm"):
+        return "/dev/shm"
+    import tempfile  # only here: it imports shutil, random and more (~2 ms at a first map)
+
+    return tempfile.gettempdir()
+
+
+DIRECTORY = _directory()
 _counter = itertools.count()
 
 

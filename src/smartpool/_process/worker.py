@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import select
 import sys
 import threading
@@ -100,6 +99,8 @@ def reseed_random() -> None:
     ``numpy.random`` is already imported (NumPy loads it lazily): importing it here would cost
     every worker start, and a fresh import seeds itself anyway.
     """
+    import random  # here, not at the top: the caller imports this module too, for a constant
+
     random.seed()
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
