@@ -363,15 +363,21 @@ def _compute(n: int) -> int:
 def test_the_first_items_sample_stands_for_later_items_that_also_compute(
     monkeypatch: pytest.MonkeyPatch, fn: Callable[[int], int], paired: list[float]
 ) -> None:
-    taken = script_paired_samples(monkeypatch, paired)
-    monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))
+    """(Timing on a shared 2-core machine can be disturbed, an item preempted for milliseconds:
+    like the other clear cases, three tries.)"""
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
-    probe = _probe.probe_items(fn, _chunking.Feed(range(8)), gil_matters=lambda _: True)
-    assert probe.measurement.samples == 2  # two items timed, one after the other
+    for _ in range(3):
+        taken = script_paired_samples(monkeypatch, [*paired, 1.0, 1.0])
+        monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))
+        probe = _probe.probe_items(fn, _chunking.Feed(range(8)), gil_matters=lambda _: True)
+        assert probe.values == list(range(len(probe.values)))
+        assert probe.measurement.releases_gil is False
+        # Two items timed one after the other, then as many paired samples as expected.
+        if probe.measurement.samples == 2 and len(taken) == len(paired):
+            break
+    assert probe.measurement.samples == 2
     assert len(taken) == len(paired)
     assert len(probe.values) == 2 + sum(taken)
-    assert probe.measurement.releases_gil is False
-    assert probe.values == list(range(len(probe.values)))
 
 
 @pytest.mark.usefixtures("no_first_item_sample")
