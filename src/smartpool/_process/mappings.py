@@ -1,7 +1,7 @@
 """A worker's mappings of shared-memory files, kept from one chunk to the next while unchanged.
 
 Mapping a file costs more than reading it: the kernel sets up every page on first touch (for 8 MiB,
-about three times as long as summing it). The caller writes a new buffer over a kept file of its
+two to three times as long as summing it). The caller writes a new buffer over a kept file of its
 size (see ``spares``), so the next chunk often names a file this worker has mapped before; the
 mapping is then used again, its pages already in place, and shows what the caller wrote last.
 
