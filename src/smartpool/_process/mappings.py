@@ -42,9 +42,6 @@ _PAGE = mmap.PAGESIZE
 #: For the top byte of a pagemap entry: 1 if the page is a private copy (present and not a file
 #: page: bit 63 set, bit 61 clear) or swapped out (bit 62; only private copies swap here).
 _PRIVATE_COPY = bytes(1 if b & 0x40 or (b & 0x80 and not b & 0x20) else 0 for b in range(256))
-#: References to a mapping nothing else uses, as ``sys.getrefcount`` counts them in ``let_go``:
-#: the entry's tuple, the loop's name, and the call's own argument.
-_UNUSED_REFS = 3
 
 
 class Mappings:
@@ -79,11 +76,11 @@ class Mappings:
         views.clear()
         entries, self._in_use = self._in_use, []
         free = True
-        for entry in entries:
-            path, mapping, address = entry
-            if sys.getrefcount(mapping) > _UNUSED_REFS:  # an array made from it is still alive
+        for index in range(len(entries)):
+            if _refs(entries, index) > _UNUSED_REFS:  # an array made from it is still alive
                 free = False
                 continue
+            path, mapping, address = entries[index]
             if not self.enabled():
                 mapping.close()
                 continue
@@ -145,6 +142,25 @@ class Mappings:
             closing = [self._kept.pop(path) for path in gone if path in self._kept]
         for mapping, _ in closing:
             mapping.close()
+
+
+def _refs(entries: list[tuple[str, mmap.mmap, int]], index: int) -> int:
+    """References to the mapping of ``entries[index]``, as ``sys.getrefcount`` counts them: the
+    entry's own, and more for each object made from it that is still alive."""
+    return sys.getrefcount(entries[index][1])
+
+
+def _unused_refs() -> int:
+    """What :func:`_refs` counts for a mapping that only its entry holds, measured the same way
+    once: the count of references on the interpreter's stack changes between versions."""
+    entries = [("", mmap.mmap(-1, mmap.PAGESIZE), 0)]
+    unused = _refs(entries, 0)
+    entries[0][1].close()
+    return unused
+
+
+#: What :func:`_refs` counts for a mapping nothing else uses.
+_UNUSED_REFS = _unused_refs()
 
 
 def _map(path: str) -> mmap.mmap:
