@@ -246,8 +246,7 @@ def settled(paths: Sequence[str], reusable: bool) -> None:
     if not reusable:
         discard(paths)
         return
-    for path in paths:
-        spares.keep(path)
+    spares.keep(paths)
 
 
 def discard(paths: Sequence[str]) -> None:

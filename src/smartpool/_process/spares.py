@@ -21,6 +21,7 @@ import mmap
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 from .. import _deadline
 
@@ -80,23 +81,28 @@ class Spares:
         except BufferError:  # a copy into it is still running (Ctrl-C cut its export short):
             pass  # it is unmapped once that copy lets go of it and the object is freed
 
-    def keep(self, path: str) -> None:
-        """Keep ``path`` (which no worker maps any more) for reuse, or remove it if there is no
-        room for it."""
-        try:
-            size = os.stat(path).st_size
-            room = _free_bytes(path) * MAX_SHARE_OF_FREE
-        except OSError:  # already gone: nothing to keep
-            self.unmap(path)
-            _remove(path)
+    def keep(self, paths: Sequence[str]) -> None:
+        """Keep ``paths`` (which no worker maps any more) for reuse, or remove those there is no
+        room for."""
+        if not paths:
             return
+        try:
+            room = _free_bytes(paths[0]) * MAX_SHARE_OF_FREE
+        except OSError:
+            room = 0.0
+        sizes = [_size(path) for path in paths]
+        gone: list[str] = []
         with self._lock:
-            if size > 0 and self._bytes() + size <= room:
-                self._by_size.setdefault(size, []).append((path, time.monotonic()))
-                path = ""
-                if self._expiry is None:
-                    self._arm(KEEP_SECONDS)
-        if path:
+            kept = self._bytes()
+            for path, size in zip(paths, sizes, strict=True):
+                if size > 0 and kept + size <= room:
+                    self._by_size.setdefault(size, []).append((path, time.monotonic()))
+                    kept += size
+                else:
+                    gone.append(path)
+            if self._by_size and self._expiry is None:
+                self._arm(KEEP_SECONDS)
+        for path in gone:
             self.unmap(path)
             _remove(path)
 
@@ -151,6 +157,14 @@ class Spares:
 def _free_bytes(path: str) -> int:
     stats = os.statvfs(os.path.dirname(path))
     return stats.f_bavail * stats.f_frsize
+
+
+def _size(path: str) -> int:
+    """The file's size in bytes; 0 if it is gone (nothing to keep)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _remove(path: str) -> None:

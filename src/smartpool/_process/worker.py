@@ -43,25 +43,22 @@ from .signals import ignore_sigint
 
 #: Functions a worker keeps unpickled, most recently used last.
 FUNCTION_CACHE_SIZE = 8
-#: This worker's mappings of the caller's large-buffer files.
-_mappings = Mappings()
 
 
 def main(fd: int) -> None:
     """Entry point of every worker process, whatever started it."""
-    global _mappings
-    _mappings = Mappings()  # this process's own (nothing of a parent's)
     ignore_sigint()
     _context.mark_worker_process()
     _forget_parent_pools()
     reseed_random()
     conn = Channel(fd)
-    _exit_when_parent_dies(fd)
+    mappings = Mappings()  # of the caller's large-buffer files
+    _exit_when_parent_dies(fd, mappings)
     status = 0
     try:
         init: dict[str, Any] = pickle.loads(conn.recv_bytes())
         _apply_init(init)
-        _serve(conn)
+        _serve(conn, mappings)
     except (EOFError, OSError):
         pass  # the parent closed our socket: shut down quietly
     except BaseException:  # a smartpool bug: say what it was; the caller reports a crash
@@ -110,7 +107,7 @@ def reseed_random() -> None:
             pass
 
 
-def _serve(conn: Channel) -> None:
+def _serve(conn: Channel, mappings: Mappings) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
         fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = pickle.loads(conn.recv_bytes())
@@ -132,7 +129,7 @@ def _serve(conn: Channel) -> None:
         views: list[memoryview] = []
         if load_error is None:
             try:
-                views = _mappings.attach(paths)
+                views = mappings.attach(paths)
                 items = loads(items_bytes, views)
             except BaseException as exc:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
@@ -144,7 +141,7 @@ def _serve(conn: Channel) -> None:
         reply = _encode(result)
         # Everything made from the chunk's files is dropped here, unless the function kept it.
         del items, result, load_error
-        conn.send_bytes(pickle.dumps((*reply, _mappings.let_go(views)), pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pickle.dumps((*reply, mappings.let_go(views)), pickle.HIGHEST_PROTOCOL))
 
 
 def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes]:
@@ -204,7 +201,7 @@ def _forget_parent_pools() -> None:
         launcher.forget_server()
 
 
-def _exit_when_parent_dies(fd: int) -> None:
+def _exit_when_parent_dies(fd: int, mappings: Mappings) -> None:
     """Watch the socket for the parent's hang-up on a thread and exit at once, even mid-task."""
     rdhup = getattr(select, "POLLRDHUP", None)
     if rdhup is None:  # pragma: no cover - not Linux; the fork server still kills its children
@@ -216,7 +213,7 @@ def _exit_when_parent_dies(fd: int) -> None:
         # Any event (hang-up, error, invalid fd) means the parent is gone. Meanwhile, mappings
         # of large-buffer files the parent has removed are let go of, even in an idle worker.
         while not poller.poll(int(IDLE_SWEEP_SECONDS * 1000)):
-            _mappings.sweep()
+            mappings.sweep()
         _release_shared_objects()
         os._exit(1)
 
