@@ -48,6 +48,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="run every cell this many times, in turn, and pool the samples (default 1)",
     )
+    parser.add_argument(
+        "--focus-rounds",
+        type=int,
+        default=3,
+        help="extra rounds, after the others, for the cells the targets turn on: auto, engines "
+        "within 1.5x of the best, the targets' references (default 3; 0 for none)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
     parser.add_argument(
@@ -58,6 +65,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--repeats must be at least 1")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.focus_rounds < 0:
+        parser.error("--focus-rounds must be at least 0")
     return args
 
 
@@ -90,6 +99,7 @@ def pool_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         record["medians"] = {k: statistics.median(v) for k, v in samples.items()}
         record["value"] = record["medians"].get(record["metric"])
     record["wall_s"] = sum(run["wall_s"] for run in runs)
+    record["runs"] = len(runs)
     return record
 
 
@@ -116,18 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "other work on the machine skews the numbers",
             file=sys.stderr,
         )
-    rounds: list[list[dict[str, Any]]] = []
-    for r in range(args.rounds):
-        done = []
-        for i, (workload, engine) in enumerate(todo, 1):
-            cell = run_cell(
-                workload, engine, repeats=args.repeats, quick=args.quick, timeout=args.timeout
-            )
-            done.append(cell)
-            step = r * len(todo) + i
-            print(_progress(step, len(todo) * args.rounds, cell), file=sys.stderr, flush=True)
-        rounds.append(done)
-    cells = [pool_rounds(list(same)) for same in zip(*rounds, strict=True)]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in todo}
+    total = len(todo) * args.rounds
+    step = 0
+
+    def run(key: tuple[str, str]) -> None:
+        nonlocal step
+        cell = run_cell(*key, repeats=args.repeats, quick=args.quick, timeout=args.timeout)
+        runs[key].append(cell)
+        step += 1
+        print(_progress(step, total, cell), file=sys.stderr, flush=True)
+
+    for _ in range(args.rounds):
+        for key in todo:
+            run(key)
+    # Close verdicts get more samples: the contenders run more rounds, in turn, as before.
+    focus = targets.contenders([pool_rounds(runs[key]) for key in todo])
+    total += len(focus) * args.focus_rounds
+    for _ in range(args.focus_rounds):
+        for key in focus:
+            run(key)
+    cells = [pool_rounds(runs[key]) for key in todo]
     report.add_ratios(cells)
     verdicts = targets.evaluate(cells)
     print(report.render(cells, workloads, engines, LOCK_KINDS))
@@ -139,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engines": engines,
             "repeats": args.repeats,
             "rounds": args.rounds,
+            "focus_rounds": args.focus_rounds,
+            "focused": [list(key) for key in focus],
             "quick": args.quick,
             "timeout_s": args.timeout,
             "total_wall_s": time.perf_counter() - started,

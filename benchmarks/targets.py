@@ -10,6 +10,17 @@ from benchmarks.report import Cell, Key, fmt_seconds, index
 from benchmarks.workloads import COLD, LOCK, MAP_WORKLOADS, WARM_SMALL
 
 AUTO = "smartpool-auto"
+#: Cells a target compares auto or smartpool with, other than the best engine.
+REFERENCES: frozenset[Key] = frozenset(
+    {
+        ("tiny", "serial"),
+        ("cpu_py", "serial"),
+        ("big_args", "smartpool-process"),
+        ("big_args", "joblib-loky"),
+    }
+)
+#: Map cells within this factor of their workload's best are contenders for the best.
+CLOSE = 1.5
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,23 @@ CHECKS: list[tuple[str, Callable[[dict[Key, Cell]], tuple[str, str]]]] = [
     ("lock: acquire()+release() within 2x of multiprocessing.Lock", _lock("pair")),
     ("lock: `with lock:` block within 2x of multiprocessing.Lock", _lock("with")),
 ]
+
+
+def contenders(cells: Sequence[Cell]) -> list[Key]:
+    """The map cells the verdicts turn on: auto, every engine within ``CLOSE`` of its workload's
+    best (any of them could be the best), and the ``REFERENCES``; in run order. The runner gives
+    them extra rounds, so that a close verdict rests on more samples than a clear one."""
+    best: dict[str, float] = {}
+    ok = [c for c in cells if c["workload"] in MAP_WORKLOADS and c["status"] == "ok"]
+    for c in ok:
+        best[c["workload"]] = min(best.get(c["workload"], c["value"]), c["value"])
+    return [
+        (c["workload"], c["engine"])
+        for c in ok
+        if c["engine"] == AUTO
+        or c["value"] <= CLOSE * best[c["workload"]]
+        or (c["workload"], c["engine"]) in REFERENCES
+    ]
 
 
 def evaluate(cells: Sequence[Cell]) -> list[Verdict]:
