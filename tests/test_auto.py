@@ -416,21 +416,6 @@ def test_a_large_array_every_item_holds_is_counted_once_per_call() -> None:
     assert shared.transfer_seconds < own[1] / 10
 
 
-def test_an_interrupted_sample_stops_its_sampler_and_keeps_no_helper() -> None:
-    """Ctrl-C during a GIL sample reaches the caller; the sampler thread ends instead of napping
-    for ever in the background."""
-
-    def interrupt(_: object) -> object:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _gil.sample(interrupt, [1], 0, beside=lambda: None)
-    for thread in threading.enumerate():
-        if thread.name == "smartpool-gil-probe":
-            thread.join(timeout=5)
-    assert not any(t.name == "smartpool-gil-probe" for t in threading.enumerate())
-
-
 def test_classify_reports_unpicklable_functions() -> None:
     lock = threading.Lock()
     c = smartpool.classify(lambda: lock.locked())

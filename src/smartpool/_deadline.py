@@ -7,8 +7,9 @@ needs the GIL to act, so a deadline is kept to within the interpreter's switch i
 same thread can run any short action at a deadline (``call_at``): the probe uses it to start
 sampling the GIL only once an item has run for a while.
 
-The watcher holds no lock while user code could need one, and never imports; it is the only
-smartpool thread that may be running when the fork server is forked (see ``launcher``).
+The watcher holds no lock while user code could need one, and never imports; it is one of the
+two kinds of smartpool thread that may be running when the fork server is forked (see
+``launcher``), the other being probe threads waiting for work (``_spare_threads``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import _deadline
 from ._clock import Span, ThreadClock, queued_seconds
+from ._spare_threads import Job, spare
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
@@ -68,23 +69,21 @@ def sample(
                 span = before.until(clock.read())
                 waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
 
-    thread = threading.Thread(target=sampler, name="smartpool-gil-probe", daemon=True)
-    thread.start()
+    sampling = spare.start(sampler)  # kept threads: starting one costs a tenth of a sample
     helper = None
     try:
         napping.wait()
         if beside is not None:
-            helper = threading.Thread(target=beside, name="smartpool-probe-helper", daemon=True)
-            helper.start()
+            helper = spare.start(beside)
         with ThreadClock() as clock:
             before = clock.read()
             result = run_chunk(fn, items, index, retry)
             mine = before.until(clock.read())
     finally:
         done.set()  # on Ctrl-C too: the sampler must not nap for ever
-    thread.join()
+    sampling.join()
     if helper is not None:
-        helper.join()  # (on Ctrl-C it is left, a daemon, to finish its items)
+        helper.join()  # (on Ctrl-C it is left to finish its items, then waits for other work)
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
@@ -146,7 +145,7 @@ class DuringItem:
         self.held: float | None = None
         self.helped = False
         self._beside = beside
-        self._helper: threading.Thread | None = None
+        self._helper: Job | None = None
         self._item_cpu: _CpuClock | None = None
         self._lock = threading.Lock()
         self._ended = False
@@ -244,12 +243,11 @@ class DuringItem:
         if self._item_cpu is None or self._item_cpu.fraction() < HELP_BESIDE_CPU:
             return
         assert self._beside is not None
-        helper = threading.Thread(target=self._beside, name="smartpool-probe-helper", daemon=True)
         try:
-            helper.start()
+            self._helper = spare.start(self._beside)
         except RuntimeError:  # no thread to spare: the item after runs in turn, as usual
             return
-        self._helper, self.helped = helper, True
+        self.helped = True
 
     def __exit__(self, *exc_info: object) -> None:
         _deadline.watcher.disarm(self._token)

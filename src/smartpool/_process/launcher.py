@@ -16,11 +16,13 @@ import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Set
 from typing import TYPE_CHECKING, Protocol
 
 import smartpool
 
 from .. import _deadline
+from .._spare_threads import spare
 from .channel import Channel
 
 if TYPE_CHECKING:
@@ -176,23 +178,26 @@ class _ForkServer:
         self._ctrl = ours
         self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
-        if _single_threaded():
-            from . import server  # imported here, not in the child: a fork child never imports
+        with spare.quiet() as waiting:  # kept probe threads stay waiting through the fork
+            forked = _single_threaded(also_harmless=waiting)
+            if forked:
+                from . import server  # imported here, not in the child: a fork child never imports
 
-            flush_std_streams()
-            with warnings.catch_warnings():
-                # Python 3.12+ warns about forking with threads; the only other thread that can
-                # exist here is the deadline watcher, which holds nothing the server needs.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.pid = os.fork()
-            if self.pid == 0:  # the server: forked while nothing else ran, so fork is safe here
-                try:
-                    ours.close()
-                    server.drop_shared_descriptors(keep=theirs.fileno())
-                    server.serve(theirs)
-                finally:
-                    os._exit(1)
-        else:
+                flush_std_streams()
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns about forking with threads; the only others that can
+                    # exist here are the deadline watcher and waiting probe threads, which hold
+                    # nothing the server needs.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self.pid = os.fork()
+                if self.pid == 0:  # the server: forked while nothing else ran, so fork is safe
+                    try:
+                        ours.close()
+                        server.drop_shared_descriptors(keep=theirs.fileno())
+                        server.serve(theirs)
+                    finally:
+                        os._exit(1)
+        if not forked:
             code = (
                 f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
                 "from smartpool._process.server import main_from_exec; main_from_exec()"
@@ -299,10 +304,11 @@ def flush_std_streams() -> None:
             pass
 
 
-def _single_threaded() -> bool:
+def _single_threaded(also_harmless: Set[int] = frozenset()) -> bool:
     """Whether forking now is safe: no thread but this one, or only smartpool's deadline
-    watcher (``_deadline``), which only ever waits on its own condition or ends an iterator."""
-    harmless = {_deadline.watcher.native_id} - {None}
+    watcher (``_deadline``), which only ever waits on its own condition or ends an iterator,
+    and threads in ``also_harmless`` (probe threads kept waiting for work)."""
+    harmless = ({_deadline.watcher.native_id} | set(also_harmless)) - {None}
     try:
         tasks = {int(tid) for tid in os.listdir("/proc/self/task")}
     except FileNotFoundError:  # pragma: no cover - no /proc
