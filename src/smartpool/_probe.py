@@ -102,7 +102,9 @@ def probe_items(
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted, first_stands = 1, False, False
-    first_wall = first_cpu = 0.0  # the first item's (and helper's) time, and CPU time
+    # The first item's (and helper's) time, CPU time, and the caller's time queued for a core
+    # while it ran.
+    first_wall = first_cpu = first_queued = 0.0
     queued: float | None = None  # the calling thread's time queued for a core, once items ran
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
@@ -125,6 +127,7 @@ def probe_items(
             result, first_sample, queued = _first_item(fn, items, feed, retry, limit, values, clock)
             ran = 1 if result.error is None else 0
             first_wall, first_cpu = result.seconds, result.cpu_seconds
+            first_queued = queued - queued_before
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -141,11 +144,14 @@ def probe_items(
         if rest or enough or elapsed >= max_seconds or len(values) >= limit:
             # Does the first item's GIL sample speak for all the items timed? It does if the
             # timing needed no more than the first item (and helper), or if the ones after it
-            # computed, as it did.
-            first_stands = not before or (
-                first_cpu >= ALIKE_CPU * first_wall
-                and cpu - first_cpu >= ALIKE_CPU * (wall - first_wall)
-            )
+            # computed, as it did. (Time queued for a core is neither computing nor waiting.)
+            first_stands = True
+            if before:
+                queued = clock.queued() if queued is None else queued
+                later_queued = queued - queued_before - first_queued
+                first_stands = first_cpu >= ALIKE_CPU * (first_wall - first_queued) and (
+                    cpu - first_cpu >= ALIKE_CPU * (wall - first_wall - later_queued)
+                )
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
         per_item = max(wall / len(values), 1e-9)
