@@ -380,6 +380,21 @@ def test_the_first_items_sample_stands_for_later_items_that_also_compute(
     assert len(probe.values) == 2 + sum(taken)
 
 
+def test_a_short_first_item_sampled_only_because_it_lost_its_core_is_not_a_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a busy machine a 0.1 ms first item can be taken off its core for milliseconds while
+    it holds the GIL; the sampler then wakes up and finds the GIL held. That says nothing about
+    the function: the probe samples on as for any short item."""
+    monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
+    monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))  # "held", clear-cut
+    taken = script_paired_samples(monkeypatch, [0.02])
+    probe = _probe.probe_items(spin, _chunking.Feed(list(range(2000, 2200))))
+    assert len(taken) == 1  # a paired sample decided, not the first item's
+    assert probe.measurement.releases_gil is True
+    assert probe.values == [spin(n) for n in range(2000, 2000 + len(probe.values))]
+
+
 @pytest.mark.usefixtures("no_first_item_sample")
 def test_items_of_two_kinds_are_both_timed() -> None:
     """A first item of a few milliseconds is not taken as the whole story: the probe times the

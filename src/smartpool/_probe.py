@@ -145,8 +145,11 @@ def probe_items(
             # Does the first item's GIL sample speak for all the items timed? It does if the
             # timing needed no more than the first item (and helper), or if the ones after it
             # computed, as it did. (Time queued for a core is neither computing nor waiting.)
-            first_stands = True
-            if before:
+            # A first item that ran less than the sampler waits before it starts was only
+            # sampled because it lost its core meanwhile, still holding the GIL: that sample
+            # says nothing about the function.
+            first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER
+            if before and first_stands:
                 queued = clock.queued() if queued is None else queued
                 later_queued = queued - queued_before - first_queued
                 first_stands = first_cpu >= ALIKE_CPU * (first_wall - first_queued) and (
