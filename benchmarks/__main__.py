@@ -141,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in todo:
             run(key)
     # Close verdicts get more samples: the contenders run more rounds, in turn, as before.
-    focus = targets.contenders([pool_rounds(runs[key]) for key in todo])
+    pooled = [pool_rounds(runs[key]) for key in todo]
+    report.add_ratios(pooled)
+    focus = targets.contenders(pooled)
     total += len(focus) * args.focus_rounds
     for _ in range(args.focus_rounds):
         for key in focus:

@@ -142,17 +142,18 @@ CHECKS: list[tuple[str, Callable[[dict[Key, Cell]], tuple[str, str]]]] = [
 def contenders(cells: Sequence[Cell]) -> list[Key]:
     """The map cells the verdicts turn on: auto, every engine within ``CLOSE`` of its workload's
     best (any of them could be the best), and the ``REFERENCES``; in run order. The runner gives
-    them extra rounds, so that a close verdict rests on more samples than a clear one."""
-    best: dict[str, float] = {}
-    ok = [c for c in cells if c["workload"] in MAP_WORKLOADS and c["status"] == "ok"]
-    for c in ok:
-        best[c["workload"]] = min(best.get(c["workload"], c["value"]), c["value"])
+    them extra rounds, so that a close verdict rests on more samples than a clear one. (Needs
+    the cells' ratios: ``report.add_ratios``.)"""
     return [
         (c["workload"], c["engine"])
-        for c in ok
-        if c["engine"] == AUTO
-        or c["value"] <= CLOSE * best[c["workload"]]
-        or (c["workload"], c["engine"]) in REFERENCES
+        for c in cells
+        if c["workload"] in MAP_WORKLOADS
+        and c["status"] == "ok"
+        and (
+            c["engine"] == AUTO
+            or (c.get("ratio") is not None and c["ratio"] <= CLOSE)
+            or (c["workload"], c["engine"]) in REFERENCES
+        )
     ]
 
 
