@@ -130,26 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = len(todo) * args.rounds
     step = 0
 
-    def run(key: tuple[str, str]) -> None:
+    def run_rounds(count: int, keys: list[tuple[str, str]]) -> None:
         nonlocal step
-        cell = run_cell(*key, repeats=args.repeats, quick=args.quick, timeout=args.timeout)
-        runs[key].append(cell)
-        step += 1
-        print(_progress(step, total, cell), file=sys.stderr, flush=True)
+        for _ in range(count):
+            for key in keys:
+                cell = run_cell(*key, repeats=args.repeats, quick=args.quick, timeout=args.timeout)
+                runs[key].append(cell)
+                step += 1
+                print(_progress(step, total, cell), file=sys.stderr, flush=True)
 
-    for _ in range(args.rounds):
-        for key in todo:
-            run(key)
+    def pooled() -> list[dict[str, Any]]:
+        cells = [pool_rounds(runs[key]) for key in todo]
+        report.add_ratios(cells)
+        return cells
+
+    run_rounds(args.rounds, todo)
     # Close verdicts get more samples: the contenders run more rounds, in turn, as before.
-    pooled = [pool_rounds(runs[key]) for key in todo]
-    report.add_ratios(pooled)
-    focus = targets.contenders(pooled)
+    focus = targets.contenders(pooled())
     total += len(focus) * args.focus_rounds
-    for _ in range(args.focus_rounds):
-        for key in focus:
-            run(key)
-    cells = [pool_rounds(runs[key]) for key in todo]
-    report.add_ratios(cells)
+    run_rounds(args.focus_rounds, focus)
+    cells = pooled()
     verdicts = targets.evaluate(cells)
     print(report.render(cells, workloads, engines, LOCK_KINDS))
     print(targets.render(verdicts))
