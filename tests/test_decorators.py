@@ -70,9 +70,8 @@ def _held_back() -> tuple[smartpool.TaskFunction[[int], int], threading.Event]:
 def test_an_option_given_to_map_overrides_the_decorator_even_at_its_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``ordered=True`` is smartpool's default; passed to ``.map`` or ``.imap`` it still
-    overrides the decorator's ``ordered=False`` (``parallel_map`` cannot tell it from a default
-    left alone, so there the decorator's stays)."""
+    """``ordered=True`` is smartpool's default; passed to ``.map``, ``.imap`` or
+    ``parallel_map`` it still overrides the decorator's ``ordered=False``."""
     task, release = _held_back()
     results = task.imap([0, 1])
     assert next(results) == 1  # the decorator's ordered=False: item 0 is still held back
@@ -80,19 +79,20 @@ def test_an_option_given_to_map_overrides_the_decorator_even_at_its_default(
     assert list(results) == [0]
 
     used: list[bool] = []
-    real = _api._start
+    real = _api.start
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        chunks, options = real(*args, **kwargs)
-        used.append(options.ordered)
-        return chunks, options
+        run, ordered = real(*args, **kwargs)
+        used.append(ordered)
+        return run, ordered
 
-    monkeypatch.setattr(_api, "_start", spy)
+    monkeypatch.setattr(_api, "start", spy)
     assert task.map([0, 1], ordered=True) == [0, 1]
     assert list(task.imap([0, 1], ordered=True)) == [0, 1]
     assert sorted(task.map([0, 1])) == [0, 1]
-    assert sorted(smartpool.parallel_map(task, [0, 1], ordered=True)) == [0, 1]
-    assert used == [True, True, False, False]
+    assert smartpool.parallel_map(task, [0, 1], ordered=True) == [0, 1]
+    assert sorted(smartpool.parallel_map(task, [0, 1])) == [0, 1]
+    assert used == [True, True, False, True, False]
 
 
 def test_an_unknown_option_to_map_is_a_type_error() -> None:

@@ -8,6 +8,7 @@ Example:
 
 from typing import TYPE_CHECKING
 
+from ._api import ResultIterator as ResultIterator
 from ._api import explain as explain
 from ._api import imap as imap
 from ._api import parallel_map as parallel_map
@@ -26,6 +27,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._options import MapOptions as MapOptions
 from ._planner import Plan as Plan
 
 __version__ = "0.1.0.dev0"
@@ -59,9 +61,11 @@ __all__ = [
     "Classification",
     "Event",
     "Lock",
+    "MapOptions",
     "Plan",
     "RLock",
     "RemoteError",
+    "ResultIterator",
     "Semaphore",
     "SerializationError",
     "SmartpoolError",

@@ -14,15 +14,15 @@ from typing import Any
 
 from . import _api, _decisions, _estimates
 from ._classify import Classification, classify
-from ._planner import BackendName
+from ._options import BackendChoice
 
-BACKENDS: tuple[BackendName, ...] = ("serial", "thread", "process")
+BACKENDS: tuple[BackendChoice, ...] = ("serial", "thread", "process")
 #: How long the serial run of an advice comparison should take, roughly.
 COMPARISON_SECONDS = 0.5
 
 
 def compare(
-    fn: Callable[[Any], Any], items: Sequence[Any], backends: Sequence[BackendName] = BACKENDS
+    fn: Callable[[Any], Any], items: Sequence[Any], backends: Sequence[BackendChoice] = BACKENDS
 ) -> dict[str, float]:
     """Wall-clock seconds of ``parallel_map(fn, items)`` on each backend (pools warmed first)."""
     seconds: dict[str, float] = {}

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from typing_extensions import Unpack
+
 from . import _api
-from ._planner import BackendChoice, Hint, Options
+from ._options import MapOptions, Options
+from ._planner import Hint
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,14 +48,16 @@ class TaskFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._smartpool_wrapped(*args, **kwargs)
 
-    def map(self, iterable: Iterable[Any], /, **options: Any) -> list[R]:
+    def map(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> list[R]:
         """``parallel_map(self, iterable, **options)``; each option given here overrides the
         decorator's, even one equal to smartpool's default (``ordered=True``)."""
-        return _api.map_with(self._as_map_function(), iterable, options)
+        return _api.parallel_map(self._as_map_function(), iterable, **options)
 
-    def imap(self, iterable: Iterable[Any], /, **options: Any) -> Iterator[R]:
+    def imap(
+        self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]
+    ) -> _api.ResultIterator[R]:
         """``imap(self, iterable, **options)``, options as for :meth:`map`."""
-        return _api.imap_with(self._as_map_function(), iterable, options)
+        return _api.imap(self._as_map_function(), iterable, **options)
 
     def _as_map_function(self) -> Callable[[Any], R]:
         # One argument per item: the signature ``P`` cannot say so, the call sites do.
@@ -110,18 +115,10 @@ class RoutingDecorator:
     def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
     @overload
     def __call__(
-        self,
-        /,
-        *,
-        backend: BackendChoice = ...,
-        max_workers: int | None = ...,
-        chunksize: int | None = ...,
-        timeout: float | None = ...,
-        retries: int = ...,
-        retry_on: tuple[type[BaseException], ...] = ...,
+        self, /, **options: Unpack[MapOptions]
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-        opts = Options(**options)
+        opts = Options().merged(options)
 
         def wrap(f: Callable[..., Any]) -> TaskFunction[..., Any]:
             if not callable(f):

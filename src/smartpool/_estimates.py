@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 from . import _context
+from ._backends import registry
 from ._probe import Measurement
 
 #: Upper bound on threads sized from a measured wait fraction.
@@ -22,8 +23,6 @@ THREAD_TASK_SECONDS = 30e-6
 THREAD_START_SECONDS = 80e-6
 PROCESS_TASK_SECONDS = 150e-6
 PROCESS_START_SECONDS = 0.03
-#: Work per chunk the adaptive sizer aims at, per backend: long enough to hide dispatch cost.
-TARGET_CHUNK_SECONDS: dict[str, float] = {"serial": 0.01, "thread": 0.002, "process": 0.02}
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ class Environment:
 
 
 def _warm_processes() -> int:
-    backends = sys.modules.get("smartpool._backends")
-    return 0 if backends is None else int(backends.warm_workers("process"))
+    return registry.warm_workers("process")
 
 
 def cpu_count() -> int:
@@ -83,13 +81,13 @@ def thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: 
     if not env.gil_enabled:
         free = 1.0
     cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
-    chunks = max(total / TARGET_CHUNK_SECONDS["thread"], min(n, 2 * w))
+    chunks = max(total / registry.traits("thread").chunk_seconds, min(n, 2 * w))
     return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
 
 
 def process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
     total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
-    chunks = max(total / TARGET_CHUNK_SECONDS["process"], min(n, 2 * p))
+    chunks = max(total / registry.traits("process").chunk_seconds, min(n, 2 * p))
     start = 0.0 if env.warm_processes >= p else PROCESS_START_SECONDS
     return (
         max(cpu / min(p, env.cores), total / p)

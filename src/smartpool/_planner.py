@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from . import _context
+from ._backends import registry
+from ._decisions import remember
+from ._errors import SerializationError
 from ._estimates import (
-    TARGET_CHUNK_SECONDS,
     Environment,
     fmt_seconds,
     process_time,
@@ -21,16 +23,20 @@ from ._estimates import (
     thread_time,
     thread_workers,
 )
+from ._options import Options
 from ._probe import Measurement
+from ._serialize import dump_function
 
-BackendName = Literal["serial", "thread", "process"]
-#: What a caller may pass as ``backend=``.
-BackendChoice = Literal["auto", "serial", "thread", "process"]
+#: A registered backend's name ("serial", "thread", "process", ...).
+BackendName = str
 Hint = Literal["cpu", "io"]
-BACKENDS: tuple[str, ...] = ("auto", "serial", "thread", "process")
 
 #: Threads for I/O-bound work when neither the user nor a measurement says otherwise.
 DEFAULT_IO_WORKERS = 32
+#: The most threads one pool runs, and processes per usable core: more only costs memory and
+#: descriptors (each worker process holds a socket), never time.
+MAX_THREADS = 512
+MAX_PROCESSES_PER_CORE = 4
 #: Items assumed when the input's length is unknown (a generator).
 ASSUMED_ITEMS = 10_000
 #: A parallel plan must be estimated at most this fraction of serial time...
@@ -41,67 +47,6 @@ MIN_SAVING_SECONDS = 0.002
 PREFER_THREADS = 1.15
 #: Re-plan when items take this many times more (or less) than the plan assumed.
 REPLAN_FACTOR = 8.0
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the caller asked for; validated on construction so bad input fails before any work."""
-
-    backend: str = "auto"
-    max_workers: int | None = None
-    chunksize: int | None = None
-    ordered: bool = True
-    timeout: float | None = None
-    retries: int = 0
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(
-                f"unknown backend {self.backend!r}; valid backends are: "
-                + ", ".join(repr(b) for b in BACKENDS)
-            )
-        for name in ("max_workers", "chunksize"):
-            _check_count(name, getattr(self, name))
-        timeout = cast(object, self.timeout)
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-            if not timeout > 0:
-                raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
-            if self.backend == "serial":
-                raise ValueError(
-                    "timeout= cannot be enforced on the serial backend (a running call cannot be "
-                    "interrupted); use backend='thread' or 'process'"
-                )
-            if self.chunksize is not None and self.chunksize > 1:
-                raise ValueError(
-                    "timeout= applies to each item, so it needs chunksize=1 (or None); "
-                    f"got chunksize={self.chunksize}"
-                )
-        retries = cast(object, self.retries)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-        retry_on = cast(object, self.retry_on)
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
-            object.__setattr__(self, "retry_on", retry_on)
-        kinds = cast("tuple[object, ...]", retry_on if isinstance(retry_on, tuple) else (retry_on,))
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in kinds):
-            raise TypeError(f"retry_on must be exception types, got {retry_on!r}")
-
-    def merged(self, **overrides: Any) -> Options:
-        """These options with the given keywords (as passed by a caller) taking precedence."""
-        return replace(self, **overrides)
-
-
-def _check_count(name: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +70,7 @@ class Plan:
 
     @property
     def target_chunk_seconds(self) -> float:
-        return TARGET_CHUNK_SECONDS[self.backend]
+        return registry.traits(self.backend).chunk_seconds
 
     def __str__(self) -> str:
         chunks = "adaptive" if self.chunksize is None else str(self.chunksize)
@@ -164,7 +109,7 @@ def make_plan(
     workers: int | None = options.max_workers
     item_seconds = None if measurement is None else measurement.call_seconds
     if options.backend != "auto":
-        backend = options.backend  # type: ignore[assignment]
+        backend = options.backend
         reasons.append(f"backend={backend!r} was requested")
     elif env.nested:
         backend = "serial"
@@ -195,8 +140,38 @@ def make_plan(
     if workers is None:
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
-    workers = 1 if backend == "serial" else workers
+    workers = 1 if backend == "serial" else _capped(backend, workers, env, reasons)
     return Plan(backend, workers, chunksize, tuple(reasons), item_seconds)
+
+
+def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
+    """``workers``, but no more than this machine can take (workers start only when work waits
+    for them, so a pool larger than a call's items costs nothing)."""
+    cap = MAX_THREADS if backend == "thread" else MAX_PROCESSES_PER_CORE * env.cores
+    if workers > cap:
+        unit = "threads" if backend == "thread" else f"processes ({MAX_PROCESSES_PER_CORE} a core)"
+        reasons.append(f"max_workers={workers} capped at {cap} {unit}")
+        return cap
+    return workers
+
+
+def plan_measured(
+    fn: Callable[..., Any], options: Options, n_items: int | None, measurement: Measurement
+) -> tuple[Plan, Measurement]:
+    """The plan for a measured function; a process plan is only kept if the function pickles.
+
+    Items and results were checked by the probe; the function itself is checked only here,
+    when processes are actually on the table (a cloudpickle import is not free).
+    """
+    plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+    if registry.traits(plan.backend).needs_pickling and measurement.picklable is None:
+        try:
+            dump_function(fn)
+        except SerializationError:  # now we know: plan again without processes
+            measurement = replace(measurement, picklable=False)
+            remember(fn, measurement)
+            plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+    return plan, measurement
 
 
 def replan(

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,20 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy()
 
 
+@dataclass(frozen=True)
+class Call:
+    """What every chunk of one call runs, as a backend sees it."""
+
+    fn: Callable[[Any], Any]
+    retry: RetryPolicy = NO_RETRY
+    timeout: float | None = None
+    #: What to pickle for a worker process (a decorated function pickles by reference).
+    portable: object = None
+    #: True when the items come from a list or tuple made before the call: one object holds the
+    #: same contents for all the items that refer to it (its large buffers can be sent once).
+    stored_items: bool = False
+
+
 @dataclass
 class ChunkResult:
     """Outcome of one chunk starting at input index ``start``."""
@@ -63,11 +78,27 @@ class ChunkResult:
     worker: str
     #: CPU time of the thread that ran the chunk: with ``seconds``, tells computing from waiting.
     cpu_seconds: float = 0.0
+    #: Attempts that failed and were run again (``retries=``), over all the chunk's items.
+    retried: int = 0
 
     @property
     def error_index(self) -> int:
         """Index (in the whole input) of the item that raised ``error``."""
         return self.start + len(self.values)
+
+
+def settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> bool:
+    """Complete ``future`` unless it is already done (timed out, cancelled); True if it was set."""
+    if future.done():
+        return False
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except Exception:  # InvalidStateError: another thread settled it first
+        return False
+    return True
 
 
 def describe_worker() -> str:
@@ -96,6 +127,7 @@ def run_chunk(
     values: list[Any] = [] if after is None else after
     start -= len(values)
     error: BaseException | None = None
+    retried = 0
     if retry.retries == 0 and budget is None:
         try:
             values.extend(map(fn, items))  # keeps the values computed before a failure
@@ -109,7 +141,8 @@ def run_chunk(
     else:
         deadline = None if budget is None else began + budget
         for item in items:
-            ok, outcome = _call_with_retries(fn, item, retry)
+            ok, outcome, attempts = _call_with_retries(fn, item, retry)
+            retried += attempts - 1
             if not ok:
                 error = outcome
                 break
@@ -117,7 +150,7 @@ def run_chunk(
             if deadline is not None and time.perf_counter() >= deadline:
                 break
     seconds, cpu_seconds = time.perf_counter() - began, time.thread_time() - began_cpu
-    return ChunkResult(start, values, error, seconds, describe_worker(), cpu_seconds)
+    return ChunkResult(start, values, error, seconds, describe_worker(), cpu_seconds, retried)
 
 
 def _run_within(
@@ -142,11 +175,14 @@ def _run_within(
     return None
 
 
-def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) -> tuple[bool, Any]:
+def _call_with_retries(
+    fn: Callable[[Any], Any], item: Any, retry: RetryPolicy
+) -> tuple[bool, Any, int]:
+    """(succeeded, value or error, attempts made)."""
     attempt = 1
     while True:
         try:
-            return True, fn(item)
+            return True, fn(item), attempt
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -157,4 +193,4 @@ def _call_with_retries(fn: Callable[[Any], Any], item: Any, retry: RetryPolicy) 
             drop_first_frame(exc)
             if attempt > 1:
                 add_note(exc, retry.failed_after(attempt))
-            return False, exc
+            return False, exc, attempt

@@ -5,15 +5,17 @@ from __future__ import annotations
 import itertools
 import pickle
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
+from .. import _config
 from .._process import buffers
 from .._process.pool import ProcessPool, Task
 from .._serialize import dump_function, dump_items, dumps
-from .._task import NO_RETRY, ChunkResult
-from ._base import Backend, Call
+from .._task import NO_RETRY, Call, ChunkResult
+from .base import Backend
 
 _keys = itertools.count(1)
 
@@ -37,6 +39,18 @@ class ProcessBackend(Backend):
         self._pool = ProcessPool(workers, start_method)
         self._keys: dict[bytes, int] = {}
 
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        return {"start_method": _config.current().start_method}
+
+    @classmethod
+    def release_resources(cls) -> None:
+        from .._process import launcher, pool, spares
+
+        launcher.stop_server()
+        spares.spares.drop()  # large-buffer files kept for reuse
+        pool.sweep_shared_objects()
+
     def prepare(self, call: Call) -> _Prepared:
         fn_bytes = dump_function(call.portable)  # type: ignore[arg-type]  # SerializationError here, before any work
         key = self._keys.get(fn_bytes)
@@ -49,9 +63,13 @@ class ProcessBackend(Backend):
         return _Prepared(call, key, fn_bytes, retry_bytes, buffers.Exports(call.stored_items))
 
     def submit(
-        self, prepared: _Prepared, items: Sequence[object], start: int
+        self,
+        prepared: _Prepared,
+        items: Sequence[object],
+        start: int,
+        future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
-        future: Future[ChunkResult] = Future()
+        future = Future() if future is None else future
         call = prepared.call
         large: list[pickle.PickleBuffer] = []
         items_bytes = dump_items(items, start, large=large)
@@ -84,8 +102,8 @@ class ProcessBackend(Backend):
     def warm_workers(self) -> int:
         return self._pool.live_workers
 
-    def abort(self) -> None:
-        self._pool.shutdown(wait=False, kill=True)
+    def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
+        self._pool.cancel(futures)
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from .._estimates import TARGET_CHUNK_SECONDS
-from .._task import ChunkResult, run_chunk
-from ._base import Call, InlineBackend
+from .._task import Call, ChunkResult, run_chunk
+from . import registry
+from .base import InlineBackend
 
 #: A chunk run inline stops after this many times its target duration; the engine queues the
 #: rest of its items again, so a cost jump is noticed (and re-planned) within milliseconds.
@@ -18,8 +18,14 @@ BUDGET_FACTOR = 5
 class SerialBackend(InlineBackend):
     name = "serial"
 
-    def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
-        return self._run(prepared, items, start, None)
+    def submit(
+        self,
+        prepared: Call,
+        items: Sequence[object],
+        start: int,
+        future: Future[ChunkResult] | None = None,
+    ) -> Future[ChunkResult]:
+        return self._run(prepared, items, start, None, future)
 
     def submit_after(
         self, prepared: Call, items: Sequence[object], start: int, done: list[Any]
@@ -27,11 +33,17 @@ class SerialBackend(InlineBackend):
         return self._run(prepared, items, start, done)
 
     def _run(
-        self, prepared: Call, items: Sequence[object], start: int, done: list[Any] | None
+        self,
+        prepared: Call,
+        items: Sequence[object],
+        start: int,
+        done: list[Any] | None,
+        future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
-        future: Future[ChunkResult] = Future()
-        future.set_running_or_notify_cancel()
-        budget = BUDGET_FACTOR * TARGET_CHUNK_SECONDS["serial"]
+        future = Future() if future is None else future
+        if not future.set_running_or_notify_cancel():
+            return future
+        budget = BUDGET_FACTOR * registry.traits(self.name).chunk_seconds
         future.set_result(run_chunk(prepared.fn, items, start, prepared.retry, budget, done))
         return future
 

@@ -1,26 +1,30 @@
-"""The thread backend: a pool of daemon threads that can abandon a task that overran its timeout.
+"""The thread backend: a pool of daemon threads that can abandon a task it no longer waits for.
 
 ``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, so one stuck task would hang
 the interpreter, and it cannot give up on a task. Here each task may carry a deadline; a watchdog
 thread fails the task's Future with :class:`~smartpool.TaskTimeoutError` at the deadline, retires
-the thread running it (it exits once the call returns) and starts a replacement.
+the thread running it (it exits once the call returns) and starts a replacement. A cancelled run's
+running tasks are abandoned the same way.
+
+Idle threads, queued work and threads blocked in a nested call on this same pool are counted
+under one lock, so a task is never left queued while every thread waits on something else.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 from .. import _context
 from .._errors import TaskTimeoutError
-from .._task import ChunkResult, run_chunk
-from ._base import Backend, Call, settle
+from .._task import Call, ChunkResult, run_chunk, settle
+from .base import Backend
 
 _ids = itertools.count(1)
 
@@ -40,27 +44,37 @@ class ThreadPool:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # work queued, or the pool closed
+        self._queue: deque[_Work] = deque()
+        self._idle = 0  # threads waiting in ``_ready``
         self._live: set[threading.Thread] = set()
         self._retired: set[threading.Thread] = set()
         self._nesting: set[threading.Thread] = set()
-        self._idle = threading.Semaphore(0)
+        self._running: dict[Future[ChunkResult], _Work] = {}
         self._deadlines: list[_Work] = []
         self._watch = threading.Condition(self._lock)
         self._watchdog: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def live_threads(self) -> int:
+        with self._lock:
+            return len(self._live)
 
     def submit(self, work: _Work) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a thread pool that was shut down")
             me = threading.current_thread()
-            if me in self._live:
+            if me in self._live:  # a task of ours waits on a nested call: it needs a stand-in
                 self._nesting.add(me)
-        self._queue.put(work)
-        if not self._idle.acquire(blocking=False):
-            self._grow()
+            self._queue.append(work)
+            start = self._wanted()
+            if not start:
+                self._ready.notify()
+        if start:
+            self._start_thread()
 
     def _limit(self) -> int:
         """``workers``, plus one stand-in for each of our threads that waits on a nested call.
@@ -70,9 +84,13 @@ class ThreadPool:
         """
         return self.workers + len(self._nesting)
 
-    def _grow(self) -> None:
+    def _wanted(self) -> bool:
+        """Under the lock: whether queued work outnumbers idle threads and a thread may start."""
+        return len(self._queue) > self._idle and len(self._live) < self._limit()
+
+    def _start_thread(self) -> None:
         with self._lock:
-            if self._closed or len(self._live) >= self._limit():
+            if self._closed or not self._wanted():
                 return
             thread = threading.Thread(
                 target=self._worker, name=f"smartpool-thread-{next(_ids)}", daemon=True
@@ -80,37 +98,72 @@ class ThreadPool:
             self._live.add(thread)
         thread.start()
 
+    def _take(self, me: threading.Thread) -> _Work | None:
+        """The next work for thread ``me``, waiting for it; None when ``me`` should exit."""
+        with self._lock:
+            self._idle += 1
+            while not self._queue and not self._closed:
+                self._ready.wait()
+            self._idle -= 1
+            if not self._queue:  # closed
+                self._live.discard(me)
+                return None
+            work = self._queue.popleft()
+            work.thread = me
+            self._running[work.future] = work
+            return work
+
     def _worker(self) -> None:
         me = threading.current_thread()
         while True:
-            work = self._queue.get()
+            work = self._take(me)
             if work is None:
-                self._queue.put(None)  # let the other threads see it too
                 return
-            if not work.future.set_running_or_notify_cancel():
-                self._idle.release()
-                continue
-            if work.timeout is not None:
-                self._track(work, me)
-            try:
-                with _context.running_task():
-                    settle(work.future, work.run())
-            except BaseException as exc:  # pragma: no cover - run_chunk captures errors
-                settle(work.future, error=exc)
+            if work.future.set_running_or_notify_cancel():
+                if work.timeout is not None:
+                    self._track(work)
+                try:
+                    with _context.running_task():
+                        settle(work.future, work.run())
+                except BaseException as exc:  # pragma: no cover - run_chunk captures errors
+                    settle(work.future, error=exc)
             with self._lock:
+                self._running.pop(work.future, None)
                 self._nesting.discard(me)
-                if me in self._retired:  # abandoned after a timeout: a replacement took our place
+                if me in self._retired:  # abandoned: a replacement took our place
                     self._retired.discard(me)
                     return
                 if len(self._live) > self._limit():  # a stand-in that is no longer needed
                     self._live.discard(me)
                     return
-            self._idle.release()
 
-    def _track(self, work: _Work, thread: threading.Thread) -> None:
+    def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
+        """Queued work never starts; running work is abandoned, its thread replaced."""
+        wanted = set(futures)
+        with self._lock:
+            queued = [w for w in self._queue if w.future in wanted]
+            for work in queued:
+                self._queue.remove(work)
+            running = [w for f, w in self._running.items() if f in wanted]
+            for work in running:
+                self._retire(work)
+            start = self._wanted()
+        for work in queued:
+            work.future.cancel()
+        for work in running:
+            settle(work.future, error=CancelledError())
+        if start:
+            self._start_thread()
+
+    def _retire(self, work: _Work) -> None:
+        """Under the lock: the thread running ``work`` no longer counts; it exits when done."""
+        if work.thread is not None and work.thread in self._live:
+            self._live.discard(work.thread)
+            self._retired.add(work.thread)
+
+    def _track(self, work: _Work) -> None:
         assert work.timeout is not None
         work.deadline = time.monotonic() + work.timeout
-        work.thread = thread
         with self._watch:
             heapq.heappush(self._deadlines, work)
             if self._watchdog is None:
@@ -137,9 +190,7 @@ class ThreadPool:
                     continue
                 heapq.heappop(self._deadlines)
                 expired = first
-                if expired.thread is not None and expired.thread in self._live:
-                    self._live.discard(expired.thread)
-                    self._retired.add(expired.thread)
+                self._retire(expired)
             error = TaskTimeoutError(
                 f"item {expired.start} did not finish within timeout={expired.timeout} s on the "
                 f"thread backend; its thread was abandoned (threads cannot be killed)",
@@ -147,14 +198,19 @@ class ThreadPool:
                 timeout=expired.timeout,
             )
             if settle(expired.future, error=error):
-                self._grow()
+                self._start_thread()
 
     def shutdown(self, wait: bool = True) -> None:
-        with self._watch:
+        """Stop: queued work is cancelled, idle threads exit, busy ones when their task ends."""
+        with self._lock:
             self._closed = True
             threads = list(self._live)
+            queued, self._queue = list(self._queue), deque()
+            self._ready.notify_all()
             self._watch.notify()
-        self._queue.put(None)
+        for work in queued:
+            if not work.future.cancel():
+                settle(work.future, error=CancelledError())
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
@@ -168,8 +224,14 @@ class ThreadBackend(Backend):
         super().__init__(workers)
         self._pool = ThreadPool(workers)
 
-    def submit(self, prepared: Call, items: Sequence[object], start: int) -> Future[ChunkResult]:
-        future: Future[ChunkResult] = Future()
+    def submit(
+        self,
+        prepared: Call,
+        items: Sequence[object],
+        start: int,
+        future: Future[ChunkResult] | None = None,
+    ) -> Future[ChunkResult]:
+        future = Future() if future is None else future
         fn, retry = prepared.fn, prepared.retry
 
         def run() -> ChunkResult:
@@ -177,6 +239,12 @@ class ThreadBackend(Backend):
 
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future
+
+    def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
+        self._pool.cancel(futures)
+
+    def warm_workers(self) -> int:
+        return self._pool.live_threads
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait)

@@ -19,19 +19,18 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Collection
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
-from .._backends import sweep_shared_objects
-from .._backends._base import settle
 from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
 from .._remote import add_note, load_exception
 from .._serialize import loads
-from .._task import ChunkResult, RetryPolicy
+from .._task import ChunkResult, RetryPolicy, settle
 from . import buffers
 from .channel import wait
 from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker
@@ -62,6 +61,8 @@ class Task:
     #: when its worker let go of them (they may be reused), else False (they are removed). By
     #: default they are settled by ``buffers.settled``.
     release_buffers: Callable[[bool], None] | None = None
+    #: Set when the task's run was cancelled while a worker ran it: the manager kills the worker.
+    cancelled: bool = False
 
     def describe_items(self) -> str:
         last = self.start + self.n_items - 1
@@ -181,6 +182,27 @@ class ProcessPool:
         except OSError:
             pass  # the worker died: the manager sees its socket close and reports the crash
 
+    def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
+        """Stop the chunks of a cancelled run: queued ones never start; the workers running the
+        others are killed (by the manager thread, which owns every worker's state) and replaced
+        when work waits. Each Future ends cancelled or failed with ``CancelledError`` at once."""
+        wanted = set(futures)
+        with self._lock:
+            queued = [t for t in self._queue if t.future in wanted]
+            for task in queued:
+                self._queue.remove(task)
+            running = [w.task for w in self._all if w.task is not None and w.task.future in wanted]
+            for task in running:
+                task.cancelled = True
+            closed = self._closed
+        for task in queued:
+            task.future.cancel()  # fails for a retry (running since its first attempt)
+            _settle(task, error=CancelledError())
+        for task in running:
+            settle(task.future, error=CancelledError())  # its files wait until the worker is dead
+        if running and not closed:
+            os.write(self._wake_w, b"c")
+
     # -- managing ------------------------------------------------------------------------------
 
     @property
@@ -216,9 +238,12 @@ class ProcessPool:
                     continue
                 self._finished(worker, *_decode(worker.task, data))
             self._expire_deadlines()
+            self._kill_cancelled()
 
     def _finished(self, worker: _Worker, result: ChunkResult, let_go: bool) -> None:
         with self._lock:
+            if worker not in self._all:  # cancelled and killed meanwhile
+                return
             task = worker.task
             worker.task, worker.deadline = None, None
             following = self._next_task()
@@ -236,10 +261,22 @@ class ProcessPool:
         for worker in late:
             self._lost(worker, worker.proc.kill(), timed_out=True)
 
+    def _kill_cancelled(self) -> None:
+        with self._lock:
+            doomed = [w for w in self._all if w.task is not None and w.task.cancelled]
+        for worker in doomed:
+            self._lost(worker, worker.proc.kill(), timed_out=False)
+
     def _lost(self, worker: _Worker, exitcode: int | None, *, timed_out: bool) -> None:
         """A worker died or was killed: fail or retry its chunk, replace it if work waits."""
         task = worker.task
-        error = None if task is None else _loss_error(task, worker.proc.pid, exitcode, timed_out)
+        error: BaseException | None = None
+        if task is not None:
+            error = (
+                CancelledError()
+                if task.cancelled
+                else _loss_error(task, worker.proc.pid, exitcode, timed_out)
+            )
         with self._lock:
             if worker not in self._all:
                 return
@@ -248,6 +285,7 @@ class ProcessPool:
                 task is not None
                 and error is not None
                 and not self._closed
+                and not task.cancelled
                 and task.attempts <= task.retry.retries
                 and task.retry.covers_lost_worker(error)
             )
@@ -297,10 +335,9 @@ class ProcessPool:
                 _settle(task, error=error or _loss_error(task, None, None, False))
         for worker in workers:
             if worker.task is not None or kill:
-                exitcode = worker.proc.kill()
+                worker.proc.kill()
                 if worker.task is not None:
-                    lost = _loss_error(worker.task, worker.proc.pid, exitcode, False)
-                    _settle(worker.task, error=error or lost)
+                    _settle(worker.task, error=error or _loss_error(worker.task, None, None, False))
             worker.proc.close()
         if wait:
             for worker in workers:
@@ -308,10 +345,17 @@ class ProcessPool:
         close_owned(self._wake_r, self._wake_w)
 
 
+def sweep_shared_objects() -> None:
+    """Remove shared objects (``smartpool.Lock`` & co.) left behind by workers that died."""
+    shm = sys.modules.get("smartpool._sync._shm")
+    if shm is not None:
+        shm.sweep_orphans()
+
+
 def _settle(
     task: Task,
     result: ChunkResult | None = None,
-    error: Exception | None = None,
+    error: BaseException | None = None,
     reusable: bool = False,
 ) -> None:
     """Complete a task's Future, having first given back its shared-memory files (kept for reuse
@@ -332,7 +376,7 @@ def _decode(task: Task | None, data: bytes | bytearray) -> tuple[ChunkResult, bo
     fail here even though pickling worked in the worker.
     """
     assert task is not None, "a worker replied without a task"
-    seconds, cpu_seconds, where, values_bytes, error_bytes, let_go = pickle.loads(data)
+    seconds, cpu_seconds, where, values_bytes, error_bytes, retried, let_go = pickle.loads(data)
     try:
         values: list[object] = loads(values_bytes)
     except Exception as exc:
@@ -343,7 +387,7 @@ def _decode(task: Task | None, data: bytes | bytearray) -> tuple[ChunkResult, bo
         error = load_exception(error_bytes) if error_bytes else None
     except Exception as exc:
         error = _unloadable("the exception raised by", task, exc)
-    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds), let_go
+    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds, retried), let_go
 
 
 def _unloadable(what: str, task: Task, cause: Exception) -> SerializationError:
@@ -366,7 +410,9 @@ def _loss_error(task: Task, pid: int | None, exitcode: int | None, timed_out: bo
         )
     if pid is None:
         return WorkerCrashedError(
-            f"{items} could not run: the process pool was shut down", index=task.start
+            f"{items} did not finish: smartpool's process pool was shut down (smartpool.shutdown() "
+            "or interpreter exit) while the call still used it",
+            index=task.start,
         )
     return WorkerCrashedError(
         f"worker process {pid} died while running {items}: {describe_exit(exitcode)}",

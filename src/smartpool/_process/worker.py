@@ -8,8 +8,9 @@ Messages on the worker's socket (length-prefixed, see ``channel``):
   where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
   key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
 * worker -> parent, per chunk: pickle of
-  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, let_go)``, where ``let_go`` says
-  that nothing in the worker uses the chunk's shared-memory files any more (they may be reused).
+  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, let_go)``, where
+  ``retried`` counts failed attempts that were run again and ``let_go`` says that nothing in
+  the worker uses the chunk's shared-memory files any more (they may be reused).
 
 One message each way per chunk: every write wakes the other side, which costs far more than
 copying the bytes into one buffer.
@@ -144,7 +145,7 @@ def _serve(conn: Channel, mappings: Mappings) -> None:
         conn.send_bytes(pickle.dumps((*reply, mappings.let_go(views)), pickle.HIGHEST_PROTOCOL))
 
 
-def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes]:
+def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes, int]:
     """The reply for a chunk, but for ``let_go``: its values and error, pickled."""
     values, error = result.values, result.error
     try:
@@ -155,7 +156,14 @@ def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes]:
         values, error = values[:bad], exc
         values_bytes = dump_items(values, result.start)
     error_bytes = dump_exception(error) if error is not None else b""
-    return (result.seconds, result.cpu_seconds, result.worker, values_bytes, error_bytes)
+    return (
+        result.seconds,
+        result.cpu_seconds,
+        result.worker,
+        values_bytes,
+        error_bytes,
+        result.retried,
+    )
 
 
 def _first_unpicklable(values: list[Any]) -> int:
@@ -193,9 +201,9 @@ def _apply_init(init: dict[str, Any]) -> None:
 
 def _forget_parent_pools() -> None:
     """A forked worker inherits copies of the caller's pools, whose threads do not exist here."""
-    backends = sys.modules.get("smartpool._backends")
-    if backends is not None:
-        backends._pools.clear()
+    registry = sys.modules.get("smartpool._backends.registry")
+    if registry is not None:
+        registry._forget_after_fork()
     launcher = sys.modules.get("smartpool._process.launcher")
     if launcher is not None:
         launcher.forget_server()

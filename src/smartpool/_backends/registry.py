@@ -1,0 +1,198 @@
+"""Backends by name, their traits, and leases on warm pools.
+
+A backend is registered once with its name, where its class lives (loaded on first use, so that
+``import smartpool`` loads no pool machinery) and its :class:`BackendTraits`. The planner reads the
+traits as data; a run takes a :class:`Lease` on a pool and holds it until its last chunk settles.
+
+Pools are kept warm between calls, one per (backend, workers, settings). A pool lives while any
+lease on it is held: only idle pools are evicted (the least recently used first, when more than
+``MAX_IDLE_POOLS_PER_KIND`` of one kind are idle), so nothing shuts a pool down under a run.
+A caller that needs workers of its own (an initializer, say) takes a private lease: a pool nobody
+else is given, shut down when the lease is released.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _options
+from .base import Backend, BackendTraits
+
+#: Idle pools of one kind kept warm; beyond that the least recently used idle one is shut down.
+MAX_IDLE_POOLS_PER_KIND = 4
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    #: "module:Class", imported on first use.
+    target: str
+    traits: BackendTraits
+
+
+_registered: dict[str, Registration] = {}
+_classes: dict[str, type[Backend]] = {}
+
+
+def register(name: str, target: str, traits: BackendTraits) -> None:
+    """Make ``backend=name`` available; ``target`` is "module:Class" of a :class:`Backend`."""
+    _registered[name] = Registration(name, target, traits)
+    if name not in _options.BACKEND_NAMES:
+        _options.BACKEND_NAMES.append(name)
+
+
+def names() -> tuple[str, ...]:
+    """The registered backends, in registration order."""
+    return tuple(_registered)
+
+
+def traits(name: str) -> BackendTraits:
+    """What backend ``name`` is like (KeyError for an unknown name)."""
+    return _registered[name].traits
+
+
+def backend_class(name: str) -> type[Backend]:
+    cls = _classes.get(name)
+    if cls is None:
+        module, _, attr = _registered[name].target.partition(":")
+        cls = _classes[name] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+@dataclass
+class _Pool:
+    backend: Backend
+    holders: int = 0
+
+
+@dataclass(eq=False)
+class Lease:
+    """A hold on a backend's pool: the pool is not shut down until every lease is released."""
+
+    backend: Backend
+    _key: Hashable | None
+    _released: bool = field(default=False, repr=False)
+
+    def release(self) -> None:
+        """Let go of the pool (once; later calls do nothing). A private pool is shut down."""
+        with _lock:
+            if self._released:
+                return
+            self._released = True
+            if self._key is not None:
+                entry = _pools.get(self._key)
+                if entry is not None and entry.backend is self.backend:
+                    entry.holders -= 1
+                evicted = _evict_idle(self.backend.name)
+            else:
+                evicted = [self.backend]
+        for backend in evicted:
+            backend.shutdown(wait=False)
+
+    def __enter__(self) -> Backend:
+        return self.backend
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_pools: OrderedDict[Hashable, _Pool] = OrderedDict()
+_lock = threading.Lock()
+
+
+def lease(name: str, workers: int, *, private: bool = False, **settings: Any) -> Lease:
+    """A lease on a warm pool of backend ``name`` with ``workers`` workers, made on first use.
+
+    ``settings`` are passed to the backend's constructor and tell pools apart (the process
+    backend's start method); a backend class may add defaults (``default_settings``).
+    """
+    cls = backend_class(name)
+    settings = {**cls.default_settings(), **settings}
+    if private:
+        return Lease(cls(workers, **settings), None)
+    key = (name, workers, tuple(sorted(settings.items())))
+    with _lock:
+        entry = _pools.get(key)
+        if entry is None:
+            entry = _pools[key] = _Pool(cls(workers, **settings))
+        else:
+            _pools.move_to_end(key)
+        entry.holders += 1
+        evicted = _evict_idle(name)
+    for backend in evicted:
+        backend.shutdown(wait=False)
+    return Lease(entry.backend, key)
+
+
+def _evict_idle(name: str) -> list[Backend]:
+    """Under ``_lock``: take the least recently used idle pools of kind ``name`` beyond the cap."""
+    idle = [k for k, p in _pools.items() if p.backend.name == name and p.holders <= 0]
+    return [_pools.pop(k).backend for k in idle[: max(0, len(idle) - MAX_IDLE_POOLS_PER_KIND)]]
+
+
+def warm_workers(name: str) -> int:
+    """The most workers already running in any pool of kind ``name``."""
+    with _lock:
+        return max(
+            (p.backend.warm_workers() for p in _pools.values() if p.backend.name == name), default=0
+        )
+
+
+def shutdown(wait: bool = True) -> None:
+    """Shut down every pool smartpool started; the next call starts new ones.
+
+    Pools are stopped even if a call still holds them: that call fails with
+    :class:`~smartpool.WorkerCrashedError` (or, on threads, its queued items are cancelled).
+    Pools also stop at exit.
+
+    Example:
+        >>> import smartpool
+        >>> smartpool.shutdown()
+    """
+    with _lock:
+        backends = [p.backend for p in _pools.values()]
+        _pools.clear()
+    for backend in backends:
+        backend.shutdown(wait=wait)
+    for cls in list(_classes.values()):
+        cls.release_resources()
+
+
+def _forget_after_fork() -> None:
+    """A forked child inherits copies of the pools whose threads only exist in the parent."""
+    global _lock
+    _pools.clear()
+    _lock = threading.Lock()
+
+
+register(
+    "serial",
+    "smartpool._backends.serial:SerialBackend",
+    BackendTraits(
+        runs_inline=True,
+        can_kill=False,
+        needs_pickling=False,
+        chunk_seconds=0.01,
+        window_per_worker=1,
+    ),
+)
+register(
+    "thread",
+    "smartpool._backends.thread:ThreadBackend",
+    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=False, chunk_seconds=0.002),
+)
+register(
+    "process",
+    "smartpool._backends.process:ProcessBackend",
+    BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.02),
+)
+
+atexit.register(shutdown)
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,1 @@
+"""Running a call: the :class:`~smartpool._run.run.Run`, its events, and what it feeds backends."""

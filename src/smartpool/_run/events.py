@@ -1,0 +1,86 @@
+"""What a run tells its observers: how far it got, where it runs, what it re-planned.
+
+An observer is any callable taking a :class:`RunEvent`. It is called from whichever thread saw
+the change (the caller during the probe, a worker or pool thread when a chunk completes), one call
+at a time per run, so it must be quick and thread-safe. With no observer, a run builds no events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._task import ChunkResult
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A snapshot of a run's progress, counted in items, in completion order."""
+
+    #: Items that ran to a result.
+    done: int
+    #: Items that failed (after their retries).
+    failed: int
+    #: Attempts that failed and were run again.
+    retried: int
+    #: Items in the input, or None when its length is unknown (a generator).
+    total: int | None
+    #: Seconds since the run started.
+    elapsed: float
+    #: The backend the run submits to now ("serial" while the probe runs).
+    backend: str
+    #: Workers of that backend.
+    workers: int
+    #: How many times the run changed plan after it started.
+    replans: int
+    #: True for the last event of a run (done, failed or cancelled).
+    finished: bool = False
+
+
+Observer = Callable[[RunEvent], None]
+
+
+class Progress:
+    """A run's counters, and the observers they are reported to."""
+
+    def __init__(self, observers: tuple[Observer, ...], total: int | None) -> None:
+        self.observers = observers
+        self.total = total
+        self.done = self.failed = self.retried = self.replans = 0
+        self.backend, self.workers = "serial", 1
+        self._began = time.perf_counter()
+        self._lock = threading.Lock()
+
+    def chunk_done(self, result: ChunkResult, ran: int | None = None) -> None:
+        """Count a settled chunk (``ran``: how many of its items it ran, if not all it holds)."""
+        with self._lock:
+            self.done += len(result.values) if ran is None else ran
+            self.failed += result.error is not None
+            self.retried += result.retried
+            self._emit(False)
+
+    def moved(self, backend: str, workers: int, replanned: bool) -> None:
+        with self._lock:
+            self.backend, self.workers = backend, workers
+            self.replans += replanned
+
+    def finish(self) -> None:
+        with self._lock:
+            self._emit(True)
+
+    def _emit(self, finished: bool) -> None:
+        event = RunEvent(
+            self.done,
+            self.failed,
+            self.retried,
+            self.total,
+            time.perf_counter() - self._began,
+            self.backend,
+            self.workers,
+            self.replans,
+            finished,
+        )
+        for observer in self.observers:
+            observer(event)

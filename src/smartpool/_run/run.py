@@ -1,0 +1,435 @@
+"""One call, one :class:`Run`: probe, plan, feed chunks to a leased backend, yield results.
+
+Every entry point goes through a Run: ``parallel_map`` and ``imap`` (and the decorators' ``.map``
+and ``.imap``) iterate :meth:`Run.results`; ``submit`` is :meth:`Run.submit_one`. The run is the
+one place that knows the call's state. It keeps at most ``window`` chunks in flight and reads
+input only when it submits, so an endless generator streams with bounded memory. Results come
+out in input order (or completion order with ``ordered=False``); the first failing item in that
+order raises.
+
+An automatic run first times some items in the caller (their results are kept), then plans, and
+after each chunk it may ask the planner for a new plan, submitting to the new backend from then
+on while chunks in flight finish where they are. Futures are the only currency between the run
+and a backend, so nothing is lost or repeated.
+
+:meth:`Run.cancel` works from any thread; a run that ends with work in flight (an error, a
+closed ``imap``, Ctrl-C) cancels it the same way: chunks not started never start, running ones
+are stopped where the backend can kill (worker processes are killed and replaced) and abandoned
+elsewhere. The run holds a lease on every pool it used until it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sized
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
+from typing import Any, NamedTuple, cast
+
+from .. import _planner
+from .._backends import registry
+from .._backends.base import Backend, BackendTraits, InlineBackend
+from .._chunking import ChunkSizer, Feed
+from .._decisions import recall, remember
+from .._errors import SerializationError, SmartpoolError
+from .._options import Options
+from .._probe import Measurement, probe_items
+from .._remote import add_note
+from .._task import Call, ChunkResult, settle
+from .events import Observer, Progress
+
+logger = logging.getLogger("smartpool")
+
+#: Observe at least this much work before asking for a new plan.
+_REPLAN_MIN_SECONDS = 0.02
+
+
+class _Entry(NamedTuple):
+    """A chunk in flight: its first index, how many items it runs, its Future, its backend."""
+
+    start: int
+    size: int
+    future: Future[ChunkResult]
+    backend: Backend
+
+
+def length_of(iterable: Iterable[Any]) -> int | None:
+    """The number of items if the input knows it without being consumed, else None."""
+    if isinstance(iterable, Sized) and not isinstance(iterable, Iterator):
+        try:
+            return len(iterable)
+        except TypeError:
+            return None
+    return None
+
+
+class Run:
+    """One call's journey: items in, chunks of results out, following (and revising) a plan.
+
+    ``fn`` is the function as the caller passed it (its decisions are kept under it); ``call``
+    is what the chunks run. A run that needs no probe plans at once, so that a function that
+    cannot be sent to its backend fails at the call, before any work.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        call: Call,
+        items: Iterable[Any],
+        options: Options,
+        *,
+        hint: _planner.Hint | None,
+        observers: tuple[Observer, ...] = (),
+        standalone: bool = False,
+    ) -> None:
+        """``standalone``: one call submitted on its own (``submit``), planned without a probe,
+        as for an input of unknown length (its item must not run inline in the caller)."""
+        self._fn, self._call, self._options, self._hint = fn, call, options, hint
+        self._n_items = length_of(items)
+        self._feed = Feed(items)
+        self._lock = threading.Lock()
+        self._pending: deque[_Entry] = deque()
+        self._leases: list[registry.Lease] = []
+        self._cancelled = self._ended = False
+        self._progress = Progress(observers, self._n_items) if observers else None
+        self._next_index = 0
+        self._done: list[Any] | None = None  # the probe's results, not yet handed out
+        self._probed: Measurement | None = None  # set when the plan came from a measurement
+        self.plan: _planner.Plan | None = None
+        if standalone:
+            self._use(_planner.make_plan(fn, options, hint=hint, n_items=None))
+        elif not _planner.needs_probe(options, hint, self._n_items):
+            self._use(_planner.make_plan(fn, options, hint=hint, n_items=self._n_items))
+
+    # -- from any thread ----------------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Stop the run: nothing more is submitted, chunks in flight are cancelled (killed on
+        processes, abandoned on threads), and the caller's wait ends in ``CancelledError``."""
+        with self._lock:
+            if self._ended or self._cancelled:
+                return
+            self._cancelled = True
+            pending = list(self._pending)
+        _cancel(pending)
+
+    # -- in the caller ------------------------------------------------------------------------
+
+    def results(self) -> Iterator[list[Any]]:
+        """Lists of results, one per chunk, in the order the caller asked for.
+
+        Closing the iterator early (or dropping it) cancels the run.
+        """
+        try:
+            if self._cancelled:
+                raise CancelledError()
+            if self.plan is None and not (yield from self._probe()):
+                return
+            yield from self._chunks()
+        except KeyboardInterrupt:
+            self.cancel()  # before the finally below: the workers stop now, not after a wait
+            raise
+        finally:
+            self._end()
+
+    def submit_one(self, future: Future[Any]) -> None:
+        """Run the call's only item and complete ``future`` with its value or error.
+
+        ``future`` stays PENDING until a worker takes the item; cancelling it before then keeps
+        the item from running.
+        """
+        assert self.plan is not None, "a run of one item is planned when made"
+        backend = self._backend
+        chunk = _StartsWith(future)
+
+        def finish(done: Future[ChunkResult]) -> None:
+            try:
+                result = done.result()
+                if result.error is not None:
+                    settle(future, error=with_note(result, backend.name))
+                else:
+                    settle(future, result.values[0])
+            except BaseException as exc:  # cancelled, or the pool failed
+                if not future.cancel():
+                    settle(future, error=exc)
+            finally:
+                self._end()
+
+        def cancel_chunk(outer: Future[Any]) -> None:
+            if outer.cancelled():
+                chunk.cancel()
+
+        chunk.add_done_callback(finish)
+        future.add_done_callback(cancel_chunk)
+        with self._lock:
+            self._pending.append(_Entry(0, 1, chunk, backend))
+        try:
+            backend.submit(self._prepared, self._feed.take(1), 0, chunk)
+        except BaseException:
+            self._end()
+            raise
+
+    # -- the phases ---------------------------------------------------------------------------
+
+    def _probe(self) -> Generator[list[Any], None, bool]:
+        """Time the first items in the caller (keeping their results) and plan from them.
+
+        Returns False (as the generator's value) when the probe ran every item or one failed.
+        """
+        fn, options, n_items = self._fn, self._options, self._n_items
+        measurement = recall(fn)
+        done = 0
+        if measurement is None:
+            probe = probe_items(
+                self._call.fn,
+                self._feed,
+                retry=self._call.retry,
+                gil_matters=lambda m: _planner.gil_matters(m, options, n_items),
+            )
+            if self._progress is not None:
+                error = None if probe.failed is None else probe.failed.error
+                self._progress.chunk_done(ChunkResult(0, probe.values, error, 0.0, ""))
+            if probe.failed is not None:
+                if probe.values:
+                    yield probe.values
+                raise with_note(probe.failed, "serial")
+            measurement, done = probe.measurement, len(probe.values)
+            remember(fn, measurement)
+            logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
+            if probe.exhausted:
+                if probe.values:
+                    yield probe.values
+                return False
+            self._done = probe.values or None
+        n_left = None if n_items is None else n_items - done
+        plan, self._probed = _planner.plan_measured(fn, options, n_left, measurement)
+        for reason in plan.reasons:
+            if reason.startswith("WARNING: "):
+                warnings.warn(reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=4)
+        self._next_index = done
+        self._use(plan)
+        if self._cancelled:
+            raise CancelledError()
+        return True
+
+    def _chunks(self) -> Iterator[list[Any]]:
+        pending, ordered = self._pending, self._options.ordered
+        exhausted = False
+        if self._done is not None and not self._backend_traits().runs_inline:
+            done, self._done = self._done, None
+            yield done
+        while True:
+            while not exhausted and len(pending) < self._window:
+                if self._cancelled:
+                    raise CancelledError()
+                entry = self._submit_next()
+                if entry is None:
+                    exhausted = True
+                    break
+                with self._lock:
+                    pending.append(entry)
+                    cancelled = self._cancelled
+                if cancelled:  # cancel() may have missed it
+                    _cancel([entry])
+            if not pending:
+                return
+            entry = pending[0] if ordered else _first_done(pending)
+            try:
+                result = entry.future.result()
+            except SmartpoolError as error:
+                _gather_completed(error, pending)
+                raise
+            with self._lock:
+                pending.remove(entry)
+            if result.error is not None:
+                if result.values:  # the items before the failing one still count
+                    yield result.values
+                raise with_note(result, entry.backend.name)
+            self._learn(result, entry.size)
+            yield result.values
+
+    def _submit_next(self) -> _Entry | None:
+        """Send the next chunk to the backend; None once the input is used up.
+
+        An inline backend stops a chunk at its time budget; the items it did not run go back
+        to the input, to be planned anew.
+        """
+        start, backend = self._next_index, self._backend
+        items = self._feed.take(self._sizer.next_size())
+        done, self._done = self._done, None
+        if not items:
+            if done:  # nothing left to join them to
+                future: Future[ChunkResult] = Future()
+                future.set_result(ChunkResult(start - len(done), done, None, 0.0, backend.name))
+                return _Entry(start, 0, future, backend)
+            return None
+        if done:
+            assert isinstance(backend, InlineBackend)  # else _chunks() yielded them first
+            future = backend.submit_after(self._prepared, items, start, done)
+        else:
+            future = backend.submit(self._prepared, items, start)
+        count = len(items)
+        if self._backend_traits().runs_inline:  # already done; it may have stopped at its budget
+            result = future.result()
+            ran = result.error_index - start + (result.error is not None)
+            if ran < count:
+                self._feed.give_back(items[ran:])
+            count = ran
+            if self._progress is not None:
+                self._progress.chunk_done(result, ran - (result.error is not None))
+        elif self._progress is not None:
+            future.add_done_callback(self._progress_of)
+        self._next_index += count
+        # The entry's start is that of its values, which include ``done`` when it was joined.
+        return _Entry(start - len(done) if done else start, count, future, backend)
+
+    def _progress_of(self, future: Future[ChunkResult]) -> None:
+        assert self._progress is not None
+        if not future.cancelled() and future.exception() is None:
+            self._progress.chunk_done(future.result())
+
+    def _use(self, plan: _planner.Plan) -> None:
+        """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
+        lease = registry.lease(plan.backend, plan.max_workers)
+        try:
+            prepared = lease.backend.prepare(self._call)  # may raise SerializationError
+        except BaseException:
+            lease.release()
+            raise
+        with self._lock:
+            self._leases.append(lease)
+        logger.debug("plan for %s: %s", _name(self._fn), plan)
+        replanned = self.plan is not None
+        self.plan, self._backend, self._prepared = plan, lease.backend, prepared
+        traits = registry.traits(plan.backend)
+        left = None if self._n_items is None else max(0, self._n_items - self._next_index)
+        self._sizer = ChunkSizer.for_run(
+            chunksize=plan.chunksize,
+            n_items=left,
+            workers=plan.max_workers,
+            target_seconds=traits.chunk_seconds,
+            item_seconds=plan.item_seconds,
+            inline=traits.runs_inline,
+        )
+        self._window = traits.window_per_worker * plan.max_workers
+        self._observed = [0, 0.0, 0.0]  # items, seconds, cpu seconds since the plan was made
+        if self._progress is not None:
+            self._progress.moved(plan.backend, plan.max_workers, replanned)
+
+    def _backend_traits(self) -> BackendTraits:
+        assert self.plan is not None
+        return registry.traits(self.plan.backend)
+
+    def _learn(self, result: ChunkResult, n: int) -> None:
+        """Note that ``n`` items (the ones this chunk ran) took ``result.seconds``; re-plan if
+        they cost far more or less than the plan assumed."""
+        self._sizer.observe(n, result.seconds)
+        if self._probed is None or n == 0:
+            return
+        observed = self._observed
+        observed[0] += n
+        observed[1] += result.seconds
+        observed[2] += result.cpu_seconds
+        if observed[1] < _REPLAN_MIN_SECONDS:
+            return
+        items, seconds, cpu = observed
+        measurement = Measurement(
+            call_seconds=seconds / items,
+            cpu_fraction=min(1.0, cpu / seconds) if seconds > 0 else 1.0,
+            releases_gil=None,
+            picklable=None,
+            transfer_seconds=0.0,
+            samples=int(items),
+        )
+        assert self.plan is not None
+        left = None if self._n_items is None else self._n_items - self._next_index
+        new = _planner.replan(
+            self.plan, measurement, self._probed, self._options, n_left=left, done=self._next_index
+        )
+        observed[:] = [0, 0.0, 0.0]
+        if new is not None:
+            try:
+                self._use(new)
+            except SerializationError as exc:  # the better backend cannot take this function
+                logger.debug("not re-planned to %s: %s", new.backend, exc)
+
+    def _end(self) -> None:
+        """Cancel what is still in flight and let go of every pool (once)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            pending, leases = list(self._pending), self._leases
+            self._pending.clear()
+            self._leases = []
+        _cancel(pending)
+        for lease in leases:
+            lease.release()
+        if self._progress is not None:
+            self._progress.finish()
+
+
+class _StartsWith(Future[ChunkResult]):
+    """A chunk's Future that starts ``outer`` (the caller's Future) when a worker takes it."""
+
+    def __init__(self, outer: Future[Any]) -> None:
+        super().__init__()
+        self._outer = outer
+
+    def set_running_or_notify_cancel(self) -> bool:
+        if not super().set_running_or_notify_cancel():
+            return False
+        if self._outer.set_running_or_notify_cancel():
+            return True
+        self.set_exception(CancelledError())  # the caller cancelled between the two: skip it
+        return False
+
+
+def with_note(result: ChunkResult, backend: str) -> BaseException:
+    """The chunk's error, annotated with the failing item, the backend and the worker."""
+    error = result.error
+    assert error is not None
+    add_note(
+        error,
+        f"smartpool: item {result.error_index} failed on the {backend} backend ({result.worker})",
+    )
+    return error
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or repr(fn))
+
+
+def _gather_completed(error: SmartpoolError, pending: deque[_Entry]) -> None:
+    """Add the results of chunks that completed meanwhile to the error's ``completed``."""
+    completed: object = getattr(error, "completed", None)
+    if isinstance(completed, dict):
+        found = cast("dict[int, Any]", completed)
+        for start, _, future, _ in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                values = future.result().values
+                found.update(zip(range(start, start + len(values)), values, strict=True))
+
+
+def _first_done(pending: deque[_Entry]) -> _Entry:
+    for entry in pending:
+        if entry.future.done():
+            return entry
+    wait([e.future for e in pending], return_when=FIRST_COMPLETED)
+    return next(e for e in pending if e.future.done())
+
+
+def _cancel(entries: Iterable[_Entry]) -> None:
+    """Cancel the chunks not yet done, each through its backend."""
+    by_backend: dict[int, tuple[Backend, list[Future[ChunkResult]]]] = {}
+    for entry in entries:
+        if not entry.future.done():
+            by_backend.setdefault(id(entry.backend), (entry.backend, []))[1].append(entry.future)
+    for backend, futures in by_backend.values():
+        backend.cancel(futures)
