@@ -67,3 +67,44 @@ def raise_unpicklable(x: int) -> int:
 
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 3 else x
+
+
+def first_then_wait(pair: tuple[int, object]) -> int:
+    """Item 0 returns at once; the others wait on the ``smartpool.Event`` they carry (or 60 s)."""
+    index, event = pair
+    if index:
+        event.wait(60)  # type: ignore[attr-defined]
+    return index
+
+
+def wait_for(event: object) -> str:
+    """Wait for a ``smartpool.Event`` (60 s at most) and say whether it was set."""
+    return "set" if event.wait(60) else "timed out"  # type: ignore[attr-defined]
+
+
+def log_run(item: tuple[str, int, float]) -> int:
+    """Append ``index`` to the log file ``path`` (one line per execution), after ``seconds``."""
+    path, index, seconds = item
+    if seconds:
+        time.sleep(seconds)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{index}\n".encode())
+    finally:
+        os.close(fd)
+    return index
+
+
+def signal_then_wait(item: tuple[object, object, str]) -> str:
+    """Set ``started``, note the run in the file ``path``, then wait for ``gate`` (60 s at most)."""
+    started, gate, path = item
+    started.set()  # type: ignore[attr-defined]
+    log_run((path, 0, 0.0))
+    return wait_for(gate)
+
+
+def nested_sum(n: int) -> int:
+    """A task that itself maps over a pool of the backend smartpool gives it."""
+    import smartpool
+
+    return sum(smartpool.parallel_map(double, range(n), backend="thread", max_workers=2))

@@ -12,8 +12,10 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC}
 
 
-def run_python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``python ARGS...`` to completion, output captured as text."""
+def run_python(
+    *args: str, timeout: float, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS...`` to completion (in ``cwd``), output captured as text."""
     return subprocess.run(
-        [sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )

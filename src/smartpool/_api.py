@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, Generic, TypeVar, cast
 
 from typing_extensions import Unpack
@@ -88,11 +88,20 @@ class ResultIterator(Iterator[R], Generic[R]):
         self._items = _flatten(run.results())
 
     def __next__(self) -> R:
-        return cast(R, next(self._items))
+        try:
+            return cast(R, next(self._items))
+        except StopIteration:
+            if self._run.cancelled:  # every ``next()`` after a cancel says so
+                raise CancelledError() from None
+            raise
 
     def close(self) -> None:
         """Stop here: work in flight is cancelled, and ``next()`` raises StopIteration."""
         self._items.close()
+        self._run.close()  # a run never iterated has no generator frame to clean up after it
+
+    def __del__(self) -> None:
+        self._run.close()
 
     def cancel(self) -> None:
         """Cancel the work from any thread: a ``next()`` waiting for a result, and every later

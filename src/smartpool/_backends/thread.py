@@ -201,10 +201,15 @@ class ThreadPool:
                 self._start_thread()
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop: queued work is cancelled, idle threads exit, busy ones when their task ends."""
+        """Stop: queued work is cancelled, idle threads exit, busy ones when their task ends.
+
+        ``wait`` waits for the idle threads only: a task cannot be stopped, and one stuck for
+        good must not hang the caller (or the interpreter's exit; the threads are daemons).
+        """
         with self._lock:
             self._closed = True
-            threads = list(self._live)
+            busy = {work.thread for work in self._running.values()}
+            threads = [t for t in self._live if t not in busy]
             queued, self._queue = list(self._queue), deque()
             self._ready.notify_all()
             self._watch.notify()
@@ -213,7 +218,8 @@ class ThreadPool:
                 settle(work.future, error=CancelledError())
         if wait:
             for thread in threads:
-                if thread is not threading.current_thread():
+                # One being started by a submit that raced with us sees ``_closed`` and exits.
+                if thread is not threading.current_thread() and thread.is_alive():
                     thread.join()
 
 

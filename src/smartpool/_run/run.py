@@ -119,6 +119,10 @@ class Run:
             pending = list(self._pending)
         _cancel(pending)
 
+    def close(self) -> None:
+        """End the run where it stands: cancel what is in flight, release its pools (once)."""
+        self._end()
+
     # -- in the caller ------------------------------------------------------------------------
 
     def results(self) -> Iterator[list[Any]]:
@@ -228,15 +232,7 @@ class Run:
             while not exhausted and len(pending) < self._window:
                 if self._cancelled:
                     raise CancelledError()
-                entry = self._submit_next()
-                if entry is None:
-                    exhausted = True
-                    break
-                with self._lock:
-                    pending.append(entry)
-                    cancelled = self._cancelled
-                if cancelled:  # cancel() may have missed it
-                    _cancel([entry])
+                exhausted = not self._submit_next()
             if not pending:
                 return
             entry = pending[0] if ordered else _first_done(pending)
@@ -254,40 +250,54 @@ class Run:
             self._learn(result, entry.size)
             yield result.values
 
-    def _submit_next(self) -> _Entry | None:
-        """Send the next chunk to the backend; None once the input is used up.
+    def _submit_next(self) -> bool:
+        """Send the next chunk to the backend (listed in ``_pending``); False once the input is
+        used up.
 
-        An inline backend stops a chunk at its time budget; the items it did not run go back
-        to the input, to be planned anew.
+        The chunk is listed before it is submitted, so that a cancel (or Ctrl-C) arriving
+        meanwhile still finds it. An inline backend runs the chunk here and stops at its time
+        budget; the items it did not run go back to the input, to be planned anew.
         """
         start, backend = self._next_index, self._backend
         items = self._feed.take(self._sizer.next_size())
         done, self._done = self._done, None
+        future: Future[ChunkResult] = Future()
         if not items:
-            if done:  # nothing left to join them to
-                future: Future[ChunkResult] = Future()
-                future.set_result(ChunkResult(start - len(done), done, None, 0.0, backend.name))
-                return _Entry(start, 0, future, backend)
-            return None
-        if done:
-            assert isinstance(backend, InlineBackend)  # else _chunks() yielded them first
-            future = backend.submit_after(self._prepared, items, start, done)
-        else:
-            future = backend.submit(self._prepared, items, start)
-        count = len(items)
-        if self._backend_traits().runs_inline:  # already done; it may have stopped at its budget
+            if not done:
+                return False
+            # Nothing left to join them to: they come out as a chunk of their own.
+            future.set_result(ChunkResult(start - len(done), done, None, 0.0, backend.name))
+            self._list(_Entry(start - len(done), 0, future, backend))
+            return True
+        if self._backend_traits().runs_inline:
+            if done:
+                assert isinstance(backend, InlineBackend)  # else _chunks() yielded them first
+                future = backend.submit_after(self._prepared, items, start, done)
+            else:
+                future = backend.submit(self._prepared, items, start)
             result = future.result()
             ran = result.error_index - start + (result.error is not None)
-            if ran < count:
+            if ran < len(items):
                 self._feed.give_back(items[ran:])
-            count = ran
             if self._progress is not None:
                 self._progress.chunk_done(result, ran - (result.error is not None))
-        elif self._progress is not None:
+            self._next_index += ran
+            # The entry's start is that of its values, which include ``done`` when joined.
+            self._list(_Entry(start - len(done) if done else start, ran, future, backend))
+            return True
+        if self._progress is not None:
             future.add_done_callback(self._progress_of)
-        self._next_index += count
-        # The entry's start is that of its values, which include ``done`` when it was joined.
-        return _Entry(start - len(done) if done else start, count, future, backend)
+        self._list(_Entry(start, len(items), future, backend))
+        self._next_index += len(items)
+        backend.submit(self._prepared, items, start, future)
+        return True
+
+    def _list(self, entry: _Entry) -> None:
+        with self._lock:
+            self._pending.append(entry)
+            if not self._cancelled:
+                return
+        _cancel([entry])  # cancel() came first and could not see it
 
     def _progress_of(self, future: Future[ChunkResult]) -> None:
         assert self._progress is not None

@@ -1,0 +1,305 @@
+"""One call, one run: pools are leased under it, it can be cancelled from any thread, and
+leaving it early stops its work."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+from concurrent.futures import CancelledError
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import smartpool
+from smartpool import _api
+from smartpool._backends import registry
+
+from .helpers import double, first_then_wait, signal_then_wait
+from .subprocesses import run_python
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_in_use_is_never_shut_down_by_other_calls(parallel_backend: str) -> None:
+    """Calls of many pool sizes while a stream runs: more pools than are kept idle, and the
+    stream's own pool is never taken from under it (it was, as the least recently used)."""
+    results = []
+    stream = smartpool.imap(
+        double, range(120), backend=parallel_backend, max_workers=2, chunksize=1
+    )
+    for i, value in enumerate(stream):
+        results.append(value)
+        if i % 8 == 0:
+            n = 1 + (i // 8) % 8
+            assert smartpool.parallel_map(
+                double, range(n), backend=parallel_backend, max_workers=n
+            ) == [2 * x for x in range(n)]
+    assert results == [2 * x for x in range(120)]
+
+
+@pytest.mark.timeout(120)
+def test_the_default_auto_stream_survives_calls_that_size_their_own_pools() -> None:
+    """The issue's repro, as a user wrote it: all defaults, thread pools sized by item count."""
+
+    def fetch(x: int) -> int:
+        threading.Event().wait(0.002)
+        return x * 2
+
+    def sub(x: int) -> int:
+        threading.Event().wait(0.002)
+        return x + 1
+
+    out = []
+    for i, r in enumerate(smartpool.imap(fetch, (x for x in range(400)))):
+        out.append(r)
+        if i % 25 == 0:
+            n = 3 + (i // 25) % 8
+            assert smartpool.parallel_map(sub, range(n)) == [x + 1 for x in range(n)]
+    assert out == [2 * x for x in range(400)]
+
+
+@pytest.mark.timeout(120)
+def test_sixteen_threads_calling_with_different_pool_sizes_all_succeed() -> None:
+    start = threading.Barrier(16)
+    errors: list[str] = []
+
+    def caller(n: int) -> None:
+        try:
+            start.wait(30)
+            for _ in range(3):
+                expected = [2 * x for x in range(n)]
+                assert (
+                    smartpool.parallel_map(double, range(n), backend="thread", max_workers=n)
+                    == expected
+                )
+                got = smartpool.parallel_map(
+                    double, range(n), backend="process", max_workers=1 + n % 5
+                )
+                assert got == expected
+        except BaseException as exc:
+            errors.append(f"{n}: {exc!r}")
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(2, 18)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(100)
+    assert not [t for t in threads if t.is_alive()], "a caller hung"
+    assert errors == []
+
+
+def _runs_logged(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.timeout(120)
+def test_a_pending_submit_can_be_cancelled_and_never_runs(
+    parallel_backend: str, tmp_path: Path
+) -> None:
+    started, gate, log = smartpool.Event(), smartpool.Event(), tmp_path / "runs"
+    hint = smartpool.io_bound if parallel_backend == "thread" else smartpool.cpu_bound
+    task = hint(backend=parallel_backend, max_workers=1)(signal_then_wait)
+
+    first = task.submit((started, gate, str(log)))
+    assert started.wait(30), "the first call never started"
+    second = task.submit((started, gate, str(log)))
+    assert first.running()
+    assert not second.running() and not second.done()  # queued behind the only worker
+    assert second.cancel()
+    assert second.cancelled()
+    gate.set()
+    assert first.result(30) == "set"
+    assert task.submit((started, gate, str(log))).result(30) == "set"
+    assert _runs_logged(log) == 2  # the first and the third: the cancelled call never ran
+    with pytest.raises(CancelledError):
+        second.result(0)
+
+
+def test_a_running_submit_cannot_be_cancelled(parallel_backend: str, tmp_path: Path) -> None:
+    started, gate = smartpool.Event(), smartpool.Event()
+    hint = smartpool.io_bound if parallel_backend == "thread" else smartpool.cpu_bound
+    task = hint(backend=parallel_backend, max_workers=1)(signal_then_wait)
+    future = task.submit((started, gate, str(tmp_path / "runs")))
+    assert started.wait(30)
+    assert not future.cancel()  # as with concurrent.futures: a running call is not interrupted
+    gate.set()
+    assert future.result(30) == "set"
+
+
+def _finishes_within(seconds: float, fn: Any) -> bool:
+    """Whether ``fn()`` returns within ``seconds`` (it runs on a daemon thread)."""
+    done = threading.Event()
+
+    def target() -> None:
+        fn()
+        done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    return done.wait(seconds)
+
+
+@pytest.mark.timeout(120)
+def test_a_running_map_is_cancelled_from_another_thread(parallel_backend: str) -> None:
+    """The caller's wait ends in CancelledError, and the items still running stop holding the
+    pool: the next call on the same pool finishes at once (they would wait 60 s)."""
+    gate = smartpool.Event()
+    items = [(i, gate) for i in range(6)]
+    options = {"backend": parallel_backend, "max_workers": 2, "chunksize": 1}
+    run, _ = _api.start(first_then_wait, items, options)
+    got_first, outcome = threading.Event(), []
+
+    def consume() -> None:
+        try:
+            for values in run.results():
+                outcome.extend(values)
+                got_first.set()
+        except CancelledError:
+            outcome.append("cancelled")
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        assert got_first.wait(30)
+        run.cancel()
+        consumer.join(30)
+        assert not consumer.is_alive()
+        assert outcome == [0, "cancelled"]
+        again = [(0, gate), (0, gate)]
+        assert _finishes_within(
+            30, lambda: smartpool.parallel_map(first_then_wait, again, **options)
+        )
+    finally:
+        gate.set()  # abandoned threads (threads cannot be killed) finish now
+
+
+@pytest.mark.timeout(60)
+def test_cancel_from_another_thread_wakes_a_waiting_next(parallel_backend: str) -> None:
+    gate = smartpool.Event()
+    results = smartpool.imap(
+        first_then_wait,
+        [(i, gate) for i in range(4)],
+        backend=parallel_backend,
+        max_workers=2,
+        chunksize=1,
+    )
+    try:
+        assert next(results) == 0
+        timer = threading.Timer(0.05, results.cancel)
+        timer.start()
+        with pytest.raises(CancelledError):
+            next(results)  # waits for item 1 until the cancel
+        with pytest.raises(CancelledError):
+            next(results)
+        timer.join()
+    finally:
+        gate.set()
+
+
+def test_a_run_cancelled_before_it_starts_runs_nothing(tmp_path: Path) -> None:
+    results = smartpool.imap(double, range(10), backend="thread")
+    results.cancel()
+    with pytest.raises(CancelledError):
+        next(results)
+
+
+def test_every_lease_is_released_when_calls_end(backend: str) -> None:
+    smartpool.parallel_map(double, range(20), backend=backend, max_workers=2)
+    stream = smartpool.imap(double, range(1000), backend=backend, max_workers=2, chunksize=1)
+    next(stream)
+    assert sum(p.holders for p in registry._pools.values()) == 1  # the stream's
+    stream.close()
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert all(p.holders == 0 for p in registry._pools.values())
+    with pytest.raises(ZeroDivisionError):
+        smartpool.parallel_map(lambda x: 1 // 0 if x == 3 else x, range(8), backend=backend)
+    assert all(p.holders == 0 for p in registry._pools.values())
+
+
+EARLY_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import json, os, threading, time
+    import smartpool
+    from tests.helpers import double, first_then_wait
+
+    def descendants():
+        parents = {}
+        for name in os.listdir("/proc"):
+            try:
+                if name.isdigit():
+                    stat = open(f"/proc/{name}/stat").read()
+                    parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                pass  # the process exited while we looked
+        found, frontier = set(), {os.getpid()}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+            found |= frontier
+        return len(found)
+
+    def snapshot():
+        smartpool.shutdown()  # what is left after it is a leak: orphans, fds, files, threads
+        # Large-buffer files of this process (other processes' files come and go meanwhile).
+        shm = sorted(n for n in os.listdir("/dev/shm") if n.startswith(f"smartpool-{os.getpid()}-"))
+        return [threading.active_count(), descendants(), len(os.listdir("/proc/self/fd")), shm]
+
+    gate = smartpool.Event()  # never set: every item but the first waits 60 s unless stopped
+    items = [(i, gate) for i in range(6)]
+
+    def leave(rep):
+        results = smartpool.imap(
+            first_then_wait, items, backend="process", max_workers=2, chunksize=1
+        )
+        how = rep % 4
+        if how == 0:
+            assert next(results) == 0
+            results.close()
+        elif how == 1:
+            for value in results:
+                break
+        elif how == 2:
+            try:
+                for value in results:
+                    raise KeyError(value)
+            except KeyError:
+                pass
+        else:
+            assert next(results) == 0
+            del results
+
+    leave(0)
+    before = snapshot()
+    slowest = 0.0
+    for rep in range(200):
+        leave(rep)
+        began = time.perf_counter()
+        got = smartpool.parallel_map(double, range(4), backend="process", max_workers=2)
+        assert got == [0, 2, 4, 6]
+        slowest = max(slowest, time.perf_counter() - began)
+    print(json.dumps({"before": before, "after": snapshot(), "slowest": slowest}), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_leaving_a_process_imap_early_stops_its_work_and_leaks_nothing() -> None:
+    """200 early exits by every means: each next call finds both workers free (the abandoned
+    items would hold them 60 s), and children, threads, fds and /dev/shm stay flat."""
+    done = run_python("-c", EARLY_EXIT_SCRIPT, timeout=170, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["after"] == report["before"]
+    assert report["slowest"] < 30  # far below the 60 s an abandoned item would hold a worker
+
+
+def test_an_imap_dropped_before_its_first_result_releases_its_pool(parallel_backend: str) -> None:
+    results = smartpool.imap(double, range(10), backend=parallel_backend, max_workers=3)
+    assert sum(p.holders for p in registry._pools.values()) == 1
+    results.close()
+    assert sum(p.holders for p in registry._pools.values()) == 0
+    results = smartpool.imap(double, range(10), backend=parallel_backend, max_workers=3)
+    del results
+    assert sum(p.holders for p in registry._pools.values()) == 0
