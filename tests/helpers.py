@@ -108,3 +108,13 @@ def nested_sum(n: int) -> int:
     import smartpool
 
     return sum(smartpool.parallel_map(double, range(n), backend="thread", max_workers=2))
+
+
+def fail_first_attempt(item: tuple[str, int]) -> int:
+    """Raise OSError the first time an item runs (a marker file remembers it), then return it."""
+    folder, index = item
+    try:
+        os.close(os.open(os.path.join(folder, str(index)), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return index
+    raise OSError(f"first attempt at {index}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,32 @@ def test_an_imap_dropped_before_its_first_result_releases_its_pool(parallel_back
     results = smartpool.imap(double, range(10), backend=parallel_backend, max_workers=3)
     del results
     assert sum(p.holders for p in registry._pools.values()) == 0
+
+
+def _two_then_fail() -> Iterator[int]:
+    yield 1
+    yield 2
+    raise LookupError("the input broke")
+
+
+@pytest.mark.parametrize("chunksize", [1, None])
+def test_results_of_items_read_before_the_input_raised_are_delivered(
+    backend: str, chunksize: int | None
+) -> None:
+    """As builtin ``map``: every result before the error, then the input's own exception."""
+    got: list[int] = []
+    with pytest.raises(LookupError, match="the input broke") as caught:
+        for value in smartpool.imap(double, _two_then_fail(), backend=backend, chunksize=chunksize):
+            got.append(value)
+    assert got == [2, 4]
+    assert "smartpool: raised by the input after 2 items" in caught.value.__notes__
+    with pytest.raises(LookupError):
+        smartpool.parallel_map(double, _two_then_fail(), backend=backend)
+
+
+def test_auto_delivers_the_probes_results_before_the_inputs_error() -> None:
+    got: list[int] = []
+    with pytest.raises(LookupError):
+        for value in smartpool.imap(double, _two_then_fail()):
+            got.append(value)
+    assert got == [2, 4]

@@ -20,6 +20,7 @@ from ._errors import SmartpoolError
 from ._options import MapOptions, Options
 from ._planner import Hint, Plan
 from ._probe import probe_items
+from ._run.events import Observer
 from ._run.run import Run, length_of, with_note
 from ._task import Call, RetryPolicy
 
@@ -166,12 +167,20 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
 
 
 def start(
-    fn: Callable[..., Any], iterable: Iterable[Any], given: Mapping[str, Any]
+    fn: Callable[..., Any],
+    iterable: Iterable[Any],
+    given: Mapping[str, Any],
+    observers: tuple[Observer, ...] = (),
 ) -> tuple[Run, bool]:
-    """The run of ``parallel_map(fn, iterable, **given)``, and whether its results are ordered."""
+    """The run of ``parallel_map(fn, iterable, **given)``, and whether its results are ordered.
+
+    ``observers`` receive the run's :class:`~smartpool._run.events.RunEvent` s (the layers above,
+    such as progress bars, attach here).
+    """
     options = resolve_options(fn, given)
     call = make_call(raw_function(fn), options, portable=fn, items=iterable)
-    return Run(fn, call, iterable, options, hint=hint_of(fn)), options.ordered
+    run = Run(fn, call, iterable, options, hint=hint_of(fn), observers=observers)
+    return run, options.ordered
 
 
 def _collect(chunks: Iterator[list[R]], ordered: bool) -> list[R]:

@@ -106,6 +106,8 @@ class Feed:
 
     A sequence (list, tuple, range) is sliced, which costs far less per item than iterating;
     anything else is read lazily, only as far as chunks are taken, so endless generators work.
+    An input that raises ends there: the items read before it are handed out, and the error is
+    kept in :attr:`failed` for the caller to raise once their results are delivered.
     """
 
     def __init__(self, iterable: Iterable[Any]) -> None:
@@ -123,6 +125,14 @@ class Feed:
                 ) from None
         self._position = 0
         self._returned: list[Any] = []
+        self._read = 0  # items taken from an iterator and not given back
+        #: What the input raised, if it did; no item is read after it.
+        self.failed: Exception | None = None
+
+    @property
+    def read(self) -> int:
+        """How many items have been taken (and not given back)."""
+        return self._position if self._sequence is not None else self._read
 
     def take(self, n: int) -> Sequence[Any]:
         """Up to ``n`` next items (fewer at the end; empty when there are none left)."""
@@ -135,10 +145,16 @@ class Feed:
             self._position += len(chunk)
             return chunk
         assert self._iterator is not None
+        chunk = []
         if self._returned:
             chunk, self._returned = self._returned[:n], self._returned[n:]
-            return chunk + list(itertools.islice(self._iterator, n - len(chunk)))
-        return list(itertools.islice(self._iterator, n))
+        if self.failed is None and len(chunk) < n:
+            try:  # ``extend`` keeps the items read before an error
+                chunk.extend(itertools.islice(self._iterator, n - len(chunk)))
+            except Exception as exc:
+                self.failed = exc
+        self._read += len(chunk)
+        return chunk
 
     def give_back(self, rest: Sequence[Any]) -> None:
         """Put the unrun end of the last chunk taken back in front of the input."""
@@ -146,3 +162,4 @@ class Feed:
             self._position -= len(rest)
         else:
             self._returned[:0] = list(rest)
+            self._read -= len(rest)

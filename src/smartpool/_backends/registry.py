@@ -48,6 +48,19 @@ def register(name: str, target: str, traits: BackendTraits) -> None:
         _options.BACKEND_NAMES.append(name)
 
 
+def unregister(name: str) -> None:
+    """Remove backend ``name`` (its idle pools are shut down; calls holding one keep it)."""
+    _registered.pop(name, None)
+    _classes.pop(name, None)
+    if name in _options.BACKEND_NAMES:
+        _options.BACKEND_NAMES.remove(name)
+    with _lock:
+        idle = [k for k, p in _pools.items() if p.backend.name == name and p.holders <= 0]
+        evicted = [_pools.pop(k).backend for k in idle]
+    for backend in evicted:
+        backend.shutdown(wait=False)
+
+
 def names() -> tuple[str, ...]:
     """The registered backends, in registration order."""
     return tuple(_registered)

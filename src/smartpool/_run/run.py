@@ -134,8 +134,13 @@ class Run:
             if self._cancelled:
                 raise CancelledError()
             if self.plan is None and not (yield from self._probe()):
-                return
-            yield from self._chunks()
+                pass  # the probe ran every item (or failed)
+            else:
+                yield from self._chunks()
+            failed = self._feed.failed
+            if failed is not None:  # every result before it was delivered: now the input's error
+                add_note(failed, f"smartpool: raised by the input after {self._feed.read} items")
+                raise failed
         except KeyboardInterrupt:
             self.cancel()  # before the finally below: the workers stop now, not after a wait
             raise
