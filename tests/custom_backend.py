@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from smartpool._backends.thread import ThreadBackend
-from smartpool._task import Call, ChunkResult
+from smartpool._work.task import Call, ChunkResult
 
 #: (workers, first index, items) of every chunk the backend was given.
 submitted: list[tuple[int, int, int]] = []

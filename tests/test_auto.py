@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import smartpool
-from smartpool import _chunking, _gil, _probe
+from smartpool._routing import gil as _gil
+from smartpool._routing import probe as _probe
+from smartpool._work import chunking as _chunking
 
 from .workloads import mark_once, nap, sha, spin, spin_where
 

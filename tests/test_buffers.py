@@ -90,7 +90,7 @@ def test_export_and_attach_round_trip() -> None:
 
     array = np.linspace(0, 1, 200_000)
     large: list[pickle.PickleBuffer] = []
-    data = smartpool._serialize.dumps(array, large)
+    data = smartpool._transport.serialize.dumps(array, large)
     assert len(large) == 1 and len(data) < 1000  # the data left the stream
     paths = buffers.export(large)
     mappings = Mappings()

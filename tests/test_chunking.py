@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartpool._chunking import ChunkSizer, Feed
+from smartpool._work.chunking import ChunkSizer, Feed
 
 
 @given(

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from smartpool._estimates import Environment
-from smartpool._planner import Options, Plan, make_plan, replan
-from smartpool._probe import Measurement
+from smartpool._routing.cost import Environment
+from smartpool._routing.measurement import Measurement
+from smartpool._routing.planner import Options, Plan, make_plan, replan
 
 TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)
 AUTO = Options()

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from smartpool import _gil
-from smartpool._spare_threads import MAX_WAITING, spare
+from smartpool._routing import gil as _gil
+from smartpool._work.spare_threads import MAX_WAITING, spare
 
 
 def _probe_threads() -> int:
@@ -103,9 +103,10 @@ def test_an_interrupted_sample_stops_its_sampler() -> None:
 
 
 _FORK_SERVER_AFTER_A_SAMPLE = """
-from smartpool import _gil, parallel_map
+from smartpool import parallel_map
+from smartpool._routing import gil as _gil
 from smartpool._process import launcher
-from smartpool._spare_threads import spare
+from smartpool._work.spare_threads import spare
 
 def spin(n):
     return sum(range(n))
@@ -124,8 +125,8 @@ print("ok")
 
 _FORKED_CHILD_STARTS_ITS_OWN = """
 import os
-from smartpool import _gil
-from smartpool._spare_threads import spare
+from smartpool._routing import gil as _gil
+from smartpool._work.spare_threads import spare
 
 _gil.sample_in_pairs(sum, [[1, 2]] * 4, 0)
 assert spare.waiting() >= 2

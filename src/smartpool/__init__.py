@@ -14,10 +14,7 @@ from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
 from ._backends import shutdown as shutdown
-from ._classify import Classification as Classification
-from ._classify import classify as classify
 from ._config import configure as configure
-from ._decisions import forget as forget
 from ._decorators import TaskFunction as TaskFunction
 from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
@@ -28,7 +25,10 @@ from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._options import MapOptions as MapOptions
-from ._planner import Plan as Plan
+from ._routing.classify import Classification as Classification
+from ._routing.classify import classify as classify
+from ._routing.memory import forget as forget
+from ._routing.planner import Plan as Plan
 
 __version__ = "0.1.0.dev0"
 

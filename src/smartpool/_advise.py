@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import _api, _decisions, _estimates
-from ._classify import Classification, classify
+from . import _api
 from ._options import BackendChoice
+from ._routing import cost, memory
+from ._routing.classify import Classification, classify
 
 BACKENDS: tuple[BackendChoice, ...] = ("serial", "thread", "process")
 #: How long the serial run of an advice comparison should take, roughly.
@@ -68,7 +69,7 @@ def advise(fn: Callable[..., Any], args: Sequence[Any], name: str | None = None)
     star = _api.StarCall(fn)
     items: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(tuple(args), {})] * calls
     seconds = compare(star, items)
-    _decisions.forget(star)
+    memory.forget(star)
     plan = _api.explain(star, items)
     return Advice(
         function=name or str(getattr(fn, "__qualname__", None) or repr(fn)),
@@ -83,5 +84,5 @@ def advise(fn: Callable[..., Any], args: Sequence[Any], name: str | None = None)
 def _calls_for(call_seconds: float) -> int:
     """Enough calls for the serial run to take about COMPARISON_SECONDS (between 8 and 2000)."""
     wanted = COMPARISON_SECONDS / max(call_seconds, 1e-6)
-    cores = _estimates.cpu_count()
+    cores = cost.cpu_count()
     return int(min(2000, max(8, 4 * cores, math.ceil(wanted))))

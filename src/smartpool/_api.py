@@ -13,16 +13,18 @@ from typing import Any, Generic, TypeVar, cast
 
 from typing_extensions import Unpack
 
-from . import _options, _planner
-from ._chunking import Feed
-from ._decisions import recall, remember
+from . import _options
 from ._errors import SmartpoolError
 from ._options import MapOptions, Options
-from ._planner import Hint, Plan
-from ._probe import probe_items
+from ._routing import planner
+from ._routing.memory import recall, remember
+from ._routing.planner import Hint, Plan
+from ._routing.probe import probe_items
 from ._run.events import Observer
-from ._run.run import Run, length_of, with_note
-from ._task import Call, RetryPolicy
+from ._run.flight import with_note
+from ._run.run import Run, length_of
+from ._work.chunking import Feed
+from ._work.task import Call, RetryPolicy
 
 logger = logging.getLogger("smartpool")
 
@@ -145,23 +147,23 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     n_items = None if iterable is None else length_of(iterable)
     hint = hint_of(fn)
     measurement = None
-    if _planner.needs_probe(opts, hint, n_items):
+    if planner.needs_probe(opts, hint, n_items):
         measurement = recall(fn)
         if measurement is None and iterable is not None:
             probe = probe_items(
                 raw_function(fn),
                 Feed(iterable),
                 max_items=EXPLAIN_MAX_ITEMS,
-                gil_matters=lambda m: _planner.gil_matters(m, opts, n_items),
+                gil_matters=lambda m: planner.gil_matters(m, opts, n_items),
             )
             if probe.failed is not None:
                 raise with_note(probe.failed, "serial")
             measurement = probe.measurement
             remember(fn, measurement)
     if measurement is not None:
-        plan, _ = _planner.plan_measured(fn, opts, n_items, measurement)
+        plan, _ = planner.plan_measured(fn, opts, n_items, measurement)
     else:
-        plan = _planner.make_plan(fn, opts, hint=hint, n_items=n_items)
+        plan = planner.make_plan(fn, opts, hint=hint, n_items=n_items)
     logger.debug("explain %s: %s", getattr(fn, "__qualname__", fn), plan)
     return plan
 

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
-from . import _api, _decisions, _demo_workloads, _estimates
+from . import _api, _demo_workloads
 from ._advise import BACKENDS, Advice, advise, compare
+from ._routing import cost, memory
 
 
 def _workloads(quick: bool) -> list[tuple[str, Callable[[Any], Any], list[Any]]]:
@@ -41,7 +42,7 @@ def _header(first: str, out: TextIO) -> None:
 def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Run each workload on each backend; print a table; return the rows."""
     out = out if out is not None else cast(TextIO, sys.stdout)
-    cores = _estimates.cpu_count()
+    cores = cost.cpu_count()
     print(
         f"smartpool demo on {cores} core(s); wall-clock seconds (speed-up over serial).\n", file=out
     )
@@ -50,7 +51,7 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
     for name, fn, items in _workloads(quick):
         seconds = compare(fn, items)
         fastest = min(seconds, key=seconds.__getitem__)
-        _decisions.forget(fn)
+        memory.forget(fn)
         picked = _api.explain(fn, items).backend  # what backend="auto" decides, probe included
         print(f"{name:<24}{_cells(seconds)}{fastest:>10}{picked:>18}", file=out)
         rows.append({"workload": name, "seconds": seconds, "fastest": fastest, "picked": picked})

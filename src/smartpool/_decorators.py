@@ -16,7 +16,7 @@ from typing_extensions import Unpack
 
 from . import _api
 from ._options import MapOptions, Options
-from ._planner import Hint
+from ._routing.planner import Hint
 
 P = ParamSpec("P")
 R = TypeVar("R")

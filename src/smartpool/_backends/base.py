@@ -1,9 +1,9 @@
 """The one interface every backend implements: prepare a call, submit chunks, get Futures.
 
-A backend knows how to run :func:`smartpool._task.run_chunk` somewhere (inline, on a thread, in a
-worker process). It decides nothing: the planner chose it and a run drives it. What the planner
-and the run need to know about a backend are its :class:`BackendTraits`, plain data kept by the
-registry, so that neither imports a backend to reason about it.
+A backend knows how to run :func:`smartpool._work.task.run_chunk` somewhere (inline, on a
+thread, in a worker process). It decides nothing: the planner chose it and a run drives it. What
+the planner and the run need to know about a backend are its :class:`BackendTraits`, plain data
+kept by the registry, so that neither imports a backend to reason about it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._task import Call, ChunkResult, settle
+from .._work.task import Call, ChunkResult, settle
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 from .. import _config
 from .._process import buffers
 from .._process.pool import ProcessPool, Task
-from .._serialize import dump_function, dump_items, dumps
-from .._task import NO_RETRY, Call, ChunkResult
+from .._transport.serialize import dump_function, dump_items, dumps
+from .._work.task import NO_RETRY, Call, ChunkResult
 from .base import Backend
 
 _keys = itertools.count(1)

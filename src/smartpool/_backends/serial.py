@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from .._task import Call, ChunkResult, run_chunk
+from .._work.task import Call, ChunkResult, run_chunk
 from . import registry
 from .base import InlineBackend
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
-from .. import _context
 from .._errors import TaskTimeoutError
-from .._task import Call, ChunkResult, run_chunk, settle
+from .._work import context
+from .._work.task import Call, ChunkResult, run_chunk, settle
 from .base import Backend
 
 _ids = itertools.count(1)
@@ -123,7 +123,7 @@ class ThreadPool:
                 if work.timeout is not None:
                     self._track(work)
                 try:
-                    with _context.running_task():
+                    with context.running_task():
                         settle(work.future, work.run())
                 except BaseException as exc:  # pragma: no cover - run_chunk captures errors
                     settle(work.future, error=exc)

@@ -19,17 +19,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Set
 from typing import TYPE_CHECKING, Protocol
 
-import smartpool
-
-from .. import _deadline
-from .._spare_threads import spare
+from .._work import deadline
+from .._work.spare_threads import spare
 from .channel import Channel
 
 if TYPE_CHECKING:
     import subprocess  # imported where a process is started with it: the import is not free
 from .signals import sigint_blocked
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(smartpool.__file__)))
+# This file is smartpool/_process/launcher.py: the folder holding the smartpool package is three up.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
 class WorkerProcess(ABC):
@@ -308,7 +307,7 @@ def _single_threaded(also_harmless: Set[int] = frozenset()) -> bool:
     """Whether forking now is safe: no thread but this one, or only smartpool's deadline
     watcher (``_deadline``), which only ever waits on its own condition or ends an iterator,
     and threads in ``also_harmless`` (probe threads kept waiting for work)."""
-    harmless = ({_deadline.watcher.native_id} | set(also_harmless)) - {None}
+    harmless = ({deadline.watcher.native_id} | set(also_harmless)) - {None}
     try:
         tasks = {int(tid) for tid in os.listdir("/proc/self/task")}
     except FileNotFoundError:  # pragma: no cover - no /proc

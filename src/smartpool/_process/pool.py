@@ -28,9 +28,9 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
-from .._remote import add_note, load_exception
-from .._serialize import loads
-from .._task import ChunkResult, RetryPolicy, settle
+from .._transport.remote import add_note, load_exception
+from .._transport.serialize import loads
+from .._work.task import ChunkResult, RetryPolicy, settle
 from . import buffers
 from .channel import wait
 from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .. import _deadline
+from .._work import deadline
 
 #: A file not written over within this many seconds is removed.
 KEEP_SECONDS = 5.0
@@ -113,7 +113,7 @@ class Spares:
         gone: list[str] = []
         with self._lock:
             if older_than is None and self._expiry is not None:
-                _deadline.watcher.disarm(self._expiry)
+                deadline.watcher.disarm(self._expiry)
                 self._expiry = None
             for size in list(self._by_size):
                 kept = self._by_size[size]
@@ -148,7 +148,7 @@ class Spares:
 
     def _arm(self, seconds: float) -> None:
         """(With the lock held.) Have the watcher call :meth:`expire` in ``seconds``."""
-        self._expiry = _deadline.watcher.call_at(time.perf_counter() + seconds, Spares.expire, self)
+        self._expiry = deadline.watcher.call_at(time.perf_counter() + seconds, Spares.expire, self)
 
     def _bytes(self) -> int:
         return sum(size * len(kept) for size, kept in self._by_size.items())

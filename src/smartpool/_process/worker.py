@@ -33,11 +33,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
 
-from .. import _context
 from .._errors import SerializationError
-from .._remote import add_note, dump_exception
-from .._serialize import dump_items, loads
-from .._task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
+from .._transport.remote import add_note, dump_exception
+from .._transport.serialize import dump_items, loads
+from .._work import context
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 from .channel import Channel
 from .mappings import IDLE_SWEEP_SECONDS, Mappings
 from .signals import ignore_sigint
@@ -49,7 +49,7 @@ FUNCTION_CACHE_SIZE = 8
 def main(fd: int) -> None:
     """Entry point of every worker process, whatever started it."""
     ignore_sigint()
-    _context.mark_worker_process()
+    context.mark_worker_process()
     _forget_parent_pools()
     reseed_random()
     conn = Channel(fd)
@@ -167,7 +167,7 @@ def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes, int]:
 
 
 def _first_unpicklable(values: list[Any]) -> int:
-    from .._serialize import dumps
+    from .._transport.serialize import dumps
 
     for index, value in enumerate(values):
         try:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._task import ChunkResult
+from .._work.task import ChunkResult
 
 
 @dataclass(frozen=True)

@@ -25,34 +25,27 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sized
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
-from typing import Any, NamedTuple, cast
+from concurrent.futures import CancelledError, Future
+from typing import Any
 
-from .. import _planner
 from .._backends import registry
-from .._backends.base import Backend, BackendTraits, InlineBackend
-from .._chunking import ChunkSizer, Feed
-from .._decisions import recall, remember
+from .._backends.base import BackendTraits, InlineBackend
 from .._errors import SerializationError, SmartpoolError
 from .._options import Options
-from .._probe import Measurement, probe_items
-from .._remote import add_note
-from .._task import Call, ChunkResult, settle
+from .._routing import planner
+from .._routing.measurement import Measurement
+from .._routing.memory import recall, remember
+from .._routing.probe import probe_items
+from .._transport.remote import add_note
+from .._work.chunking import ChunkSizer, Feed
+from .._work.task import Call, ChunkResult, settle
 from .events import Observer, Progress
+from .flight import Entry, StartsWith, cancel_chunks, first_done, gather_completed, with_note
 
 logger = logging.getLogger("smartpool")
 
 #: Observe at least this much work before asking for a new plan.
 _REPLAN_MIN_SECONDS = 0.02
-
-
-class _Entry(NamedTuple):
-    """A chunk in flight: its first index, how many items it runs, its Future, its backend."""
-
-    start: int
-    size: int
-    future: Future[ChunkResult]
-    backend: Backend
 
 
 def length_of(iterable: Iterable[Any]) -> int | None:
@@ -80,7 +73,7 @@ class Run:
         items: Iterable[Any],
         options: Options,
         *,
-        hint: _planner.Hint | None,
+        hint: planner.Hint | None,
         observers: tuple[Observer, ...] = (),
         standalone: bool = False,
     ) -> None:
@@ -90,18 +83,18 @@ class Run:
         self._n_items = length_of(items)
         self._feed = Feed(items)
         self._lock = threading.Lock()
-        self._pending: deque[_Entry] = deque()
+        self._pending: deque[Entry] = deque()
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
         self._progress = Progress(observers, self._n_items) if observers else None
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._probed: Measurement | None = None  # set when the plan came from a measurement
-        self.plan: _planner.Plan | None = None
+        self.plan: planner.Plan | None = None
         if standalone:
-            self._use(_planner.make_plan(fn, options, hint=hint, n_items=None))
-        elif not _planner.needs_probe(options, hint, self._n_items):
-            self._use(_planner.make_plan(fn, options, hint=hint, n_items=self._n_items))
+            self._use(planner.make_plan(fn, options, hint=hint, n_items=None))
+        elif not planner.needs_probe(options, hint, self._n_items):
+            self._use(planner.make_plan(fn, options, hint=hint, n_items=self._n_items))
 
     # -- from any thread ----------------------------------------------------------------------
 
@@ -117,7 +110,7 @@ class Run:
                 return
             self._cancelled = True
             pending = list(self._pending)
-        _cancel(pending)
+        cancel_chunks(pending)
 
     def close(self) -> None:
         """End the run where it stands: cancel what is in flight, release its pools (once)."""
@@ -155,7 +148,7 @@ class Run:
         """
         assert self.plan is not None, "a run of one item is planned when made"
         backend = self._backend
-        chunk = _StartsWith(future)
+        chunk = StartsWith(future)
 
         def finish(done: Future[ChunkResult]) -> None:
             try:
@@ -177,7 +170,7 @@ class Run:
         chunk.add_done_callback(finish)
         future.add_done_callback(cancel_chunk)
         with self._lock:
-            self._pending.append(_Entry(0, 1, chunk, backend))
+            self._pending.append(Entry(0, 1, chunk, backend))
         try:
             backend.submit(self._prepared, self._feed.take(1), 0, chunk)
         except BaseException:
@@ -199,7 +192,7 @@ class Run:
                 self._call.fn,
                 self._feed,
                 retry=self._call.retry,
-                gil_matters=lambda m: _planner.gil_matters(m, options, n_items),
+                gil_matters=lambda m: planner.gil_matters(m, options, n_items),
             )
             if self._progress is not None:
                 error = None if probe.failed is None else probe.failed.error
@@ -217,7 +210,7 @@ class Run:
                 return False
             self._done = probe.values or None
         n_left = None if n_items is None else n_items - done
-        plan, self._probed = _planner.plan_measured(fn, options, n_left, measurement)
+        plan, self._probed = planner.plan_measured(fn, options, n_left, measurement)
         for reason in plan.reasons:
             if reason.startswith("WARNING: "):
                 warnings.warn(reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=4)
@@ -240,11 +233,11 @@ class Run:
                 exhausted = not self._submit_next()
             if not pending:
                 return
-            entry = pending[0] if ordered else _first_done(pending)
+            entry = pending[0] if ordered else first_done(pending)
             try:
                 result = entry.future.result()
             except SmartpoolError as error:
-                _gather_completed(error, pending)
+                gather_completed(error, pending)
                 raise
             with self._lock:
                 pending.remove(entry)
@@ -272,7 +265,7 @@ class Run:
                 return False
             # Nothing left to join them to: they come out as a chunk of their own.
             future.set_result(ChunkResult(start - len(done), done, None, 0.0, backend.name))
-            self._list(_Entry(start - len(done), 0, future, backend))
+            self._list(Entry(start - len(done), 0, future, backend))
             return True
         if self._backend_traits().runs_inline:
             if done:
@@ -288,28 +281,28 @@ class Run:
                 self._progress.chunk_done(result, ran - (result.error is not None))
             self._next_index += ran
             # The entry's start is that of its values, which include ``done`` when joined.
-            self._list(_Entry(start - len(done) if done else start, ran, future, backend))
+            self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
         if self._progress is not None:
             future.add_done_callback(self._progress_of)
-        self._list(_Entry(start, len(items), future, backend))
+        self._list(Entry(start, len(items), future, backend))
         self._next_index += len(items)
         backend.submit(self._prepared, items, start, future)
         return True
 
-    def _list(self, entry: _Entry) -> None:
+    def _list(self, entry: Entry) -> None:
         with self._lock:
             self._pending.append(entry)
             if not self._cancelled:
                 return
-        _cancel([entry])  # cancel() came first and could not see it
+        cancel_chunks([entry])  # cancel() came first and could not see it
 
     def _progress_of(self, future: Future[ChunkResult]) -> None:
         assert self._progress is not None
         if not future.cancelled() and future.exception() is None:
             self._progress.chunk_done(future.result())
 
-    def _use(self, plan: _planner.Plan) -> None:
+    def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers)
         try:
@@ -364,7 +357,7 @@ class Run:
         )
         assert self.plan is not None
         left = None if self._n_items is None else self._n_items - self._next_index
-        new = _planner.replan(
+        new = planner.replan(
             self.plan, measurement, self._probed, self._options, n_left=left, done=self._next_index
         )
         observed[:] = [0, 0.0, 0.0]
@@ -383,68 +376,12 @@ class Run:
             pending, leases = list(self._pending), self._leases
             self._pending.clear()
             self._leases = []
-        _cancel(pending)
+        cancel_chunks(pending)
         for lease in leases:
             lease.release()
         if self._progress is not None:
             self._progress.finish()
 
 
-class _StartsWith(Future[ChunkResult]):
-    """A chunk's Future that starts ``outer`` (the caller's Future) when a worker takes it."""
-
-    def __init__(self, outer: Future[Any]) -> None:
-        super().__init__()
-        self._outer = outer
-
-    def set_running_or_notify_cancel(self) -> bool:
-        if not super().set_running_or_notify_cancel():
-            return False
-        if self._outer.set_running_or_notify_cancel():
-            return True
-        self.set_exception(CancelledError())  # the caller cancelled between the two: skip it
-        return False
-
-
-def with_note(result: ChunkResult, backend: str) -> BaseException:
-    """The chunk's error, annotated with the failing item, the backend and the worker."""
-    error = result.error
-    assert error is not None
-    add_note(
-        error,
-        f"smartpool: item {result.error_index} failed on the {backend} backend ({result.worker})",
-    )
-    return error
-
-
 def _name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or repr(fn))
-
-
-def _gather_completed(error: SmartpoolError, pending: deque[_Entry]) -> None:
-    """Add the results of chunks that completed meanwhile to the error's ``completed``."""
-    completed: object = getattr(error, "completed", None)
-    if isinstance(completed, dict):
-        found = cast("dict[int, Any]", completed)
-        for start, _, future, _ in pending:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                values = future.result().values
-                found.update(zip(range(start, start + len(values)), values, strict=True))
-
-
-def _first_done(pending: deque[_Entry]) -> _Entry:
-    for entry in pending:
-        if entry.future.done():
-            return entry
-    wait([e.future for e in pending], return_when=FIRST_COMPLETED)
-    return next(e for e in pending if e.future.done())
-
-
-def _cancel(entries: Iterable[_Entry]) -> None:
-    """Cancel the chunks not yet done, each through its backend."""
-    by_backend: dict[int, tuple[Backend, list[Future[ChunkResult]]]] = {}
-    for entry in entries:
-        if not entry.future.done():
-            by_backend.setdefault(id(entry.backend), (entry.backend, []))[1].append(entry.future)
-    for backend, futures in by_backend.values():
-        backend.cancel(futures)

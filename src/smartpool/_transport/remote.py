@@ -14,7 +14,7 @@ import traceback
 from types import TracebackType
 from typing import Any, cast
 
-from ._errors import RemoteError
+from .._errors import RemoteError
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -45,7 +45,7 @@ def qualified_name(cls: type) -> str:
 
 def dump_exception(exc: BaseException) -> bytes:
     """Serialize ``exc`` with its traceback chain; fall back to a :class:`RemoteError`."""
-    from ._serialize import cloud_dumps
+    from .serialize import cloud_dumps
 
     # tblib registers picklers for the exception's types and its traceback (untyped module).
     pickling_support: Any = importlib.import_module("tblib.pickling_support")

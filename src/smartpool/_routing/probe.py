@@ -4,7 +4,7 @@ it holds the GIL while it runs.
 The probe runs in the caller on the first items of the job and keeps their results, so no item is
 computed twice and side effects happen once per item. It stops early: a few items or a few
 milliseconds, whichever comes later, within a hard time budget. Whether a call holds the GIL is
-measured by :mod:`smartpool._gil` while a few more items run.
+measured by :mod:`smartpool._routing.gil` while a few more items run.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import _deadline, _gil
-from ._chunking import Feed
-from ._clock import ThreadClock
-from ._errors import SerializationError
-from ._serialize import dump_function, dumps
-from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from .._errors import SerializationError
+from .._transport.serialize import dump_function, dumps
+from .._work import deadline
+from .._work.chunking import Feed
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from . import gil
+from .clock import ThreadClock
+from .measurement import Measurement
 
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
@@ -45,31 +47,6 @@ MIN_GIL_CPU = 0.3
 #: computed for at least this share of their time: items of one kind (not, say, computing and
 #: waiting in turn, which more items are sampled to tell).
 ALIKE_CPU = 0.8
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What a probe saw of a function, in the units the planner reasons with."""
-
-    #: Mean wall-clock seconds per call (not counting time queued for a core).
-    call_seconds: float
-    #: CPU time of the calling thread / wall time, in [0, 1]: 1 computes, 0 waits.
-    cpu_fraction: float
-    #: Whether other threads could run Python while a call ran; None when not measured.
-    releases_gil: bool | None
-    #: Whether sample items and results (and, once checked, the function) pickle; None: unknown.
-    picklable: bool | None
-    #: Caller-side seconds per item to pickle it and its result for a worker process.
-    transfer_seconds: float
-    #: How many calls were timed.
-    samples: int
-    #: Why the measurement may be off, or None.
-    doubt: str | None = None
-    #: Share of a call's running time during which it held the GIL (0 to 1); None: not measured.
-    gil_held: float | None = None
-    #: Caller-side seconds, once per call, to move large buffers that several items share (one
-    #: dataset handed to every item): they go to shared memory once, not with each item.
-    shared_transfer_seconds: float = 0.0
 
 
 @dataclass
@@ -97,8 +74,8 @@ def probe_items(
     what was measured, a few more while a sampler thread measures the GIL. Items taken but not
     run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``)."""
     limit = max_items if max_items is not None else sys.maxsize
-    _deadline.watcher.start()  # thread start-up must not count as the first items' cost
-    _gil.DuringItem.prepare()
+    deadline.watcher.start()  # thread start-up must not count as the first items' cost
+    gil.DuringItem.prepare()
     values: list[Any] = []
     wall = cpu = 0.0
     batch, exhausted, first_stands = 1, False, False
@@ -108,7 +85,7 @@ def probe_items(
     queued: float | None = None  # the calling thread's time queued for a core, once items ran
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
-    first_sample: _gil.DuringItem | None = None
+    first_sample: gil.DuringItem | None = None
     clock = ThreadClock()
     queued_before = clock.queued()
     began = time.perf_counter()
@@ -148,7 +125,7 @@ def probe_items(
             # A first item that ran less than the sampler waits before it starts was only
             # sampled because it lost its core meanwhile, still holding the GIL: that sample
             # says nothing about the function.
-            first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER
+            first_stands = first_wall - first_queued >= gil.SAMPLE_AFTER
             if before and first_stands:
                 queued = clock.queued() if queued is None else queued
                 later_queued = queued - queued_before - first_queued
@@ -193,7 +170,7 @@ def probe_items(
     samples: list[float] = []  # the share held, one per sample
     if sample and first_sample is not None and first_sample.held is not None and first_stands:
         samples.append(first_sample.held)  # a long first item, sampled while it ran
-        if _gil.settled(samples):
+        if gil.settled(samples):
             return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
         return ProbeRun(values, measurement, None, exhausted)
@@ -209,24 +186,24 @@ def probe_items(
                 break
             return ProbeRun(values, measurement, None, True)
         if paired and len(items) >= 2:
-            result, held = _gil.sample_in_pairs(fn, items, len(values), retry)
+            result, held = gil.sample_in_pairs(fn, items, len(values), retry)
         else:
-            result, held = _gil.sample(fn, items, len(values), retry)
+            result, held = gil.sample(fn, items, len(values), retry)
         values.extend(result.values)
         if result.error is not None:
             return _failed(values, result, wall, cpu)
         samples.append(held)
-        if _gil.settled(samples) or len(values) >= limit:
+        if gil.settled(samples) or len(values) >= limit:
             break
     return ProbeRun(values, _with_gil(measurement, samples), None, False)
 
 
 def _with_gil(measurement: Measurement, samples: list[float]) -> Measurement:
-    gil_held = _gil.median(samples)
+    gil_held = gil.median(samples)
     return replace(
         measurement,
-        releases_gil=_gil.releases(gil_held),
-        doubt=_gil.doubt(gil_held),
+        releases_gil=gil.releases(gil_held),
+        doubt=gil.doubt(gil_held),
         gil_held=gil_held,
     )
 
@@ -239,8 +216,8 @@ def _first_item(
     limit: int,
     values: list[Any],
     clock: ThreadClock,
-) -> tuple[ChunkResult, _gil.DuringItem, float]:
-    """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
+) -> tuple[ChunkResult, gil.DuringItem, float]:
+    """Run the first item, sampled for the GIL should it last (see ``gil.DuringItem``).
 
     If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
     a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
@@ -258,7 +235,7 @@ def _first_item(
             result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
         second.append(result)
 
-    sample = _gil.DuringItem(beside=run_second if spare else None)
+    sample = gil.DuringItem(beside=run_second if spare else None)
     with sample:
         result = run_chunk(fn, items, 0, retry, after=values)
         queued = clock.queued()
@@ -310,7 +287,7 @@ def _long(elapsed: float, queued: float) -> bool:
 
 
 def _cores() -> int:
-    from ._estimates import cpu_count  # _estimates imports this module's Measurement
+    from .cost import cpu_count
 
     return cpu_count()
 

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._probe import Measurement
+from .measurement import Measurement
 
 _memory: weakref.WeakKeyDictionary[Any, Measurement] = weakref.WeakKeyDictionary()
 _memory_lock = threading.Lock()

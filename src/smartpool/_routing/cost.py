@@ -1,8 +1,8 @@
 """Cost estimates the planner weighs: how long a job would take serially, on threads, on processes.
 
-Nothing here decides; :mod:`smartpool._planner` compares these numbers. The constants are rough
-costs measured on a 2-core Linux VM; estimates only need to be right within a factor that the
-planner's margins absorb.
+Nothing here decides; :mod:`smartpool._routing.planner` compares these numbers. The constants
+are rough costs measured on a 2-core Linux VM; estimates only need to be right within a factor
+that the planner's margins absorb.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-from . import _context
-from ._backends import registry
-from ._probe import Measurement
+from .._backends import registry
+from .._work import context
+from .measurement import Measurement
 
 #: Upper bound on threads sized from a measured wait fraction.
 MAX_IO_THREADS = 128
@@ -41,7 +41,7 @@ class Environment:
         return cls(
             cores=cpu_count(),
             gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
-            nested=_context.in_worker(),
+            nested=context.in_worker(),
             warm_processes=_warm_processes(),
         )
 

@@ -17,7 +17,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
-from ._errors import SerializationError
+from .._errors import SerializationError
 
 _HINT = (
     "Objects that hold OS resources (locks, sockets, open files, database connections) cannot be "

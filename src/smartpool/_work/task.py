@@ -15,9 +15,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from . import _deadline
-from ._chunking import Tail
-from ._remote import add_note, drop_first_frame
+from .._transport.remote import add_note, drop_first_frame
+from . import deadline as deadlines
+from .chunking import Tail
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _run_within(
     else:
         sequence = items if isinstance(items, (list, tuple, range)) else list(items)
         iterator, end = iter(sequence), len(sequence)
-    token = _deadline.watcher.arm(iterator, end, deadline)
+    token = deadlines.watcher.arm(iterator, end, deadline)
     try:
         values.extend(map(fn, iterator))
     except KeyboardInterrupt:
@@ -171,7 +171,7 @@ def _run_within(
         drop_first_frame(exc)
         return exc
     finally:
-        _deadline.watcher.disarm(token)
+        deadlines.watcher.disarm(token)
     return None
 
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from . import _context
-from ._backends import registry
-from ._decisions import remember
-from ._errors import SerializationError
-from ._estimates import (
+from .._backends import registry
+from .._errors import SerializationError
+from .._options import Options
+from .._transport.serialize import dump_function
+from .._work import context
+from .cost import (
     Environment,
     fmt_seconds,
     process_time,
@@ -23,9 +24,8 @@ from ._estimates import (
     thread_time,
     thread_workers,
 )
-from ._options import Options
-from ._probe import Measurement
-from ._serialize import dump_function
+from .measurement import Measurement
+from .memory import remember
 
 #: A registered backend's name ("serial", "thread", "process", ...).
 BackendName = str
@@ -84,7 +84,7 @@ def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> boo
         options.backend == "auto"
         and hint is None
         and options.timeout is None  # the probe runs inline, where an overrun cannot be stopped
-        and not _context.in_worker()
+        and not context.in_worker()
         and (n_items is None or n_items > 1)
     )
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._probe import Measurement, measure_call
+from .measurement import Measurement
+from .probe import measure_call
 
 Kind = Literal["cpu", "io", "mixed"]
 

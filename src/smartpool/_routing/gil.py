@@ -4,7 +4,7 @@ A sampler thread sleeps in short naps and times how late each wake-up is before 
 Python again. Code that releases the GIL (hashlib, zlib, NumPy, waiting) lets it in at once;
 pure-Python code makes it wait for the interpreter's switch interval. Time queued for a core on a
 busy machine is not counted (see ``_clock``), so a crowded machine does not make GIL-free code
-look GIL-bound. :mod:`smartpool._probe` decides when to sample and on which items.
+look GIL-bound. :mod:`smartpool._routing.probe` decides when to sample and on which items.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _deadline
-from ._clock import Span, ThreadClock, queued_seconds
-from ._spare_threads import Job, spare
-from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from .._work import deadline
+from .._work.spare_threads import Job, spare
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from .clock import Span, ThreadClock, queued_seconds
 
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
 SAMPLE_NAP = 0.0002
@@ -128,7 +128,7 @@ class DuringItem:
 
     The first item of a job is timed alone; when it turns out long, this sample of it is a
     first GIL verdict that costs no extra items. The already running deadline watcher does the
-    sampling (see ``_deadline.call_at``), so an item that ends sooner costs a deadline armed and
+    sampling (see ``deadline.call_at``), so an item that ends sooner costs a deadline armed and
     disarmed, not a thread. The watcher's first wake-up, at the deadline itself, counts too: how
     late it got the GIL is what the item held from then on, and half a switch interval late is a
     verdict of its own (held), so pure Python gives up the GIL to the sampler only once. Use as
@@ -167,7 +167,7 @@ class DuringItem:
         """Have the watcher open its per-thread stats file now, once per process: opening it
         during a first sample would count as a wait for the GIL, and the caller reads from it
         how long the watcher was queued for a core (which is no wait for the GIL)."""
-        watcher = _deadline.watcher  # a forked child gets a new one
+        watcher = deadline.watcher  # a forked child gets a new one
         if watcher not in _watchers_ready:
             _watchers_ready[:] = [watcher]
             _watcher_stats[:] = [None]
@@ -179,7 +179,7 @@ class DuringItem:
         fd = _watcher_stats[0]
         self._watcher_queued = None if fd is None else queued_seconds(fd)
         self._deadline = time.perf_counter() + SAMPLE_AFTER
-        self._token = _deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
+        self._token = deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
         return self
 
     def _sample(self) -> None:
@@ -250,7 +250,7 @@ class DuringItem:
         self.helped = True
 
     def __exit__(self, *exc_info: object) -> None:
-        _deadline.watcher.disarm(self._token)
+        deadline.watcher.disarm(self._token)
         with self._lock:
             self._ended = True
             sampling = self._sampling

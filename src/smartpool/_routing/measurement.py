@@ -1,0 +1,30 @@
+"""What smartpool knows of a function: a plain record that the probe fills and the planner reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a probe saw of a function, in the units the planner reasons with."""
+
+    #: Mean wall-clock seconds per call (not counting time queued for a core).
+    call_seconds: float
+    #: CPU time of the calling thread / wall time, in [0, 1]: 1 computes, 0 waits.
+    cpu_fraction: float
+    #: Whether other threads could run Python while a call ran; None when not measured.
+    releases_gil: bool | None
+    #: Whether sample items and results (and, once checked, the function) pickle; None: unknown.
+    picklable: bool | None
+    #: Caller-side seconds per item to pickle it and its result for a worker process.
+    transfer_seconds: float
+    #: How many calls were timed.
+    samples: int
+    #: Why the measurement may be off, or None.
+    doubt: str | None = None
+    #: Share of a call's running time during which it held the GIL (0 to 1); None: not measured.
+    gil_held: float | None = None
+    #: Caller-side seconds, once per call, to move large buffers that several items share (one
+    #: dataset handed to every item): they go to shared memory once, not with each item.
+    shared_transfer_seconds: float = 0.0

@@ -1,0 +1,78 @@
+"""Chunks in flight: what a run keeps of each, and how it waits on, cancels and reports them."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
+from typing import Any, NamedTuple, cast
+
+from .._backends.base import Backend
+from .._errors import SmartpoolError
+from .._transport.remote import add_note
+from .._work.task import ChunkResult
+
+
+class Entry(NamedTuple):
+    """A chunk in flight: its first index, how many items it runs, its Future, its backend."""
+
+    start: int
+    size: int
+    future: Future[ChunkResult]
+    backend: Backend
+
+
+class StartsWith(Future[ChunkResult]):
+    """A chunk's Future that starts ``outer`` (the caller's Future) when a worker takes it."""
+
+    def __init__(self, outer: Future[Any]) -> None:
+        super().__init__()
+        self._outer = outer
+
+    def set_running_or_notify_cancel(self) -> bool:
+        if not super().set_running_or_notify_cancel():
+            return False
+        if self._outer.set_running_or_notify_cancel():
+            return True
+        self.set_exception(CancelledError())  # the caller cancelled between the two: skip it
+        return False
+
+
+def with_note(result: ChunkResult, backend: str) -> BaseException:
+    """The chunk's error, annotated with the failing item, the backend and the worker."""
+    error = result.error
+    assert error is not None
+    add_note(
+        error,
+        f"smartpool: item {result.error_index} failed on the {backend} backend ({result.worker})",
+    )
+    return error
+
+
+def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
+    """Add the results of chunks that completed meanwhile to the error's ``completed``."""
+    completed: object = getattr(error, "completed", None)
+    if isinstance(completed, dict):
+        found = cast("dict[int, Any]", completed)
+        for start, _, future, _ in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                values = future.result().values
+                found.update(zip(range(start, start + len(values)), values, strict=True))
+
+
+def first_done(pending: deque[Entry]) -> Entry:
+    for entry in pending:
+        if entry.future.done():
+            return entry
+    wait([e.future for e in pending], return_when=FIRST_COMPLETED)
+    return next(e for e in pending if e.future.done())
+
+
+def cancel_chunks(entries: Iterable[Entry]) -> None:
+    """Cancel the chunks not yet done, each through its backend."""
+    by_backend: dict[int, tuple[Backend, list[Future[ChunkResult]]]] = {}
+    for entry in entries:
+        if not entry.future.done():
+            by_backend.setdefault(id(entry.backend), (entry.backend, []))[1].append(entry.future)
+    for backend, futures in by_backend.values():
+        backend.cancel(futures)
