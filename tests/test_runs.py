@@ -4,6 +4,7 @@ leaving it early stops its work."""
 from __future__ import annotations
 
 import json
+import queue
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -333,3 +334,48 @@ def test_auto_delivers_the_probes_results_before_the_inputs_error() -> None:
         for value in smartpool.imap(double, _two_then_fail()):
             got.append(value)
     assert got == [2, 4]
+
+
+def _crawl(page: int) -> list[int]:
+    """A page of a binary tree of 31 pages links to its two children."""
+    return [2 * page + 1, 2 * page + 2] if page < 15 else []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["auto", "serial", "thread", "process"])
+def test_a_crawler_whose_results_feed_its_input_gets_every_page(backend: str) -> None:
+    """The input waits for pages the results link to: results must come while it waits."""
+    found: queue.Queue[int | None] = queue.Queue()
+    found.put(0)
+
+    def pages() -> Iterator[int]:
+        while (page := found.get(timeout=30)) is not None:
+            yield page
+
+    crawled, outstanding = 0, 1
+    for links in smartpool.imap(_crawl, pages(), backend=backend):  # type: ignore[arg-type]
+        crawled, outstanding = crawled + 1, outstanding - 1 + len(links)
+        for link in links:
+            found.put(link)
+        if not outstanding:
+            found.put(None)
+    assert crawled == 31
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["auto", "thread", "process"])
+def test_results_arrive_while_the_input_waits(backend: str) -> None:
+    """An input that blocks on its 5th item until the first 4 results are in."""
+    four_in = threading.Event()
+
+    def items() -> Iterator[int]:
+        yield from range(4)
+        assert four_in.wait(30), "the first four results never came while the input waited"
+        yield from range(4, 8)
+
+    got = []
+    for value in smartpool.imap(double, items(), backend=backend):  # type: ignore[arg-type]
+        got.append(value)
+        if len(got) == 4:
+            four_in.set()
+    assert got == [2 * x for x in range(8)]

@@ -38,6 +38,9 @@ from .worker import FUNCTION_CACHE_SIZE
 
 logger = logging.getLogger("smartpool")
 
+#: How long ``cancel`` waits for the manager to kill the workers of cancelled chunks.
+KILL_WAIT_SECONDS = 10.0
+
 
 @dataclass
 class Task:
@@ -89,6 +92,7 @@ class ProcessPool:
         self._wake_r, self._wake_w = owned_pipe()
         self._manager: threading.Thread | None = None
         self._closed = False
+        self._kills: list[threading.Event] = []  # set once the cancelled chunks' workers died
         if method == "forkserver":
             # Now, before this pool starts its manager thread: a caller that is still
             # single-threaded gets its fork server by a cheap fork instead of a new interpreter.
@@ -185,8 +189,11 @@ class ProcessPool:
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Stop the chunks of a cancelled run: queued ones never start; the workers running the
         others are killed (by the manager thread, which owns every worker's state) and replaced
-        when work waits. Each Future ends cancelled or failed with ``CancelledError`` at once."""
+        when work waits. Each Future ends cancelled or failed with ``CancelledError`` at once;
+        this returns once the workers are dead (their sockets closed), unless called from the
+        manager thread itself (a Future's callback), which kills them right after."""
         wanted = set(futures)
+        killed = threading.Event()
         with self._lock:
             queued = [t for t in self._queue if t.future in wanted]
             for task in queued:
@@ -195,6 +202,8 @@ class ProcessPool:
             for task in running:
                 task.cancelled = True
             closed = self._closed
+            if running and not closed:
+                self._kills.append(killed)
         for task in queued:
             task.future.cancel()  # fails for a retry (running since its first attempt)
             _settle(task, error=CancelledError())
@@ -202,6 +211,8 @@ class ProcessPool:
             settle(task.future, error=CancelledError())  # its files wait until the worker is dead
         if running and not closed:
             os.write(self._wake_w, b"c")
+            if threading.current_thread() is not self._manager:
+                killed.wait(KILL_WAIT_SECONDS)
 
     # -- managing ------------------------------------------------------------------------------
 
@@ -264,8 +275,11 @@ class ProcessPool:
     def _kill_cancelled(self) -> None:
         with self._lock:
             doomed = [w for w in self._all if w.task is not None and w.task.cancelled]
+            kills, self._kills = self._kills, []
         for worker in doomed:
             self._lost(worker, worker.proc.kill(), timed_out=False)
+        for killed in kills:
+            killed.set()
 
     def _lost(self, worker: _Worker, exitcode: int | None, *, timed_out: bool) -> None:
         """A worker died or was killed: fail or retry its chunk, replace it if work waits."""
@@ -325,6 +339,7 @@ class ProcessPool:
             self._closed = True
             workers, self._all = self._all, []
             queued, self._queue = list(self._queue), deque()
+            kills, self._kills = self._kills, []
         os.write(self._wake_w, b"x")
         if self._manager is not None and self._manager is not threading.current_thread():
             self._manager.join()
@@ -339,6 +354,8 @@ class ProcessPool:
                 if worker.task is not None:
                     _settle(worker.task, error=error or _loss_error(worker.task, None, None, False))
             worker.proc.close()
+        for killed in kills:  # the workers of cancelled chunks are dead too
+            killed.set()
         if wait:
             for worker in workers:
                 worker.proc.exitcode()

@@ -21,7 +21,7 @@ from typing import Any
 from .._errors import SerializationError
 from .._transport.serialize import dump_function, dumps
 from .._work import deadline
-from .._work.chunking import Feed
+from .._work.chunking import Feed, ItemSource
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 from . import gil
 from .clock import ThreadClock
@@ -63,7 +63,7 @@ class ProbeRun:
 
 def probe_items(
     fn: Callable[[Any], Any],
-    feed: Feed,
+    feed: ItemSource,
     *,
     retry: RetryPolicy = NO_RETRY,
     max_items: int | None = None,
@@ -211,7 +211,7 @@ def _with_gil(measurement: Measurement, samples: list[float]) -> Measurement:
 def _first_item(
     fn: Callable[[Any], Any],
     items: Sequence[Any],
-    feed: Feed,
+    feed: ItemSource,
     retry: RetryPolicy,
     limit: int,
     values: list[Any],

@@ -24,7 +24,7 @@ import logging
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -83,6 +83,7 @@ class Run:
         self._n_items = length_of(items)
         self._feed = Feed(items)
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # a result or an input item arrived (input read ahead)
         self._pending: deque[Entry] = deque()
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
@@ -126,6 +127,9 @@ class Run:
         try:
             if self._cancelled:
                 raise CancelledError()
+            # An iterator is read on a thread of its own, so that results are handed out while
+            # it waits (a crawler's input is fed by its results); a sequence never waits.
+            self._feed.read_ahead(self._wake_up)
             if self.plan is None and not (yield from self._probe()):
                 pass  # the probe ran every item (or failed)
             else:
@@ -190,7 +194,7 @@ class Run:
         if measurement is None:
             probe = probe_items(
                 self._call.fn,
-                self._feed,
+                _Paused(self._feed) if self._feed.reading else self._feed,
                 retry=self._call.retry,
                 gil_matters=lambda m: planner.gil_matters(m, options, n_items),
             )
@@ -204,7 +208,7 @@ class Run:
             measurement, done = probe.measurement, len(probe.values)
             remember(fn, measurement)
             logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
-            if probe.exhausted:
+            if probe.exhausted and self._feed.ended:
                 if probe.values:
                     yield probe.values
                 return False
@@ -223,16 +227,23 @@ class Run:
     def _chunks(self) -> Iterator[list[Any]]:
         pending, ordered = self._pending, self._options.ordered
         exhausted = False
-        if self._done is not None and not self._backend_traits().runs_inline:
+        if self._done is not None and (
+            self._feed.reading or not self._backend_traits().runs_inline
+        ):
             done, self._done = self._done, None
             yield done
         while True:
             while not exhausted and len(pending) < self._window:
                 if self._cancelled:
                     raise CancelledError()
-                exhausted = not self._submit_next()
+                submitted = self._submit_next(wait=not pending)
+                if submitted is None:  # the input has nothing yet: see to the results meanwhile
+                    break
+                exhausted = not submitted
             if not pending:
                 return
+            if not exhausted and len(pending) < self._window and not self._ready(pending):
+                continue  # the input gave more before a result came: submit it first
             entry = pending[0] if ordered else first_done(pending)
             try:
                 result = entry.future.result()
@@ -248,16 +259,35 @@ class Run:
             self._learn(result, entry.size)
             yield result.values
 
-    def _submit_next(self) -> bool:
+    def _ready(self, pending: deque[Entry]) -> bool:
+        """Wait until the next result is ready (True) or the input read ahead has more (False)."""
+        if not self._feed.reading:
+            return True
+        while True:
+            self._wake.clear()  # before looking: a wake-up from now on is not missed
+            if self._options.ordered:
+                if pending[0].future.done():
+                    return True
+            elif any(entry.future.done() for entry in pending):
+                return True
+            if self._feed.ready():
+                return False
+            # Some items but not a chunk yet: look again when the input may have paused.
+            self._wake.wait(Feed.GRACE_SECONDS if self._feed.buffered() else None)
+
+    def _submit_next(self, wait: bool = True) -> bool | None:
         """Send the next chunk to the backend (listed in ``_pending``); False once the input is
-        used up.
+        used up, None when ``wait`` is False and the input (read ahead) has nothing yet.
 
         The chunk is listed before it is submitted, so that a cancel (or Ctrl-C) arriving
         meanwhile still finds it. An inline backend runs the chunk here and stops at its time
         budget; the items it did not run go back to the input, to be planned anew.
         """
         start, backend = self._next_index, self._backend
-        items = self._feed.take(self._sizer.next_size())
+        size = self._sizer.next_size()
+        items = self._feed.take(size) if wait else self._feed.take_ready(size)
+        if items is None:
+            return None
         done, self._done = self._done, None
         future: Future[ChunkResult] = Future()
         if not items:
@@ -285,6 +315,8 @@ class Run:
             return True
         if self._progress is not None:
             future.add_done_callback(self._progress_of)
+        if self._feed.reading:  # the caller may wait for this result or for more input
+            future.add_done_callback(self._wake_up)
         self._list(Entry(start, len(items), future, backend))
         self._next_index += len(items)
         backend.submit(self._prepared, items, start, future)
@@ -296,6 +328,9 @@ class Run:
             if not self._cancelled:
                 return
         cancel_chunks([entry])  # cancel() came first and could not see it
+
+    def _wake_up(self, _: object = None) -> None:
+        self._wake.set()
 
     def _progress_of(self, future: Future[ChunkResult]) -> None:
         assert self._progress is not None
@@ -377,6 +412,7 @@ class Run:
             self._pending.clear()
             self._leases = []
         cancel_chunks(pending)
+        self._feed.stop()
         for lease in leases:
             lease.release()
         if self._progress is not None:
@@ -385,3 +421,25 @@ class Run:
 
 def _name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or repr(fn))
+
+
+class _Paused:
+    """The input as the probe sees it while it is read ahead: after the first item, what the
+    input has not given within a moment counts as its end, so that the probe never waits on an
+    input fed by the results it holds back. The run plans then, and goes on with the rest."""
+
+    #: How long the probe waits for an item after the first.
+    PATIENCE_SECONDS = 0.01
+
+    def __init__(self, feed: Feed) -> None:
+        self._feed = feed
+        self._started = False
+
+    def take(self, n: int) -> Sequence[Any]:
+        if not self._started:
+            self._started = True
+            return self._feed.take(n)
+        return self._feed.take_ready(n, self.PATIENCE_SECONDS) or ()
+
+    def give_back(self, rest: Sequence[Any]) -> None:
+        self._feed.give_back(rest)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 
 class ChunkSizer:
@@ -101,6 +104,13 @@ class Tail(Sequence[Any]):
         return (list, (list(self),))  # travels to a worker as the plain list it stands for
 
 
+class ItemSource(Protocol):
+    """What the probe takes items from: a :class:`Feed`, or a view of one."""
+
+    def take(self, n: int) -> Sequence[Any]: ...
+    def give_back(self, rest: Sequence[Any]) -> None: ...
+
+
 class Feed:
     """The input, handed out a chunk at a time; a chunk that was not fully run can be given back.
 
@@ -109,6 +119,9 @@ class Feed:
     An input that raises ends there: the items read before it are handed out, and the error is
     kept in :attr:`failed` for the caller to raise once their results are delivered.
     """
+
+    #: Items read ahead are handed out as a partial chunk when the input paused this long.
+    GRACE_SECONDS = 0.002
 
     def __init__(self, iterable: Iterable[Any]) -> None:
         self._sequence: Sequence[Any] | None = None
@@ -126,8 +139,39 @@ class Feed:
         self._position = 0
         self._returned: list[Any] = []
         self._read = 0  # items taken from an iterator and not given back
+        self._reader: _Reader | None = None
+        self._ended = False  # an iterator read to its end
         #: What the input raised, if it did; no item is read after it.
-        self.failed: Exception | None = None
+        self.failed: BaseException | None = None
+
+    def read_ahead(self, wake: Callable[[], None]) -> None:
+        """From now on, read an iterator input on a thread of its own (a sequence needs none).
+
+        The caller can then hand out results while the input waits for its next item (a
+        crawler whose input is fed by its results, a queue): ``take(n, wait=False)`` gives what
+        has been read so far, and ``wake`` is called whenever an item arrives or the input ends.
+        """
+        if self._iterator is not None and self._reader is None:
+            self._reader = _Reader(self._iterator, wake)
+
+    @property
+    def reading(self) -> bool:
+        """Whether the input is read ahead on a thread of its own."""
+        return self._reader is not None
+
+    def ready(self) -> bool:
+        """Whether ``take`` would return at once (items read, or the input ended)."""
+        reader = self._reader
+        return reader is None or bool(self._returned) or reader.ready()
+
+    def buffered(self) -> bool:
+        """Whether some items have been read ahead, not yet a whole chunk (see ``ready``)."""
+        return self._reader is not None and self._reader.buffered()
+
+    def stop(self) -> None:
+        """Stop reading ahead; a read in progress ends when the input yields or ends."""
+        if self._reader is not None:
+            self._reader.stop()
 
     @property
     def read(self) -> int:
@@ -136,6 +180,25 @@ class Feed:
 
     def take(self, n: int) -> Sequence[Any]:
         """Up to ``n`` next items (fewer at the end; empty when there are none left)."""
+        chunk = self._take(n, wait=True)
+        assert chunk is not None
+        return chunk
+
+    def take_ready(self, n: int, patience: float = 0.0) -> Sequence[Any] | None:
+        """Like ``take``, but while reading ahead, only the items read within ``patience``
+        seconds: None if none came."""
+        return self._take(n, wait=False, patience=patience)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the input is known to have no items left."""
+        if self._sequence is not None:
+            return self._position >= len(self._sequence)
+        if self._returned:
+            return False
+        return self._ended if self._reader is None else self._reader.ended()
+
+    def _take(self, n: int, wait: bool, patience: float = 0.0) -> Sequence[Any] | None:
         if self._sequence is not None:
             start, length = self._position, len(self._sequence)
             if n >= length - start:  # the rest of it: a view, not a copy (nothing writes chunks)
@@ -148,11 +211,20 @@ class Feed:
         chunk = []
         if self._returned:
             chunk, self._returned = self._returned[:n], self._returned[n:]
-        if self.failed is None and len(chunk) < n:
+        if self._reader is not None:
+            if len(chunk) < n:
+                more = self._reader.take(n - len(chunk), wait=wait and not chunk, patience=patience)
+                if more is None and not chunk:
+                    return None
+                chunk.extend(more or ())
+            self.failed = self._reader.failed
+        elif self.failed is None and len(chunk) < n:
+            wanted = n - len(chunk)
             try:  # ``extend`` keeps the items read before an error
-                chunk.extend(itertools.islice(self._iterator, n - len(chunk)))
+                chunk.extend(itertools.islice(self._iterator, wanted))
             except Exception as exc:
                 self.failed = exc
+            self._ended = len(chunk) < n
         self._read += len(chunk)
         return chunk
 
@@ -163,3 +235,107 @@ class Feed:
         else:
             self._returned[:0] = list(rest)
             self._read -= len(rest)
+
+
+class _Reader:
+    """Reads an iterator on a daemon thread, as far as the caller has asked and no further.
+
+    ``take_ready(n)`` asks for ``n`` items and returns at once: the reader reads them while the
+    caller hands out results, and ``wake`` runs when they are all read (or the input ends). An
+    item is never read before it is asked for, so an input that yields the same object refilled
+    (a reused buffer) is safe with ``chunksize=1``, as when it is read in the caller. A thread
+    blocked in the input's ``next()`` cannot be interrupted: if the input never yields again, it
+    waits there for good (as a daemon, it does not hold up exit).
+    """
+
+    GRACE_SECONDS = Feed.GRACE_SECONDS
+
+    def __init__(self, iterator: Iterator[Any], wake: Callable[[], None]) -> None:
+        self._iterator = iterator
+        self._wake = wake
+        self._cond = threading.Condition()
+        self._items: deque[Any] = deque()
+        self._asked = 0  # items asked for and not yet taken
+        self._last = 0.0  # when the last item was read
+        self._ended = self._stopped = False
+        self.failed: BaseException | None = None
+        threading.Thread(target=self._run, name="smartpool-input", daemon=True).start()
+
+    def _run(self) -> None:
+        iterator, cond, items = self._iterator, self._cond, self._items
+        while True:
+            with cond:
+                while len(items) >= self._asked and not self._stopped:
+                    cond.wait()
+                if self._stopped:
+                    return
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self._end(None)
+                return
+            except BaseException as exc:  # the caller raises it once the items before it ran
+                self._end(exc)
+                return
+            with cond:
+                items.append(item)
+                self._last = time.monotonic()
+                # A waiter wants to know of the first item (it then waits for a pause in the
+                # input) and of the last one asked for.
+                news = len(items) == 1 or len(items) >= self._asked
+                if news:
+                    cond.notify_all()
+            if news:
+                self._wake()
+
+    def _end(self, error: BaseException | None) -> None:
+        with self._cond:
+            self._ended, self.failed = True, error
+            self._cond.notify_all()
+        self._wake()
+
+    def _has_chunk(self) -> bool:
+        """Under the lock: the items asked for are read, or the input ended, or it paused."""
+        if self._ended or (self._items and len(self._items) >= self._asked):
+            return True
+        return bool(self._items) and time.monotonic() - self._last >= self.GRACE_SECONDS
+
+    def ready(self) -> bool:
+        with self._cond:
+            return self._has_chunk()
+
+    def buffered(self) -> bool:
+        with self._cond:
+            return bool(self._items)
+
+    def ended(self) -> bool:
+        with self._cond:
+            return self._ended and not self._items
+
+    def take(self, n: int, wait: bool, patience: float = 0.0) -> list[Any] | None:
+        """Up to ``n`` items. With ``wait``, wait for them all, or the end, or a pause of
+        ``GRACE_SECONDS`` in the input after the first; without, wait up to ``patience`` for
+        that, and return None if it did not come (the items stay asked for)."""
+        cond, items = self._cond, self._items
+        with cond:
+            if n > self._asked:
+                self._asked = n
+                cond.notify_all()
+            timeout = None if wait else patience
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._has_chunk():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                grace = self.GRACE_SECONDS if items else None
+                cond.wait(grace if left is None else min(left, grace or left))
+            if not items:
+                return []  # ended
+            chunk = [items.popleft() for _ in range(min(n, len(items)))]
+            self._asked = max(0, self._asked - len(chunk))
+            return chunk
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
