@@ -67,3 +67,8 @@ def raise_unpicklable(x: int) -> int:
 
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 3 else x
+
+
+def recurse(depth: int) -> int:
+    """Calls itself until Python's recursion limit stops it with a RecursionError."""
+    return recurse(depth + 1)

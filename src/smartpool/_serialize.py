@@ -46,11 +46,22 @@ def dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
     return data if b"__main__" not in data else cloud_dumps(obj, large)
 
 
-def cloud_dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
-    """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value."""
+#: Extra ``(type, reducer)`` pairs for one kind of payload, as in ``copyreg.pickle``.
+Reducers = tuple[tuple[type, Callable[[Any], Any]], ...]
+
+
+def cloud_dumps(
+    obj: object, large: list[pickle.PickleBuffer] | None = None, reducers: Reducers = ()
+) -> bytes:
+    """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value.
+
+    ``reducers`` override how objects of the given types are pickled, for this payload only
+    (``_remote`` sends tracebacks flat, so that their depth does not matter).
+    """
     buffer = io.BytesIO()
     callback = None if large is None else _collector(large)
-    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback).dump(obj)
+    pickler = _pickler_class(reducers)
+    pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()
 
 
@@ -67,8 +78,8 @@ def _collector(large: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffe
 
 
 @functools.cache
-def _pickler_class() -> Any:
-    """cloudpickle's Pickler, keeping each by-value function's real file name.
+def _pickler_class(reducers: Reducers = ()) -> Any:
+    """cloudpickle's Pickler, keeping each by-value function's real file name (and ``reducers``).
 
     cloudpickle >= 3.1.3 replaces ``co_filename`` with ``"<dynamic-code>"`` to make payloads
     deterministic; a worker's traceback would then lose its file names and source lines.
@@ -84,7 +95,9 @@ def _pickler_class() -> Any:
         return (_code_with_filename, (rebuild, args, code.co_filename))
 
     class Pickler(base):  # type: ignore[misc]
-        dispatch_table: ClassVar[Any] = ChainMap({types.CodeType: reduce_code}, table)
+        dispatch_table: ClassVar[Any] = ChainMap(
+            {types.CodeType: reduce_code, **dict(reducers)}, table
+        )
 
     return Pickler
 
