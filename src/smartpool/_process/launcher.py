@@ -23,6 +23,7 @@ import smartpool
 
 from .. import _deadline
 from .._spare_threads import spare
+from . import crash_reports
 from .channel import Channel
 
 if TYPE_CHECKING:
@@ -38,10 +39,17 @@ class WorkerProcess(ABC):
     def __init__(self, pid: int, conn: Channel) -> None:
         self.pid = pid
         self.conn = conn
+        #: The caller's end of the worker's crash report file, if it has one (``crash_reports``).
+        self.report: int | None = None
 
     def close(self) -> None:
         """Close the parent's end of the socket: an idle worker exits when it sees that."""
-        close_owned(self.conn)
+        report, self.report = self.report, None
+        close_owned(self.conn, *([] if report is None else [report]))
+
+    def crash_report(self) -> str:
+        """What the worker's faulthandler wrote as a fatal signal killed it ("" if nothing)."""
+        return "" if self.report is None else crash_reports.read(self.report)
 
     @abstractmethod
     def kill(self) -> int | None:
@@ -109,15 +117,25 @@ def init_message() -> bytes:
 
 def start_worker(method: str) -> WorkerProcess:
     """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
+    reports = crash_reports.mode()
     with _fork_lock:
         parent_sock, child_sock = socket.socketpair()
         owned_fds.update((parent_sock.fileno(), child_sock.fileno()))
+        report = crash_reports.new_file(reports)
+        if report is not None:
+            owned_fds.add(report)
     try:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
+    except BaseException:
+        if report is not None:
+            close_owned(report)
+        raise
     finally:
         close_owned(child_sock)
+    proc.report = report
     proc.conn.send_bytes(init_message())
+    crash_reports.hand_over(proc.conn.fileno(), reports, report)
     return proc
 
 

@@ -240,6 +240,8 @@ class ProcessPool:
         """A worker died or was killed: fail or retry its chunk, replace it if work waits."""
         task = worker.task
         error = None if task is None else _loss_error(task, worker.proc.pid, exitcode, timed_out)
+        if error is not None and not timed_out:
+            _add_crash_report(error, worker.proc.crash_report())
         with self._lock:
             if worker not in self._all:
                 return
@@ -373,6 +375,12 @@ def _loss_error(task: Task, pid: int | None, exitcode: int | None, timed_out: bo
         index=task.start,
         exitcode=exitcode,
     )
+
+
+def _add_crash_report(error: Exception, report: str) -> None:
+    """Add what the dead worker's faulthandler wrote (the Python stack it died in) as a note."""
+    if report:
+        add_note(error, f"smartpool: the worker's faulthandler report:\n{report}")
 
 
 def describe_exit(exitcode: int | None) -> str:
