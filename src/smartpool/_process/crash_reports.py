@@ -22,6 +22,8 @@ import socket
 import sys
 import warnings
 
+from .._remote import add_note
+
 #: The environment variable that chooses where a dying worker's report goes.
 ENV = "SMARTPOOL_FAULTHANDLER"
 MODES = ("note", "stderr", "off")
@@ -88,8 +90,16 @@ def take_over(conn_fd: int) -> None:
         faulthandler.disable()
 
 
+def add_to(error: BaseException, report: int | None) -> None:
+    """In the caller, once the worker is dead: add what its faulthandler wrote (the Python stack
+    it died in), if anything, to ``error`` as a note."""
+    text = "" if report is None else read(report)
+    if text:
+        add_note(error, f"smartpool: the worker's faulthandler report:\n{text}")
+
+
 def read(report: int) -> str:
-    """In the caller, once the worker is dead: what its faulthandler wrote, if anything."""
+    """What the faulthandler of the worker given ``report`` wrote, if anything."""
     try:
         data = os.pread(report, MAX_REPORT_BYTES, 0)
     except OSError:  # pragma: no cover - the file is ours and open: nothing to report then

@@ -47,10 +47,6 @@ class WorkerProcess(ABC):
         report, self.report = self.report, None
         close_owned(self.conn, *([] if report is None else [report]))
 
-    def crash_report(self) -> str:
-        """What the worker's faulthandler wrote as a fatal signal killed it ("" if nothing)."""
-        return "" if self.report is None else crash_reports.read(self.report)
-
     @abstractmethod
     def kill(self) -> int | None:
         """Kill the worker (SIGKILL) and return its exit code."""
@@ -117,25 +113,20 @@ def init_message() -> bytes:
 
 def start_worker(method: str) -> WorkerProcess:
     """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
-    reports = crash_reports.mode()
     with _fork_lock:
         parent_sock, child_sock = socket.socketpair()
         owned_fds.update((parent_sock.fileno(), child_sock.fileno()))
-        report = crash_reports.new_file(reports)
-        if report is not None:
-            owned_fds.add(report)
     try:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
-    except BaseException:
-        if report is not None:
-            close_owned(report)
-        raise
     finally:
         close_owned(child_sock)
-    proc.report = report
     proc.conn.send_bytes(init_message())
-    crash_reports.hand_over(proc.conn.fileno(), reports, report)
+    reports = crash_reports.mode()
+    with _fork_lock:  # listed as it is made, as the sockets are
+        proc.report = crash_reports.new_file(reports)
+        owned_fds.update(() if proc.report is None else (proc.report,))
+    crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
     return proc
 
 

@@ -32,7 +32,7 @@ from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, Work
 from .._remote import add_note, load_exception
 from .._serialize import loads
 from .._task import ChunkResult, RetryPolicy
-from . import buffers
+from . import buffers, crash_reports
 from .channel import wait
 from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker
 from .worker import FUNCTION_CACHE_SIZE
@@ -241,7 +241,7 @@ class ProcessPool:
         task = worker.task
         error = None if task is None else _loss_error(task, worker.proc.pid, exitcode, timed_out)
         if error is not None and not timed_out:
-            _add_crash_report(error, worker.proc.crash_report())
+            crash_reports.add_to(error, worker.proc.report)
         with self._lock:
             if worker not in self._all:
                 return
@@ -375,12 +375,6 @@ def _loss_error(task: Task, pid: int | None, exitcode: int | None, timed_out: bo
         index=task.start,
         exitcode=exitcode,
     )
-
-
-def _add_crash_report(error: Exception, report: str) -> None:
-    """Add what the dead worker's faulthandler wrote (the Python stack it died in) as a note."""
-    if report:
-        add_note(error, f"smartpool: the worker's faulthandler report:\n{report}")
 
 
 def describe_exit(exitcode: int | None) -> str:
