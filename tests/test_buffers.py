@@ -237,6 +237,39 @@ def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
     assert leftovers() == before
 
 
+def test_a_failed_parallel_export_leaves_no_file_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buffers written by several threads: when one fails, the files of the others are removed
+    only once every writer is done, so none is made after the cleanup."""
+    import pickle
+    import threading
+
+    spares.drop()
+    real, real_discard = buffers._write, buffers.discard
+    failed, discarded, made = threading.Event(), threading.Event(), []
+
+    def write(path: str, buffer: pickle.PickleBuffer) -> None:
+        if buffer.raw().nbytes == 9 << 20:
+            failed.set()
+            raise OSError(errno.EIO, "Input/output error")
+        assert failed.wait(60)
+        discarded.wait(1.0)  # a cleanup that did not wait for this writer would be done now
+        real(path, buffer)
+        made.append(path)
+
+    def discard(paths: list[str]) -> None:
+        discarded.set()
+        real_discard(paths)
+
+    monkeypatch.setattr(buffers, "_write", write)
+    monkeypatch.setattr(buffers, "discard", discard)
+    before = leftovers()
+    large = [pickle.PickleBuffer(bytearray(9 << 20)), pickle.PickleBuffer(bytearray(8 << 20))]
+    with pytest.raises(OSError, match="Input/output error"):
+        buffers.export(large)
+    assert made and not any(os.path.exists(path) for path in made)
+    assert leftovers() == before
+
+
 def test_other_shared_memory_errors_fall_back_without_blaming_its_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from .spares import spares
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 def _directory() -> str:
@@ -102,11 +102,19 @@ def _export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
             ours.remove(path)  # removed meanwhile (by hand, say): the name is not ours any more
         return _write_new(buffer, ours)
 
+    futures: list[Future[str]] = []
     try:
         if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:
-            return tuple(_writers().map(put, buffers))
+            futures = [_writers().submit(put, buffer) for buffer in buffers]
+            return tuple(future.result() for future in futures)
         return tuple(put(buffer) for buffer in buffers)
     except BaseException:
+        if futures:
+            from concurrent.futures import wait
+
+            for future in futures:
+                future.cancel()
+            wait(futures)  # no writer may still be making a file once they are removed
         discard(ours)
         raise
 
