@@ -245,12 +245,15 @@ def test_a_failed_parallel_export_leaves_no_file_behind(monkeypatch: pytest.Monk
 
     spares.drop()
     real, real_discard = buffers._write, buffers.discard
-    failed, discarded, made = threading.Event(), threading.Event(), []
+    other_started, failed, discarded = threading.Event(), threading.Event(), threading.Event()
+    made: list[str] = []
 
     def write(path: str, buffer: pickle.PickleBuffer) -> None:
         if buffer.raw().nbytes == 9 << 20:
+            assert other_started.wait(60)  # both run at once: the other one is not cancelled
             failed.set()
             raise OSError(errno.EIO, "Input/output error")
+        other_started.set()
         assert failed.wait(60)
         discarded.wait(1.0)  # a cleanup that did not wait for this writer would be done now
         real(path, buffer)
