@@ -135,10 +135,12 @@ def dump_value(value: object) -> bytes:
     cannot be pickled."""
     try:
         data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in data:
+            return data
     except Exception:
-        data = b"__main__"  # or whatever else plain pickle cannot do: cloudpickle may
+        pass  # a lambda, a local class...: cloudpickle may manage
     try:
-        return data if b"__main__" not in data else cloud_dumps(value)
+        return cloud_dumps(value)
     except Exception as exc:
         where = describe_unpicklable(value) or _reason(exc)
         raise SerializationError(
