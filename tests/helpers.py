@@ -118,3 +118,8 @@ def fail_first_attempt(item: tuple[str, int]) -> int:
     except FileExistsError:
         return index
     raise OSError(f"first attempt at {index}")
+
+
+def recurse(depth: int) -> int:
+    """Calls itself until Python's recursion limit stops it with a RecursionError."""
+    return recurse(depth + 1)

@@ -183,12 +183,18 @@ def test_a_caller_killed_by_sigkill_leaves_no_shared_memory_behind(tmp_path: Pat
         while not list(tmp_path.glob("running-*")):  # polling for the file, not for time
             assert proc.poll() is None and time.monotonic() < deadline, "the item never ran"
             time.sleep(0.005)
-        mine = buffers.file_prefix(proc.pid)
-        assert any(n.startswith(mine) for n in os.listdir(buffers.DIRECTORY))
+
+        def files() -> list[str]:
+            return [n for n in os.listdir(buffers.DIRECTORY) if buffers.is_buffer_file(n, proc.pid)]
+
+        assert files()
+        # A file of another program that starts as the caller's names do: not the server's.
+        foreign = Path(buffers.DIRECTORY, f"{buffers.file_prefix(proc.pid)}0")
+        foreign.write_bytes(b"not smartpool's")
         proc.kill()
         proc.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while any(n.startswith(mine) for n in os.listdir(buffers.DIRECTORY)):
+        while files():
             assert time.monotonic() < deadline, "the killed caller's files are still there"
             time.sleep(0.005)
         server = int(next(tmp_path.glob("running-*")).name.split("-")[1])
@@ -196,10 +202,19 @@ def test_a_caller_killed_by_sigkill_leaves_no_shared_memory_behind(tmp_path: Pat
         while alive(server):
             assert time.monotonic() < deadline, f"fork server {server} survived its caller"
             time.sleep(0.005)
+        assert foreign.read_bytes() == b"not smartpool's"
     finally:
+        Path(buffers.DIRECTORY, f"{buffers.file_prefix(proc.pid)}0").unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+class _FullDevice:
+    """A buffer whose bytes never fit: writing it fails once its file is made."""
+
+    def raw(self) -> memoryview:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
@@ -207,10 +222,10 @@ def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
 ) -> None:
     """A container's /dev/shm is often 64 MB. When a buffer does not fit, the chunk still goes,
     through the pipe, and the warning says how to give the workers more shared memory."""
+    real = buffers._write
 
     def full(path: str, buffer: object) -> None:
-        open(path, "wb").close()  # created, then the device is full: must be cleaned up
-        raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, _FullDevice())  # type: ignore[arg-type]  # made, then the device is full
 
     monkeypatch.setattr(buffers, "_write", full)
     spares.drop()  # every file must be made anew
@@ -220,6 +235,93 @@ def test_full_shared_memory_falls_back_to_the_pipe_with_a_warning(
         results = smartpool.parallel_map(total, arrays, backend="process", chunksize=1)
     assert results == [float(a.sum()) for a in arrays]
     assert leftovers() == before
+
+
+def test_a_failed_parallel_export_leaves_no_file_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buffers written by several threads: when one fails, the files of the others are removed
+    only once every writer is done, so none is made after the cleanup."""
+    import pickle
+    import threading
+
+    spares.drop()
+    real, real_discard = buffers._write, buffers.discard
+    other_started, failed, discarded = threading.Event(), threading.Event(), threading.Event()
+    made: list[str] = []
+
+    def write(path: str, buffer: pickle.PickleBuffer) -> None:
+        if buffer.raw().nbytes == 9 << 20:
+            assert other_started.wait(60)  # both run at once: the other one is not cancelled
+            failed.set()
+            raise OSError(errno.EIO, "Input/output error")
+        other_started.set()
+        assert failed.wait(60)
+        discarded.wait(1.0)  # a cleanup that did not wait for this writer would be done now
+        real(path, buffer)
+        made.append(path)
+
+    def discard(paths: list[str]) -> None:
+        discarded.set()
+        real_discard(paths)
+
+    monkeypatch.setattr(buffers, "_write", write)
+    monkeypatch.setattr(buffers, "discard", discard)
+    before = leftovers()
+    large = [pickle.PickleBuffer(bytearray(9 << 20)), pickle.PickleBuffer(bytearray(8 << 20))]
+    with pytest.raises(OSError, match="Input/output error"):
+        buffers.export(large)
+    assert made and not any(os.path.exists(path) for path in made)
+    assert leftovers() == before
+
+
+def test_other_shared_memory_errors_fall_back_without_blaming_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a full device calls for more shared memory; other errors are named as they are."""
+
+    def refused(path: str, buffer: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(buffers, "_write", refused)
+    spares.drop()
+    with pytest.warns(RuntimeWarning, match="Permission denied") as record:
+        assert smartpool.parallel_map(total, [np.ones(300_000)], backend="process") == [300_000.0]
+    assert not any("shm-size" in str(warning.message) for warning in record)
+
+
+def test_buffer_file_names_cannot_be_guessed() -> None:
+    names = {os.path.basename(buffers._new_path()) for _ in range(1000)}
+    assert len(names) == 1000
+    assert all(buffers.is_buffer_file(name, os.getpid()) for name in names)
+    assert not buffers.is_buffer_file(f"{buffers.file_prefix(os.getpid())}0", os.getpid())
+
+
+def test_a_file_already_at_a_buffer_name_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone else's file where smartpool would put a buffer (made before, under that name or
+    the predictable names of old) is neither written nor removed: another name is used, with no
+    warning, and the transfer still goes through shared memory."""
+    spares.drop()
+    taken = buffers._new_path()
+    squatters = [Path(taken), Path(buffers.DIRECTORY, f"{buffers.file_prefix(os.getpid())}0")]
+    for squatter in squatters:
+        squatter.write_bytes(b"not smartpool's")
+    names = iter([taken])
+    real = buffers._new_path
+    monkeypatch.setattr(buffers, "_new_path", lambda: next(names, None) or real())
+    written = count_writes(monkeypatch)
+    try:
+        before = leftovers()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert smartpool.parallel_map(total, [np.ones(300_000)], backend="process") == [
+                300_000.0
+            ]
+        assert written["new"] == 2  # the taken name, then a free one
+        smartpool.shutdown()  # the files kept for reuse go too, but no other
+        assert leftovers() == before
+        assert all(squatter.read_bytes() == b"not smartpool's" for squatter in squatters)
+    finally:
+        for squatter in squatters:
+            squatter.unlink(missing_ok=True)
 
 
 # Reuse: the files of a settled chunk are written over by the next buffer of their size.
@@ -244,9 +346,9 @@ def count_writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["new"] += 1
         new(path, buffer)  # type: ignore[arg-type]
 
-    def spy_over(path: str, buffer: object) -> None:
+    def spy_over(path: str, buffer: object) -> bool:
         counts["over"] += 1
-        over(path, buffer)  # type: ignore[arg-type]
+        return over(path, buffer)  # type: ignore[arg-type]
 
     monkeypatch.setattr(buffers, "_write", spy_new)
     monkeypatch.setattr(buffers, "_write_over", spy_over)

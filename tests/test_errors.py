@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 
 import pytest
 
 import smartpool
 
+from .fault_tasks import Flaky, attempts
 from .helpers import (
     CustomError,
     double,
@@ -15,6 +17,7 @@ from .helpers import (
     raise_chained,
     raise_in_handler,
     raise_unpicklable,
+    recurse,
     sleep_then_return,
 )
 
@@ -56,6 +59,29 @@ def test_context_is_preserved(backend: str) -> None:
     with pytest.raises(RuntimeError, match="context kept") as info:
         smartpool.parallel_map(raise_in_handler, [1, 2], backend=backend)
     assert isinstance(info.value.__context__, KeyError)
+
+
+def test_keyboard_interrupt_raised_by_the_function_is_itself(backend: str, tmp_path: Path) -> None:
+    """A KeyboardInterrupt the function raises (no Ctrl-C involved) is not a crash on processes:
+    every backend re-raises it in the caller, and retries never repeat it."""
+    flaky = Flaky(str(tmp_path), failures=1, error=KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt, match="attempt 1 at item 3") as info:
+        smartpool.parallel_map(
+            flaky, [3], backend=backend, retries=2, retry_on=(BaseException,), max_workers=1
+        )
+    assert attempts(str(tmp_path), 3) == 1
+    if backend != "serial":  # inline, it may be the user's Ctrl-C: passed on untouched
+        assert f"item 0 failed on the {backend} backend" in info.value.__notes__[0]
+    assert smartpool.parallel_map(double, range(4), backend=backend) == [0, 2, 4, 6]
+
+
+def test_recursion_error_is_itself_with_the_worker_frames(backend: str) -> None:
+    with pytest.raises(RecursionError) as info:
+        smartpool.parallel_map(recurse, [0], backend=backend)
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-1] == "recurse"
+    assert frames.count("recurse") > 100  # all the frames travelled, however deep
+    assert "item 0 failed" in info.value.__notes__[-1]
 
 
 def test_unpicklable_exception_arrives_as_remote_error() -> None:

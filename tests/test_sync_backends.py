@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import smartpool
 
 from . import syncmod
+from .subprocesses import run_python
 
 
 def add_under_lock(args: tuple[smartpool.Lock, smartpool.Value, int]) -> int:
@@ -107,3 +109,46 @@ def test_module_global_across_start_methods(method: str) -> None:
         assert smartpool.parallel_map(syncmod.try_global_lock, [5.0], backend="process") == [True]
     finally:
         smartpool.configure(start_method="forkserver")
+
+
+#: A Value holding an instance of a class defined in ``__main__``, read and replaced by workers
+#: (whose ``__main__`` is not the script's) and read back by the script.
+MAIN_CLASS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from dataclasses import dataclass
+    import smartpool
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+    BEST = smartpool.Value(Point(0, 0), max_bytes=8192)  # module level: re-attached in workers
+
+    def visit(args):
+        value, n = args
+        assert type(BEST.get()).__name__ == "Point" and value.get().x >= -1
+        BEST.update(lambda p: Point(p.x + 1, p.y + n))
+        value.set(Point(n, n))
+        return n
+
+    if __name__ == "__main__":
+        smartpool.configure(start_method=sys.argv[1])
+        passed = smartpool.Value(Point(-1, -1), max_bytes=8192)  # handed over as an item
+        jobs = [(passed, n) for n in range(4)]
+        assert smartpool.parallel_map(visit, jobs, backend="process", max_workers=2) == [0, 1, 2, 3]
+        best, last = BEST.get(), passed.get()
+        assert type(best) is Point and best == Point(4, 6), best
+        assert type(last) is Point and last.x == last.y and last.x in range(4), last
+        print("ok")
+    """
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
+def test_a_value_holding_a_main_class_works_in_workers(method: str) -> None:
+    done = run_python("-c", MAIN_CLASS_SCRIPT, method, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]

@@ -150,3 +150,34 @@ def test_export_state_is_plain_picklable_and_install_rejects_garbage() -> None:
 def test_value_and_lock_reprs() -> None:
     assert "unlocked" in repr(Lock())
     assert "42" in repr(Value(42))
+
+
+def test_names_already_taken_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block or semaphore someone else made under the name a new object would get is neither
+    used nor removed: the object takes another random name."""
+    from types import SimpleNamespace
+
+    from smartpool._sync import _shm
+
+    taken_block, taken_sem = "0123456789abcdef", "fedcba9876543210"
+    squatters = [
+        Path(f"/dev/shm/smartpool-{taken_block}"),
+        Path(f"/dev/shm/sem.smartpool-{taken_sem}.s0"),
+    ]
+    for squatter in squatters:
+        squatter.write_bytes(b"not smartpool's")
+    tokens = iter([taken_block, taken_sem])
+    real = _shm.secrets.token_hex
+    monkeypatch.setattr(
+        _shm, "secrets", SimpleNamespace(token_hex=lambda n: next(tokens, None) or real(n))
+    )
+    try:
+        lock = Lock()
+        with lock:
+            pass
+        assert lock._h.name not in (f"/smartpool-{taken_block}", f"/smartpool-{taken_sem}")
+        assert not Path(f"/dev/shm/smartpool-{taken_sem}").exists()  # made, then given up
+        assert all(squatter.read_bytes() == b"not smartpool's" for squatter in squatters)
+    finally:
+        for squatter in squatters:
+            squatter.unlink(missing_ok=True)

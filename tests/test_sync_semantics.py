@@ -315,3 +315,14 @@ def test_value_update_returns_new_value_and_is_atomic_with_get_lock() -> None:
     assert value.get() == [1, 2, 3]
     with pytest.raises(ValueError, match="max_bytes"):
         Value(b"x" * 100, max_bytes=50)
+
+
+def test_value_contents_that_cannot_be_pickled_are_a_typed_error_naming_them() -> None:
+    from smartpool import SerializationError
+
+    with pytest.raises(SerializationError, match=r"Value cannot hold this dict.*_thread\.lock"):
+        Value({"lock": threading.Lock()})
+    value: Value[object] = Value(1)
+    with pytest.raises(TypeError, match="cannot be pickled"):  # SerializationError is a TypeError
+        value.set(threading.Lock())
+    assert value.get() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import pickle
 import warnings
@@ -109,11 +110,20 @@ class ProcessBackend(Backend):
         self._pool.shutdown(wait=wait)
 
 
+#: The errors that mean shared memory is too small (the advice below fixes only those).
+_OUT_OF_SPACE = (errno.ENOSPC, errno.ENOMEM, errno.EDQUOT)
+
+
 def _warn_no_shared_memory(exc: OSError) -> None:
+    advice = (
+        " Give the machine or container more shared memory (e.g. docker run --shm-size=1g) to "
+        "avoid it."
+        if exc.errno in _OUT_OF_SPACE
+        else ""
+    )
     warnings.warn(
         f"smartpool could not put large arguments in shared memory ({buffers.DIRECTORY}: {exc}); "
-        "they go to the workers through the pipe instead, copied once more. Give the machine or "
-        "container more shared memory (e.g. docker run --shm-size=1g) to avoid it.",
+        f"they go to the workers through the pipe instead, copied once more.{advice}",
         RuntimeWarning,
         stacklevel=2,
     )

@@ -6,6 +6,10 @@ copy-on-write and unpickles straight from the mapping, so the array it sees is n
 again, and stays writable without touching the caller's data. The caller unlinks the files once
 the chunk is settled, however it ends (a chunk retried after a crash maps them again).
 
+File names are ``smartpool-<pid>-<64 random bits>``, made with ``O_EXCL``: another program can
+neither guess a name in advance nor have smartpool write into its file, and a name already taken
+is left alone and another one tried. smartpool only ever removes files it made.
+
 Within one call over a list or tuple, a buffer that several items (or chunks) share is written
 once (:class:`Exports`): the items were all made before the call, so the same object holds the
 same contents for every one of them. Items from a generator get no such reuse: a generator may
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import itertools
 import mmap
 import os
 import pickle
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING
 from .spares import spares
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 def _directory() -> str:
@@ -45,12 +48,29 @@ def _directory() -> str:
 
 
 DIRECTORY = _directory()
-_counter = itertools.count()
 
 
 def file_prefix(pid: int) -> str:
-    """The start of the name of every buffer file process ``pid`` makes (a number follows)."""
+    """The start of the name of every buffer file process ``pid`` makes (a random part follows)."""
     return f"smartpool-{pid}-"
+
+
+#: Hex digits of the random part of a file name: 64 bits, which nobody can guess in advance.
+NAME_DIGITS = 16
+#: New names tried when the first already exists (someone else's file, left alone) before the
+#: export gives up with ``FileExistsError``.
+NAME_ATTEMPTS = 8
+
+
+def is_buffer_file(name: str, pid: int) -> bool:
+    """Whether ``name`` has the form of a buffer file process ``pid`` made."""
+    prefix = file_prefix(pid)
+    rest = name[len(prefix) :]
+    return (
+        name.startswith(prefix)
+        and len(rest) == NAME_DIGITS
+        and all(c in "0123456789abcdef" for c in rest)
+    )
 
 
 def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
@@ -70,30 +90,54 @@ def export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
 
 
 def _export(buffers: Sequence[pickle.PickleBuffer]) -> tuple[str, ...]:
-    kept = [spares.take(b.raw().nbytes) for b in buffers]
-    paths = tuple(path or _new_path() for path in kept)
-    reuse = [path is not None for path in kept]
+    #: The files this export made or took over: removed if it fails. Never any other file.
+    ours: list[str] = []
+
+    def put(buffer: pickle.PickleBuffer) -> str:
+        path = spares.take(buffer.raw().nbytes)
+        if path is not None:
+            ours.append(path)
+            if _write_over(path, buffer):
+                return path
+            ours.remove(path)  # removed meanwhile (by hand, say): the name is not ours any more
+        return _write_new(buffer, ours)
+
+    futures: list[Future[str]] = []
     try:
         if len(buffers) > 1 and sum(b.raw().nbytes for b in buffers) >= PARALLEL_BYTES:
-            list(_writers().map(_put, paths, buffers, reuse))
-        else:
-            for path, buffer, over in zip(paths, buffers, reuse, strict=True):
-                _put(path, buffer, over)
+            futures = [_writers().submit(put, buffer) for buffer in buffers]
+            return tuple(future.result() for future in futures)
+        return tuple(put(buffer) for buffer in buffers)
     except BaseException:
-        discard(paths)
+        if futures:
+            from concurrent.futures import wait
+
+            for future in futures:
+                future.cancel()
+            wait(futures)  # no writer may still be making a file once they are removed
+        discard(ours)
         raise
-    return paths
 
 
 def _new_path() -> str:
-    return os.path.join(DIRECTORY, f"{file_prefix(os.getpid())}{next(_counter)}")
+    """A fresh, unpredictable name: another program cannot make it first, nor guess ours."""
+    random = os.urandom(NAME_DIGITS // 2).hex()
+    return os.path.join(DIRECTORY, f"{file_prefix(os.getpid())}{random}")
 
 
-def _put(path: str, buffer: pickle.PickleBuffer, over: bool) -> None:
-    if over:
-        _write_over(path, buffer)
-    else:
-        _write(path, buffer)
+def _write_new(buffer: pickle.PickleBuffer, ours: list[str]) -> str:
+    """Write ``buffer`` to a new file of a name nobody else uses; return its path."""
+    for _ in range(NAME_ATTEMPTS):
+        path = _new_path()
+        try:
+            _write(path, buffer)
+        except FileExistsError:  # not ours: left alone, and another name tried
+            continue
+        ours.append(path)
+        return path
+    raise FileExistsError(
+        errno.EEXIST, f"{NAME_ATTEMPTS} new file names were all taken already", DIRECTORY
+    )
 
 
 #: Below this many bytes in all, buffers are written one after the other.
@@ -101,25 +145,33 @@ PARALLEL_BYTES = 16 << 20
 
 
 def _write(path: str, buffer: pickle.PickleBuffer) -> None:
+    """Make the file ``path`` and write ``buffer`` into it; ``FileExistsError`` (and nothing
+    touched) if the name is taken. A file this made is removed again if the writing fails."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         view = buffer.raw()
         written = 0
         while written < view.nbytes:
             written += os.write(fd, view[written:])
-    finally:
+    except BaseException:
         os.close(fd)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+    os.close(fd)
 
 
-def _write_over(path: str, buffer: pickle.PickleBuffer) -> None:
+def _write_over(path: str, buffer: pickle.PickleBuffer) -> bool:
     """Write ``buffer`` over a kept file of its size, through the caller's mapping of it (its
-    pages are already there, and after the first time, mapped)."""
+    pages are already there, and after the first time, mapped). False if the file is gone."""
     try:
         mapping = spares.mapping(path)
-    except FileNotFoundError:  # removed meanwhile (by hand, say): make it anew
-        _write(path, buffer)
-        return
+    except FileNotFoundError:  # removed meanwhile (by hand, say)
+        return False
     _copy_into(mapping, buffer.raw())
+    return True
 
 
 def _copy_with_gil(destination: mmap.mmap, source: memoryview) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._work import deadline
 from .._work.spare_threads import spare
+from . import crash_reports
 from .channel import Channel
 
 if TYPE_CHECKING:
@@ -37,10 +38,13 @@ class WorkerProcess(ABC):
     def __init__(self, pid: int, conn: Channel) -> None:
         self.pid = pid
         self.conn = conn
+        #: The caller's end of the worker's crash report file, if it has one (``crash_reports``).
+        self.report: int | None = None
 
     def close(self) -> None:
         """Close the parent's end of the socket: an idle worker exits when it sees that."""
-        close_owned(self.conn)
+        report, self.report = self.report, None
+        close_owned(self.conn, *([] if report is None else [report]))
 
     @abstractmethod
     def kill(self) -> int | None:
@@ -117,6 +121,11 @@ def start_worker(method: str) -> WorkerProcess:
     finally:
         close_owned(child_sock)
     proc.conn.send_bytes(init_message())
+    reports = crash_reports.mode()
+    with _fork_lock:  # listed as it is made, as the sockets are
+        proc.report = crash_reports.new_file(reports)
+        owned_fds.update(() if proc.report is None else (proc.report,))
+    crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
     return proc
 
 

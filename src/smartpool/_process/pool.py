@@ -31,7 +31,7 @@ from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, Work
 from .._transport.remote import add_note, load_exception
 from .._transport.serialize import loads
 from .._work.task import ChunkResult, RetryPolicy, settle
-from . import buffers
+from . import buffers, crash_reports
 from .channel import wait
 from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker
 from .worker import FUNCTION_CACHE_SIZE
@@ -291,6 +291,8 @@ class ProcessPool:
                 if task.cancelled
                 else _loss_error(task, worker.proc.pid, exitcode, timed_out)
             )
+        if error is not None and not timed_out and not (task is not None and task.cancelled):
+            crash_reports.add_to(error, worker.proc.report)
         with self._lock:
             if worker not in self._all:
                 return

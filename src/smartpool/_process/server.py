@@ -71,20 +71,21 @@ def serve(ctrl: socket.socket) -> None:
 
 
 def _remove_buffer_files(caller: int, before: float) -> None:
-    """Remove the large-buffer files of a caller that died: ``smartpool-<its pid>-<n>``, made
-    ``before`` (a program the caller exec'd keeps its pid, and may already have made new ones)."""
-    from .buffers import DIRECTORY, file_prefix  # only now: the server imports little
+    """Remove the large-buffer files of a caller that died: named as its files are, owned by its
+    user and made ``before`` (a program the caller exec'd keeps its pid, and may already have made
+    new ones)."""
+    from .buffers import DIRECTORY, is_buffer_file  # only now: the server imports little
 
-    prefix = file_prefix(caller)
     try:
         names = os.listdir(DIRECTORY)
     except OSError:
         return
     for name in names:
-        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+        if is_buffer_file(name, caller):
             path = os.path.join(DIRECTORY, name)
             try:
-                if os.stat(path).st_mtime <= before:
+                found = os.lstat(path)
+                if found.st_uid == os.getuid() and found.st_mtime <= before:
                     os.unlink(path)
             except OSError:
                 pass

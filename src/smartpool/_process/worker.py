@@ -2,7 +2,8 @@
 
 Messages on the worker's socket (length-prefixed, see ``channel``):
 
-* parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``
+* parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``, then one byte saying
+  where faulthandler reports go, with the report file attached (see ``crash_reports``)
 * parent -> worker, per chunk: pickle of
   ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths)``,
   where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
@@ -38,6 +39,7 @@ from .._transport.remote import add_note, dump_exception
 from .._transport.serialize import dump_items, loads
 from .._work import context
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
+from . import crash_reports
 from .channel import Channel
 from .mappings import IDLE_SWEEP_SECONDS, Mappings
 from .signals import ignore_sigint
@@ -58,6 +60,7 @@ def main(fd: int) -> None:
     status = 0
     try:
         init: dict[str, Any] = pickle.loads(conn.recv_bytes())
+        crash_reports.take_over(fd)
         _apply_init(init)
         _serve(conn, mappings)
     except (EOFError, OSError):

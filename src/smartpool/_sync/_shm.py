@@ -208,22 +208,8 @@ class Handle:
     def create(cls, kind: int, nwords: int, nbytes: int, sems: list[tuple[int, int]]) -> Handle:
         """Create a block with ``nwords`` int64 words (header included) then ``nbytes`` bytes."""
         assert nwords >= HEADER_WORDS and len(sems) <= 3
-        name = "/" + PREFIX + secrets.token_hex(8)
         size = max(nwords * 8 + nbytes, 8)
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        made: list[SemLock] = []
-        try:
-            os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size)
-            for i, (value, maxvalue) in enumerate(sems):
-                made.append(
-                    _multiprocessing.SemLock(_SEMAPHORE, value, maxvalue, f"{name}.s{i}", False)
-                )
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(name, [s.name for s in made])
-            raise
-        res = _Resources(name, fd, mm, tuple(made))
+        res = _make_new(size, sems)
         handle = cls(res, kind, nwords)
         w = handle.words
         w[_KIND], w[_NWORDS], w[_NSEMS] = kind, nwords, len(sems)
@@ -231,7 +217,7 @@ class Handle:
         for i, (_, maxvalue) in enumerate(sems):
             w[_SEM_MAX + i] = maxvalue
         w[_MAGIC] = MAGIC
-        resource_tracker.register(name, "shared_memory")
+        resource_tracker.register(res.name, "shared_memory")
         for sem in res.sem_names():
             resource_tracker.register(sem, "semaphore")
         res.tracked = True
@@ -280,6 +266,41 @@ class Handle:
         """Make the process-local locks usable in a forked child."""
         self.meta.reset_after_fork()
         self.local_lock = threading.Lock()
+
+
+#: Random names tried for a new block before its creation fails with ``FileExistsError``.
+NAME_ATTEMPTS = 8
+
+
+def _make_new(size: int, sems: list[tuple[int, int]]) -> _Resources:
+    """A new block under a random name (64 bits: nobody can guess it in advance)."""
+    attempt = 1
+    while True:
+        try:
+            return _make("/" + PREFIX + secrets.token_hex(8), size, sems)
+        except FileExistsError:  # someone else's name: left alone, and another one tried
+            if attempt == NAME_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+def _make(name: str, size: int, sems: list[tuple[int, int]]) -> _Resources:
+    """Create the block ``name`` and its semaphores, all with ``O_EXCL``: a name already taken
+    raises ``FileExistsError``, and only what this call made is removed again on failure."""
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    made: list[SemLock] = []
+    try:
+        os.ftruncate(fd, size)
+        mm = mmap.mmap(fd, size)
+        for i, (value, maxvalue) in enumerate(sems):
+            made.append(
+                _multiprocessing.SemLock(_SEMAPHORE, value, maxvalue, f"{name}.s{i}", False)
+            )
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(name, [s.name for s in made])
+        raise
+    return _Resources(name, fd, mm, tuple(made))
 
 
 def _gone_message(name: str) -> str:

@@ -1,5 +1,9 @@
 """``Value``: one picklable object shared by every thread and process, updated atomically.
 
+The value is pickled as functions and items are (``_serialize``): plain pickle, or cloudpickle
+for what exists only in this process (classes and functions of ``__main__``, lambdas), so that
+any process can read it back.
+
 The pickled value lives in one of two byte buffers; a version word says which (``version & 1``).
 A writer (holding the value's :class:`RLock`) fills the *other* buffer and then publishes it with
 a single store of ``version + 1``. Readers take no lock: they read the version, copy the active
@@ -9,10 +13,10 @@ the inactive buffer, so the last committed value survives intact.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from .._transport.serialize import dump_value, load_value
 from ._base import SharedObject
 from ._lock import RLock
 from ._shm import HEADER_WORDS, Handle, new_handle, open_handle
@@ -92,7 +96,7 @@ class Value(SharedObject, Generic[T]):
             version = w[_VERSION]
             data = self._read(version)
             if w[_VERSION] == version:
-                result: T = pickle.loads(data)
+                result: T = load_value(data)
                 return result
 
     def set(self, value: T) -> None:
@@ -108,7 +112,7 @@ class Value(SharedObject, Generic[T]):
         result does not fit, the value is unchanged.
         """
         with self._lock:
-            current: T = pickle.loads(self._read(self._w[_VERSION]))
+            current: T = load_value(self._read(self._w[_VERSION]))
             new = fn(current)
             self._write(self._encode(new, self._max))
             return new
@@ -118,7 +122,7 @@ class Value(SharedObject, Generic[T]):
         return self.update(lambda v: v + n)
 
     def _encode(self, value: T, max_bytes: int) -> bytes:
-        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        data = dump_value(value)
         if len(data) > max_bytes:
             raise ValueError(
                 f"value pickles to {len(data)} bytes but this Value holds at most {max_bytes} "

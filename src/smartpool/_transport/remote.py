@@ -51,11 +51,41 @@ def dump_exception(exc: BaseException) -> bytes:
     pickling_support: Any = importlib.import_module("tblib.pickling_support")
     try:
         pickling_support.install(exc)
-        data = cloud_dumps(exc)
+        data = cloud_dumps(exc, reducers=_FLAT_TRACEBACKS)
         pickle.loads(data)  # prove it rebuilds here, not as a confusing error in the caller
     except Exception:
         data = cloud_dumps(_as_remote_error(exc))
     return data
+
+
+def _reduce_traceback(tb: TracebackType) -> tuple[Any, tuple[list[tuple[Any, int]]]]:
+    """A traceback as a flat list of (frame, line) pairs.
+
+    tblib pickles a traceback as nested objects, one level per frame, and pickling stops at a
+    depth near the recursion limit: the traceback of a RecursionError could never travel. A
+    list pickles at any length.
+    """
+    tblib: Any = importlib.import_module("tblib")
+    frames: list[tuple[Any, int]] = []
+    current: TracebackType | None = tb
+    while current is not None:
+        frames.append((tblib.Frame(current.tb_frame), current.tb_lineno))
+        current = current.tb_next
+    return (_rebuild_traceback, (frames,))
+
+
+def _rebuild_traceback(frames: list[tuple[Any, int]]) -> TracebackType | None:
+    """The traceback :func:`_reduce_traceback` took apart, with stand-in frames (as tblib's)."""
+    tblib: Any = importlib.import_module("tblib")
+    head: Any = None
+    for frame, lineno in reversed(frames):  # build from the innermost frame out, no recursion
+        link = object.__new__(tblib.Traceback)
+        link.tb_frame, link.tb_lineno, link.tb_next = frame, lineno, head
+        head = link
+    return None if head is None else cast("TracebackType", head.as_traceback())
+
+
+_FLAT_TRACEBACKS = ((TracebackType, _reduce_traceback),)
 
 
 def load_exception(data: bytes) -> BaseException:

@@ -46,11 +46,22 @@ def dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
     return data if b"__main__" not in data else cloud_dumps(obj, large)
 
 
-def cloud_dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
-    """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value."""
+#: Extra ``(type, reducer)`` pairs for one kind of payload, as in ``copyreg.pickle``.
+Reducers = tuple[tuple[type, Callable[[Any], Any]], ...]
+
+
+def cloud_dumps(
+    obj: object, large: list[pickle.PickleBuffer] | None = None, reducers: Reducers = ()
+) -> bytes:
+    """Pickle ``obj`` with cloudpickle: what cannot be imported (lambdas...) goes by value.
+
+    ``reducers`` override how objects of the given types are pickled, for this payload only
+    (``_remote`` sends tracebacks flat, so that their depth does not matter).
+    """
     buffer = io.BytesIO()
     callback = None if large is None else _collector(large)
-    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback).dump(obj)
+    pickler = _pickler_class(reducers)
+    pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback).dump(obj)
     return buffer.getvalue()
 
 
@@ -67,8 +78,8 @@ def _collector(large: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffe
 
 
 @functools.cache
-def _pickler_class() -> Any:
-    """cloudpickle's Pickler, keeping each by-value function's real file name.
+def _pickler_class(reducers: Reducers = ()) -> Any:
+    """cloudpickle's Pickler, keeping each by-value function's real file name (and ``reducers``).
 
     cloudpickle >= 3.1.3 replaces ``co_filename`` with ``"<dynamic-code>"`` to make payloads
     deterministic; a worker's traceback would then lose its file names and source lines.
@@ -84,7 +95,9 @@ def _pickler_class() -> Any:
         return (_code_with_filename, (rebuild, args, code.co_filename))
 
     class Pickler(base):  # type: ignore[misc]
-        dispatch_table: ClassVar[Any] = ChainMap({types.CodeType: reduce_code}, table)
+        dispatch_table: ClassVar[Any] = ChainMap(
+            {types.CodeType: reduce_code, **dict(reducers)}, table
+        )
 
     return Pickler
 
@@ -99,6 +112,10 @@ def loads(data: bytes, buffers: Sequence[Any] = ()) -> Any:
     return pickle.loads(data, buffers=buffers)
 
 
+#: Reading a ``smartpool.Value`` back: plain unpickling rebuilds cloudpickle's by-value objects.
+load_value = pickle.loads
+
+
 def dump_function(fn: Callable[..., Any]) -> bytes:
     """Pickle the function once per call; raise :class:`SerializationError` naming the culprit."""
     try:
@@ -109,6 +126,27 @@ def dump_function(fn: Callable[..., Any]) -> bytes:
         raise SerializationError(
             f"the function {name!r} cannot be pickled for the process backend: "
             f"{where or _reason(exc)}. {_HINT}"
+        ) from exc
+
+
+def dump_value(value: object) -> bytes:
+    """Pickle the contents of a ``smartpool.Value`` as :func:`dumps` does (spelled out: a shared
+    counter's ``add`` is a few microseconds); :class:`SerializationError` names the part that
+    cannot be pickled."""
+    try:
+        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in data:
+            return data
+    except Exception:
+        pass  # a lambda, a local class...: cloudpickle may manage
+    try:
+        return cloud_dumps(value)
+    except Exception as exc:
+        where = describe_unpicklable(value) or _reason(exc)
+        raise SerializationError(
+            f"a Value cannot hold this {type(value).__qualname__}: it cannot be pickled: {where}. "
+            "A Value holds objects that can be copied to another process (no locks, sockets or "
+            "open files)."
         ) from exc
 
 

@@ -17,6 +17,15 @@ def in_worker() -> bool:
     return _in_worker_process or getattr(_state, "depth", 0) > 0
 
 
+def may_be_ctrl_c() -> bool:
+    """Whether a KeyboardInterrupt raised here may be the user's Ctrl-C.
+
+    Python raises it for SIGINT on the main thread only, and worker processes ignore SIGINT: on
+    a pool thread or in a worker, a KeyboardInterrupt was raised by the running function.
+    """
+    return not _in_worker_process and threading.current_thread() is threading.main_thread()
+
+
 def mark_worker_process() -> None:
     global _in_worker_process
     _in_worker_process = True

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._transport.remote import add_note, drop_first_frame
+from . import context
 from . import deadline as deadlines
 from .chunking import Tail
 
@@ -131,9 +132,9 @@ def run_chunk(
     if retry.retries == 0 and budget is None:
         try:
             values.extend(map(fn, items))  # keeps the values computed before a failure
-        except KeyboardInterrupt:
-            raise
         except BaseException as exc:
+            if _may_be_ctrl_c(exc):
+                raise
             drop_first_frame(exc)
             error = exc
     elif retry.retries == 0:
@@ -165,9 +166,9 @@ def _run_within(
     token = deadlines.watcher.arm(iterator, end, deadline)
     try:
         values.extend(map(fn, iterator))
-    except KeyboardInterrupt:
-        raise
     except BaseException as exc:
+        if _may_be_ctrl_c(exc):
+            raise
         drop_first_frame(exc)
         return exc
     finally:
@@ -183,10 +184,14 @@ def _call_with_retries(
     while True:
         try:
             return True, fn(item), attempt
-        except KeyboardInterrupt:
-            raise
         except BaseException as exc:
-            if attempt <= retry.retries and isinstance(exc, retry.retry_on):
+            if _may_be_ctrl_c(exc):
+                raise
+            if (
+                attempt <= retry.retries
+                and isinstance(exc, retry.retry_on)
+                and not isinstance(exc, KeyboardInterrupt)  # a request to stop, never retried
+            ):
                 time.sleep(retry.delay(attempt))
                 attempt += 1
                 continue
@@ -194,3 +199,13 @@ def _call_with_retries(
             if attempt > 1:
                 add_note(exc, retry.failed_after(attempt))
             return False, exc, attempt
+
+
+def _may_be_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` may be the user's Ctrl-C, which stops the whole call rather than an item.
+
+    A KeyboardInterrupt the function raised itself (on a pool thread or in a worker process,
+    where no Ctrl-C can land) is the item's error like any other, so it reaches the caller as
+    itself, with the item's note, on every backend.
+    """
+    return isinstance(exc, KeyboardInterrupt) and context.may_be_ctrl_c()
