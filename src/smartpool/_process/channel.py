@@ -68,7 +68,9 @@ class Channel:
         """End the conversation from this side: what the other end sent before is still read,
         then end-of-file, even while some other process holds a copy of the other end (a child
         the worker forked). Both ends stay open until closed."""
-        sock = socket.socket(fileno=self.fileno())
+        if self._fd < 0:
+            return  # closed: nothing more to read
+        sock = socket.socket(fileno=self._fd)
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -47,16 +47,23 @@ class WorkerProcess(ABC):
         The socket alone does not show a crash while a child the worker forked still holds its
         end; shut down, it yields what the worker sent before it died, then end-of-file.
         """
-        if self.sentinel is None:
-            return  # closed already: its socket ended first
-        close_owned(self.sentinel)
-        self.sentinel = None
-        self.conn.shut_down()
+        if self._close_sentinel():  # else closed already: its socket ended first
+            self.conn.shut_down()
 
     def close(self) -> None:
         """Close the parent's end of the socket: an idle worker exits when it sees that."""
-        close_owned(self.conn, *([] if self.sentinel is None else [self.sentinel]))
-        self.sentinel = None
+        self._close_sentinel()
+        close_owned(self.conn)
+
+    def _close_sentinel(self) -> bool:
+        """Close the sentinel, once whoever calls; False if it was closed already."""
+        with _fork_lock:  # as close_owned does
+            fd, self.sentinel = self.sentinel, None
+            if fd is None:
+                return False
+            owned_fds.discard(fd)
+            os.close(fd)
+        return True
 
     @abstractmethod
     def kill(self) -> int | None:
