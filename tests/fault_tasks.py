@@ -10,6 +10,7 @@ import ctypes
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -58,6 +59,64 @@ class CrashOn:
             if attempt <= self.times:
                 crash(self.how)
         return 2 * x
+
+
+#: How long a child started by :class:`ChildThenCrash` lives if nobody kills it.
+HOLDER_SECONDS = 30
+#: Ways for a task to leave a child behind that may hold the worker's socket: "fork" (os.fork),
+#: "fork-holding" (os.fork with every socket of the worker duplicated first, so the child keeps
+#: them whatever the worker does), "exec" (a program started with ``close_fds=False``).
+HOLDERS = ("fork", "fork-holding", "exec")
+_children: list[subprocess.Popen[bytes]] = []  # kept, or Popen would warn that they still run
+
+
+def _socket_copies() -> list[int]:
+    copies = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                copies.append(os.dup(int(name)))
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return copies
+
+
+def start_holder(how: str, directory: str) -> None:
+    """Start a child that outlives this task (``how`` in ``HOLDERS``), running when this returns;
+    record its pid as ``child-<pid>`` in ``directory``."""
+    if how == "exec":
+        child = subprocess.Popen(["sleep", str(HOLDER_SECONDS)], close_fds=False)
+        _children.append(child)  # Popen returns once the program runs
+        pid = child.pid
+    else:
+        copies = _socket_copies() if how == "fork-holding" else []
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(ready_w, b"x")
+            time.sleep(HOLDER_SECONDS)  # the long-lived child itself, not synchronisation
+            os._exit(0)
+        os.close(ready_w)
+        os.read(ready_r, 1)
+        os.close(ready_r)
+        for fd in copies:
+            os.close(fd)
+    Path(directory, f"child-{pid}").touch()
+
+
+@dataclass(frozen=True)
+class ChildThenCrash:
+    """Returns items; item 0 leaves a child behind (see ``start_holder``), item 1 exits (3)."""
+
+    how: str
+    directory: str
+
+    def __call__(self, x: int) -> int:
+        if x == 0:
+            start_holder(self.how, self.directory)
+        elif x == 1:
+            crash("exit")
+        return x
 
 
 @dataclass(frozen=True)

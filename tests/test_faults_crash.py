@@ -16,7 +16,7 @@ import pytest
 import smartpool
 from smartpool._process import launcher
 
-from .fault_tasks import CRASHES, CrashOn, HangOn, attempts
+from .fault_tasks import CRASHES, HOLDER_SECONDS, HOLDERS, ChildThenCrash, CrashOn, HangOn, attempts
 from .helpers import double
 from .subprocesses import run_python
 
@@ -150,6 +150,47 @@ def test_imap_yields_results_before_the_crash(start_method: str) -> None:
         for value in results:
             seen.append(value)
     assert seen == [0, 2, 4, 6]
+
+
+def _kill_and_wait(pid: int) -> None:
+    """SIGKILL ``pid`` (not our child) and wait until it is gone."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+        assert select.select([pidfd], [], [], 20)[0], f"process {pid} outlived SIGKILL"
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", HOLDERS)
+def test_a_child_left_by_the_function_does_not_hide_the_crash(
+    how: str, start_method: str, tmp_path: Path
+) -> None:
+    """A daemon or server the function started may hold a copy of the worker's socket: the
+    worker's death still shows at once, not when that child exits."""
+    began = time.monotonic()
+    try:
+        with pytest.raises(smartpool.WorkerCrashedError) as info:
+            smartpool.parallel_map(
+                ChildThenCrash(how, str(tmp_path)),
+                range(2),
+                backend="process",
+                max_workers=1,
+                chunksize=1,
+            )
+        seconds = time.monotonic() - began
+        [child] = [int(path.name.split("-")[1]) for path in tmp_path.glob("child-*")]
+        assert alive(child)  # so it could have hidden the crash
+    finally:
+        for path in tmp_path.glob("child-*"):
+            _kill_and_wait(int(path.name.split("-")[1]))
+    assert seconds < HOLDER_SECONDS / 3
+    assert (info.value.index, info.value.exitcode) == (1, 3)
+    assert info.value.completed == {0: 0}
 
 
 @pytest.mark.timeout(60)

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,71 @@ def test_pure_python_fallback_passes_the_lock_suites() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+class _StopAfterFirstStep:
+    """A lock's semaphore as one thread sees it: after that thread's first semaphore operation
+    (on any of the lock's semaphores wrapped alike) it stops until ``go_on`` is set."""
+
+    def __init__(
+        self, real: Any, thread: list[int], stopped: threading.Event, go_on: threading.Event
+    ):
+        self._real, self._thread, self._stopped, self._go_on = real, thread, stopped, go_on
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if not callable(attr):
+            return attr
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            if threading.get_ident() in self._thread and not self._stopped.is_set():
+                self._stopped.set()
+                assert self._go_on.wait(30), "never told to go on"
+            return result
+
+        return step
+
+
+@pytest.mark.timeout(60)
+def test_a_release_under_way_keeps_a_racing_release_out() -> None:
+    """The worst interleaving of two releases of a held lock, forced: the first (the pure-Python
+    core's steps, which any process may run on this lock) stops after its first semaphore
+    operation, and the second (this build's core) runs meanwhile. One succeeds, the other
+    raises RuntimeError, and then one acquirer gets in, not two."""
+    lock = Lock()
+    lock.acquire()
+    names = [name for name in ("_sem", "_held") if getattr(lock, name, None) is not None]
+    reals = {name: getattr(lock, name) for name in names}
+    first: list[int] = []
+    stopped, go_on = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def release(which: str, how: Any) -> None:
+        if which == "first":
+            first.append(threading.get_ident())
+        try:
+            how()
+            outcomes[which] = "released"
+        except Exception as exc:
+            outcomes[which] = type(exc).__name__
+
+    for name in names:
+        setattr(lock, name, _StopAfterFirstStep(reals[name], first, stopped, go_on))
+    try:
+        stepwise = threading.Thread(
+            target=release, args=("first", lambda: _lock.PyLockCore.release(lock))
+        )
+        stepwise.start()
+        assert stopped.wait(30), "the first release never reached a semaphore"
+        release("second", lock.release)
+        go_on.set()
+        stepwise.join(30)
+    finally:
+        go_on.set()
+        for name in names:
+            setattr(lock, name, reals[name])
+    assert sorted(outcomes.values()) == ["RuntimeError", "released"], outcomes
+    assert lock.acquire(False)
+    assert not lock.acquire(False)
+    lock.release()

@@ -3,6 +3,7 @@ directions, exact totals under contention, and recovery when a holder dies."""
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -10,6 +11,8 @@ import signal
 import threading
 import time
 import warnings
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,6 +89,30 @@ def _update_and_die(value: Value[Any], held: Event) -> None:
         return v + 1000
 
     value.update(half_done)
+
+
+def _release_when_told(blob: bytes, trials: int, report: Any) -> None:
+    """For each trial: spin until the word in ``path`` says its number (both releasers leave
+    the spin at the same instant), release ``lock``, report the outcome."""
+    lock, path = pickle.loads(blob)
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as mm:
+        go = memoryview(mm).cast("q")
+        release = lock.release
+        try:
+            for trial in range(1, trials + 1):
+                deadline, spins = time.monotonic() + WAIT, 0
+                while go[0] != trial:
+                    spins += 1
+                    if spins % 65536 == 0 and time.monotonic() > deadline:
+                        raise TimeoutError(f"trial {trial} never started")
+                try:
+                    release()
+                    outcome = "released"
+                except Exception as exc:
+                    outcome = type(exc).__name__
+                report.send(outcome)
+        finally:
+            go.release()
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -184,3 +211,51 @@ def test_event_set_in_parent_wakes_worker_and_back(ctx: Any) -> None:
     go.set()  # wakes the worker's wait
     proc.join(WAIT)
     assert proc.exitcode == 0
+
+
+RACE_TRIALS = 2000
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("kind", "error"), [(Lock, RuntimeError), (BoundedSemaphore, ValueError)], ids=["Lock", "Bsem"]
+)
+def test_racing_releases_let_exactly_one_through(
+    kind: Any, error: type[Exception], tmp_path: Path
+) -> None:
+    """Two processes release one held lock at the same instant, 2,000 times over: one release
+    succeeds, the other raises, and afterwards one acquirer gets in, not two. (Checking that the
+    lock is held and then posting, in two steps, let both releases through now and then.)"""
+    lock = kind()
+    path = tmp_path / "go"
+    path.write_bytes(bytes(mmap.PAGESIZE))
+    ctx = multiprocessing.get_context("forkserver")
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+    blob = pickle.dumps((lock, str(path)))
+    procs = [_start(ctx, _release_when_told, blob, RACE_TRIALS, send) for _, send in pipes]
+    for _, send in pipes:
+        send.close()
+    wrong: Counter[tuple[tuple[str, ...], tuple[bool, bool]]] = Counter()
+    with path.open("r+b") as file, mmap.mmap(file.fileno(), 0) as mm:
+        go = memoryview(mm).cast("q")
+        try:
+            for trial in range(1, RACE_TRIALS + 1):
+                assert lock.acquire(timeout=WAIT)
+                go[0] = trial
+                outcomes = []
+                for receive, _ in pipes:
+                    assert receive.poll(WAIT), f"a releaser did not answer in trial {trial}"
+                    outcomes.append(receive.recv())
+                entered = (lock.acquire(False), lock.acquire(False))
+                if sorted(outcomes) != [error.__name__, "released"] or entered != (True, False):
+                    wrong[tuple(sorted(outcomes)), entered] += 1
+                try:
+                    lock.release()  # free for the next trial, whichever way this one went
+                except (RuntimeError, ValueError):
+                    pass
+        finally:
+            go.release()
+    for proc in procs:
+        proc.join(WAIT)
+        assert proc.exitcode == 0
+    assert not wrong, f"{wrong.total()} of {RACE_TRIALS} trials went wrong: {dict(wrong)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import struct
 from collections.abc import Sequence
 
@@ -63,6 +64,20 @@ class Channel:
             got += n
         return buffer  # not copied into bytes: pickle reads a bytearray as well
 
+    def shut_down(self) -> None:
+        """End the conversation from this side: what the other end sent before is still read,
+        then end-of-file, even while some other process holds a copy of the other end (a child
+        the worker forked). Both ends stay open until closed."""
+        if self._fd < 0:
+            return  # closed: nothing more to read
+        sock = socket.socket(fileno=self._fd)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more: reads see end-of-file already
+        finally:
+            sock.detach()
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
@@ -73,6 +88,26 @@ class Channel:
             self.close()
         except OSError:
             pass
+
+
+def keep_from_children(fd: int) -> None:
+    """Keep a worker's socket ``fd`` out of the processes its tasks start.
+
+    A child that held a copy would keep the socket open after the worker died, hiding the crash
+    from the caller, and could write into the worker's stream. So ``fd`` is not passed on by
+    ``exec``, and in a child made by ``os.fork`` (a daemon, ``multiprocessing``'s fork) it is
+    pointed at /dev/null: closed, its number could be reused under the worker's ``Channel``.
+    """
+    os.set_inheritable(fd, False)
+
+    def in_child() -> None:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(devnull, fd, inheritable=False)
+        finally:
+            os.close(devnull)
+
+    os.register_at_fork(after_in_child=in_child)
 
 
 def wait(objects: Sequence[Channel | int], timeout: float | None) -> list[Channel | int]:

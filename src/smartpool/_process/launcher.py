@@ -33,18 +33,40 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpa
 
 
 class WorkerProcess(ABC):
-    """A started worker: its pid and the parent's end of its socket."""
+    """A started worker: its pid, the parent's end of its socket, and a descriptor that becomes
+    readable when the process exits (``sentinel``; None where pidfds are not available)."""
 
     def __init__(self, pid: int, conn: Channel) -> None:
         self.pid = pid
         self.conn = conn
         #: The caller's end of the worker's crash report file, if it has one (``crash_reports``).
         self.report: int | None = None
+        self.sentinel = _open_pidfd(pid)
+
+    def exited(self) -> None:
+        """The sentinel fired: stop watching it, and shut the socket down from our side.
+
+        The socket alone does not show a crash while a child the worker forked still holds its
+        end; shut down, it yields what the worker sent before it died, then end-of-file.
+        """
+        if self._close_sentinel():  # else closed already: its socket ended first
+            self.conn.shut_down()
 
     def close(self) -> None:
         """Close the parent's end of the socket: an idle worker exits when it sees that."""
+        self._close_sentinel()
         report, self.report = self.report, None
         close_owned(self.conn, *([] if report is None else [report]))
+
+    def _close_sentinel(self) -> bool:
+        """Close the sentinel, once whoever calls; False if it was closed already."""
+        with _fork_lock:  # as close_owned does
+            fd, self.sentinel = self.sentinel, None
+            if fd is None:
+                return False
+            owned_fds.discard(fd)
+            os.close(fd)
+        return True
 
     @abstractmethod
     def kill(self) -> int | None:
@@ -98,6 +120,27 @@ def close_owned(*objects: int | _Closable) -> None:
                 except (OSError, ValueError):
                     continue  # closed already
                 obj.close()
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it exits), listed in ``owned_fds``; None without them
+    (not Linux 5.3+, or refused by a sandbox): crashes are then seen by the socket alone.
+
+    A "fork" or "spawn" worker is our child, unreaped, so its pid names it. A fork server's worker
+    that died at once may be reaped already: then pidfd_open fails (no sentinel), or, were its
+    pid reused within that instant, the sentinel watches a stranger; either way the socket
+    still shows the crash, as without pidfds.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:  # pragma: no cover - not Linux
+        return None
+    with _fork_lock:
+        try:
+            fd: int = pidfd_open(pid)
+        except OSError:  # pragma: no cover - old kernel, seccomp
+            return None
+        owned_fds.add(fd)
+    return fd
 
 
 def init_message() -> bytes:

@@ -234,14 +234,20 @@ class ProcessPool:
                 if self._closed:
                     return
                 conns = {w.proc.conn: w for w in self._all}
+                # A worker's exit is seen by its sentinel too: its socket stays open while a
+                # child it forked holds the other end.
+                exits = {w.proc.sentinel: w for w in self._all if w.proc.sentinel is not None}
                 deadlines = [w.deadline for w in self._all if w.deadline is not None]
             timeout = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
-            ready = wait([*conns, self._wake_r], timeout)
+            ready = wait([*conns, *exits, self._wake_r], timeout)
             for obj in ready:
                 if obj == self._wake_r:
                     os.read(self._wake_r, 4096)
                     continue
-                worker = conns[obj]  # type: ignore[index]
+                if isinstance(obj, int):  # a sentinel: the next round reads its socket to the end
+                    exits[obj].proc.exited()
+                    continue
+                worker = conns[obj]
                 try:
                     data = worker.proc.conn.recv_bytes()
                 except (EOFError, OSError):

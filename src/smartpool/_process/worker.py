@@ -40,7 +40,7 @@ from .._transport.serialize import dump_items, loads
 from .._work import context
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 from . import crash_reports
-from .channel import Channel
+from .channel import Channel, keep_from_children
 from .mappings import IDLE_SWEEP_SECONDS, Mappings
 from .signals import ignore_sigint
 
@@ -55,6 +55,7 @@ def main(fd: int) -> None:
     _forget_parent_pools()
     reseed_random()
     conn = Channel(fd)
+    keep_from_children(fd)
     mappings = Mappings()  # of the caller's large-buffer files
     _exit_when_parent_dies(fd, mappings)
     status = 0

@@ -1,5 +1,11 @@
-/* The uncontended path of smartpool.Lock in C: one sem_trywait or sem_post plus one store of
+/* The uncontended path of smartpool.Lock in C: a sem_trywait and a sem_post plus one store of
  * the holder's token into shared memory, with no Python frame in between.
+ *
+ * Two semaphores: `sem` (1 while the lock is free) and `held` (1 while it is held). acquire
+ * takes `sem` and posts `held`; release takes `held` and posts `sem`. Taking `held` is the
+ * atomic claim that makes a release succeed, so of two racing releasers (in any processes)
+ * exactly one gets it and the other raises; checking `sem`'s value and then posting, in two
+ * steps, let both succeed and two acquirers in.
  *
  * A Python method call alone costs about as much as multiprocessing.Lock's whole
  * acquire/release pair, so recording the holder (what lets a blocked acquirer notice that the
@@ -21,7 +27,9 @@ static PyObject *str_acquire_slow = NULL; /* interned "_acquire_slow" */
 typedef struct {
     PyObject_HEAD
     PyObject *semobj;      /* the _multiprocessing.SemLock that owns `sem` */
+    PyObject *heldobj;     /* ... and the one that owns `held` */
     sem_t *sem;            /* NULL until _bind_core */
+    sem_t *held;           /* NULL until _bind_core, and for RLock, which has no use for it */
     Py_buffer words;       /* export of the block's int64 words, keeps the mapping alive */
     volatile int64_t *owner; /* the holder's token, 0 when free */
 } LockCore;
@@ -29,7 +37,7 @@ typedef struct {
 static int
 check_bound(LockCore *self)
 {
-    if (self->sem == NULL) {
+    if (self->sem == NULL || self->held == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lock is not bound to shared state");
         return -1;
     }
@@ -39,7 +47,13 @@ check_bound(LockCore *self)
 static PyObject *
 LockCore_acquire(LockCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 0 && kwnames == NULL && self->sem != NULL && sem_trywait(self->sem) == 0) {
+    if (nargs == 0 && kwnames == NULL && self->held != NULL && sem_trywait(self->sem) == 0) {
+        if (sem_post(self->held) < 0) {
+            int error = errno;
+            sem_post(self->sem); /* not taken after all */
+            errno = error;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
         *self->owner = current_token;
         Py_RETURN_TRUE;
     }
@@ -60,16 +74,15 @@ LockCore_acquire(LockCore *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 static PyObject *
 release_impl(LockCore *self)
 {
-    int value;
     if (check_bound(self) < 0) {
         return NULL;
     }
-    if (sem_getvalue(self->sem, &value) < 0) {
+    if (sem_trywait(self->held) < 0) {
+        if (errno == EAGAIN) {
+            PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+            return NULL;
+        }
         return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    if (value >= 1) {
-        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
-        return NULL;
     }
     *self->owner = 0;
     if (sem_post(self->sem) < 0) {
@@ -100,7 +113,8 @@ static PyObject *
 LockCore_locked(LockCore *self, PyObject *Py_UNUSED(ignored))
 {
     int value;
-    if (check_bound(self) < 0) {
+    if (self->sem == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lock is not bound to shared state");
         return NULL;
     }
     if (sem_getvalue(self->sem, &value) < 0) {
@@ -113,32 +127,47 @@ static void
 unbind(LockCore *self)
 {
     self->sem = NULL;
+    self->held = NULL;
     self->owner = NULL;
     if (self->words.obj != NULL) {
         PyBuffer_Release(&self->words);
     }
     Py_CLEAR(self->semobj);
+    Py_CLEAR(self->heldobj);
 }
 
-/* _bind_core(semlock, words, index): use `semlock`'s semaphore and words[index] as the owner. */
-static PyObject *
-LockCore_bind_core(LockCore *self, PyObject *args)
+/* The sem_t of a _multiprocessing.SemLock, or NULL with an exception set. */
+static sem_t *
+sem_of(PyObject *semobj)
 {
-    PyObject *semobj, *words, *handle_obj;
-    Py_ssize_t index;
-    if (!PyArg_ParseTuple(args, "OOn:_bind_core", &semobj, &words, &index)) {
-        return NULL;
-    }
-    handle_obj = PyObject_GetAttrString(semobj, "handle");
+    PyObject *handle_obj = PyObject_GetAttrString(semobj, "handle");
     if (handle_obj == NULL) {
         return NULL;
     }
     void *sem = PyLong_AsVoidPtr(handle_obj);
     Py_DECREF(handle_obj);
+    if (sem == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "semaphore has no handle");
+    }
+    return (sem_t *)sem;
+}
+
+/* _bind_core(sem, held, words, index): use the SemLocks `sem` and `held` (None: no fast path,
+ * as for RLock) and words[index] as the owner. */
+static PyObject *
+LockCore_bind_core(LockCore *self, PyObject *args)
+{
+    PyObject *semobj, *heldobj, *words;
+    Py_ssize_t index;
+    if (!PyArg_ParseTuple(args, "OOOn:_bind_core", &semobj, &heldobj, &words, &index)) {
+        return NULL;
+    }
+    sem_t *sem = sem_of(semobj);
     if (sem == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "semaphore has no handle");
-        }
+        return NULL;
+    }
+    sem_t *held = NULL;
+    if (heldobj != Py_None && (held = sem_of(heldobj)) == NULL) {
         return NULL;
     }
     Py_buffer view;
@@ -153,9 +182,14 @@ LockCore_bind_core(LockCore *self, PyObject *args)
     unbind(self);
     Py_INCREF(semobj);
     self->semobj = semobj;
+    if (held != NULL) {
+        Py_INCREF(heldobj);
+        self->heldobj = heldobj;
+    }
     self->words = view;
     self->owner = (volatile int64_t *)((char *)view.buf + index * sizeof(int64_t));
-    self->sem = (sem_t *)sem;
+    self->sem = sem;
+    self->held = held;
     Py_RETURN_NONE;
 }
 
@@ -164,6 +198,7 @@ LockCore_traverse(LockCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->semobj);
+    Py_VISIT(self->heldobj);
     Py_VISIT(self->words.obj);
     return 0;
 }
@@ -195,7 +230,7 @@ static PyMethodDef LockCore_methods[] = {
     {"__enter__", (PyCFunction)LockCore_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))LockCore_exit, METH_FASTCALL, NULL},
     {"_bind_core", (PyCFunction)LockCore_bind_core, METH_VARARGS,
-     "Bind to a SemLock and the int64 word (by index) that records the holder."},
+     "Bind to the SemLocks (free, held) and the int64 word (by index) that records the holder."},
     {NULL, NULL, 0, NULL},
 };
 

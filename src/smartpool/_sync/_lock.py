@@ -1,9 +1,14 @@
 """``Lock`` and ``RLock``: ``threading`` semantics, shared by threads and processes alike.
 
-The lock itself is a named POSIX semaphore (the one ``multiprocessing.Lock`` uses), so an
-uncontended acquire/release is two semaphore calls plus one store of the holder's token into
-shared memory. The token (pid and start time) is what lets a blocked acquirer notice that the
-holder died and take the lock over (see ``_owner``).
+The lock itself is a named POSIX semaphore (the one ``multiprocessing.Lock`` uses), 1 while
+the lock is free, and a second one, ``held``, 1 while it is held: acquire takes the first and
+posts the second, release takes the second and posts the first. Taking ``held`` is what makes a
+release succeed, atomically, so of two racing releasers exactly one does (checking the lock's
+value and then posting let both through, and then two acquirers). An uncontended
+acquire/release is four semaphore calls (atomic instructions, no system call) plus one store of
+the holder's token into shared memory. The token (pid and start time) is what lets a blocked
+acquirer notice that the holder died and take the lock over (see ``_owner``). ``RLock`` needs no
+``held``: only its owning thread may release it.
 
 That uncontended path lives in a small C extension (``_fastlock.c``): in Python, the method
 calls alone would cost more than twice ``multiprocessing.Lock``'s whole pair. Where the
@@ -39,25 +44,27 @@ class PyLockCore:
 
     __slots__ = ()
     _sem: Any
+    _held: Any
     _w: memoryview
 
     #: ``acquire`` with arguments or on a taken lock, as the C core calls it; :class:`Lock`
     #: provides it.
     _acquire_slow: Callable[[bool, float], bool]
 
-    def _bind_core(self, sem: Any, words: memoryview, index: int) -> None:
-        """Nothing to do: the Python methods read ``_sem`` and ``_w`` directly."""
+    def _bind_core(self, sem: Any, held: Any, words: memoryview, index: int) -> None:
+        """Nothing to do: the Python methods read ``_sem``, ``_held`` and ``_w`` directly."""
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock; arguments and result as :meth:`threading.Lock.acquire`."""
         if blocking is True and timeout == -1 and self._sem.acquire(False):
+            self._held.release()
             self._w[_OWNER] = _current[0]
             return True
         return self._acquire_slow(blocking, timeout)
 
     def release(self) -> None:
         """Release the lock; RuntimeError if it is not locked."""
-        if self._sem._get_value() >= 1:
+        if not self._held.acquire(False):
             raise RuntimeError("release unlocked lock")
         self._w[_OWNER] = 0
         self._sem.release()
@@ -119,42 +126,53 @@ class Lock(_LockCore, SemaphoreBinding, SharedObject):
         smartpool.parallel_map(task, items, backend="process")
     """
 
-    __slots__ = ("_h", "_sem", "_w")
+    __slots__ = ("_h", "_held", "_sem", "_w")
     _KIND = _LOCK_KIND
     _NWORDS = HEADER_WORDS + 1
+    #: (value, maxvalue) of the block's semaphores: free, held.
+    _SEMS: tuple[tuple[int, int], ...] = ((1, 1), (0, 1))
 
     def __init__(self) -> None:
         self._init_shared()
 
     def _create(self) -> None:
-        self._bind(new_handle(self._KIND, self._NWORDS, 0, [(1, 1)]))
+        self._bind(new_handle(self._KIND, self._NWORDS, 0, list(self._SEMS)))
 
     def _bind(self, handle: Any) -> None:
         super()._bind(handle)
-        self._bind_core(self._sem, self._w, _OWNER)
+        self._held = handle.sems[1] if len(handle.sems) > 1 else None
+        self._bind_core(self._sem, self._held, self._w, _OWNER)
 
     def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
         """``acquire`` with arguments or on a taken lock: wait, watching for a dead holder."""
         if timeout != -1:
             check_lock_args(blocking, timeout)
-        if self._sem.acquire(False):
-            self._w[_OWNER] = _current[0]
-            return True
-        if not blocking:
+        if not self._sem.acquire(False) and not (
+            blocking and wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover)
+        ):
             return False
-        if wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover):
-            self._w[_OWNER] = _current[0]
-            return True
-        return False
+        self._held.release()
+        self._w[_OWNER] = _current[0]
+        return True
 
     def _recover(self) -> bool:
-        """Take the lock over if its recorded holder is dead (called while blocked)."""
+        """Take the lock over if its recorded holder is dead (called while blocked).
+
+        On True the caller holds the lock without having taken the semaphore; a :class:`Lock`
+        has also taken ``held`` from the dead holder, and posts it as after any acquire.
+        """
         token = self._w[_OWNER]
         if token == 0 or is_alive(token):
             return False
+        held = self._held
         with self._h.meta:
             if self._w[_OWNER] != token:
                 return False  # released, or already taken over by another waiter
+            # Another process may release the dead holder's lock (any process may): then that
+            # release owns ``held`` now and the semaphore brings the lock; else this claim keeps
+            # such a release out until the lock has changed hands.
+            if held is not None and not held.acquire(False):
+                return False
             self._prepare_take_over()
             self._w[_OWNER] = _current[0]
         warn_abandoned(type(self).__name__, self._h.name, token)
@@ -188,6 +206,7 @@ class RLock(Lock):
     __slots__ = ()
     _KIND = _RLOCK_KIND
     _NWORDS = HEADER_WORDS + 3
+    _SEMS = ((1, 1),)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire, or re-enter if this thread holds it; as :meth:`threading.RLock.acquire`."""

@@ -5,6 +5,11 @@ gets a *slot* in shared memory (its token and its net number of permits taken); 
 acquirer that finds the slot of a dead process with permits in it gives those permits back to
 the semaphore and warns. Slots are claimed once per process under the meta lock; afterwards the
 bookkeeping is one increment under a process-local lock.
+
+A bounded semaphore has a second named semaphore, ``taken``, counting the permits out (its
+bound minus its value): acquire posts it, release takes from it first. Taking is atomic, so
+releases beyond the bound fail with ValueError even when they race, in any processes (checking
+the value and then posting, in two steps, let two racing releasers both through).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class Semaphore(SemaphoreObject):
                 return download(url)
     """
 
-    __slots__ = ("_mine",)
+    __slots__ = ("_mine", "_taken")
     _KIND = _SEMAPHORE_KIND
     _bounded = False
 
@@ -49,14 +54,16 @@ class Semaphore(SemaphoreObject):
         self._init_shared(value)
 
     def _create(self, value: int) -> None:
-        maxvalue = value if self._bounded else SEM_VALUE_MAX
-        handle = new_handle(self._KIND, _SLOTS + 2 * NSLOTS, 0, [(value, maxvalue)])
+        sems = [(value, value), (0, value)] if self._bounded else [(value, SEM_VALUE_MAX)]
+        handle = new_handle(self._KIND, _SLOTS + 2 * NSLOTS, 0, sems)
         handle.words[_BOUND] = value if self._bounded else -1
         self._bind(handle)
 
     def _bind(self, handle: Handle) -> None:
         super()._bind(handle)
         self._mine = (0, _NO_SLOT)  # (token, slot) cache; the token changes in a forked child
+        #: Permits out, for a bounded semaphore (see the module's docstring); else None.
+        self._taken = handle.sems[1] if len(handle.sems) > 1 else None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take one permit; arguments and result as :meth:`threading.Semaphore.acquire`."""
@@ -68,6 +75,8 @@ class Semaphore(SemaphoreObject):
             blocking and wait_for_permit(self._sem, timeout, self._recover)
         ):
             return False
+        if self._taken is not None:
+            self._taken.release()
         if slot != _NO_SLOT:
             with self._h.local_lock:
                 self._w[slot + 1] += 1
@@ -79,9 +88,16 @@ class Semaphore(SemaphoreObject):
         """Give back ``n`` permits, waking up to ``n`` waiters."""
         if n < 1:
             raise ValueError("n must be one or more")
-        bound = self._w[_BOUND]
-        if bound >= 0 and self._sem._get_value() + n > bound:
-            raise ValueError("Semaphore released too many times")
+        taken = self._taken
+        if taken is not None:
+            for got in range(n):
+                if not taken.acquire(False):
+                    # Fewer than n permits are out. (Until the ones taken here are given
+                    # back, a concurrent release may fail instead of this one: which of
+                    # several releases that together exceed the bound fails is not fixed.)
+                    for _ in range(got):
+                        taken.release()
+                    raise ValueError("Semaphore released too many times")
         self._account(-n)
         for done in range(n):
             try:
@@ -142,7 +158,7 @@ class Semaphore(SemaphoreObject):
         ]
         if not dead:
             return False
-        bound = w[_BOUND]
+        taken = self._taken
         with self._h.meta:
             for i in dead:
                 token, held = w[i], w[i + 1]
@@ -150,8 +166,8 @@ class Semaphore(SemaphoreObject):
                     continue
                 w[i], w[i + 1] = 0, 0
                 for _ in range(held):
-                    if bound >= 0 and self._sem._get_value() >= bound:
-                        break
+                    if taken is not None and not taken.acquire(False):
+                        break  # never beyond the bound
                     self._sem.release()
                 warn_abandoned(type(self).__name__, self._h.name, token, stacklevel=5)
         return False
