@@ -18,7 +18,7 @@ import smartpool
 from smartpool import _api
 from smartpool._backends import registry
 
-from .helpers import double, first_then_wait, signal_then_wait
+from .helpers import double, first_then_wait, nested_sum, signal_then_wait
 from .subprocesses import run_python
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -379,3 +379,12 @@ def test_results_arrive_while_the_input_waits(backend: str) -> None:
         if len(got) == 4:
             four_in.set()
     assert got == [2 * x for x in range(8)]
+
+
+@pytest.mark.timeout(60)
+def test_nested_calls_on_the_same_full_thread_pool_never_deadlock() -> None:
+    """Every pool thread waits in an inner call on the same pool: stand-ins run the inner items,
+    on the first call and on every call after it (the second one used to hang)."""
+    for _ in range(3):
+        got = smartpool.parallel_map(nested_sum, range(8), backend="thread", max_workers=2)
+        assert got == [sum(range(n)) * 2 for n in range(8)]

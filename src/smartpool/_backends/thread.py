@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -40,14 +40,19 @@ class _Work:
 
 
 class ThreadPool:
-    """Up to ``workers`` daemon threads taking work from one queue, started on demand."""
+    """Up to ``workers`` daemon threads taking work from one queue, started on demand.
+
+    Every piece of work put on the queue is matched, under one lock, with a thread that will
+    take it: an idle thread (claimed at once), or a thread still to come back or to start. So a
+    task is never left queued while every thread waits on something else.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)  # work queued, or the pool closed
-        self._queue: deque[_Work] = deque()
-        self._idle = 0  # threads waiting in ``_ready``
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._idle = 0  # threads waiting on the queue with no work claimed for them
+        self._unclaimed = 0  # work on the queue that no waiting thread was claimed for
         self._live: set[threading.Thread] = set()
         self._retired: set[threading.Thread] = set()
         self._nesting: set[threading.Thread] = set()
@@ -69,12 +74,15 @@ class ThreadPool:
             me = threading.current_thread()
             if me in self._live:  # a task of ours waits on a nested call: it needs a stand-in
                 self._nesting.add(me)
-            self._queue.append(work)
-            start = self._wanted()
-            if not start:
-                self._ready.notify()
-        if start:
-            self._start_thread()
+            if self._idle:
+                self._idle -= 1
+                thread = None
+            else:
+                self._unclaimed += 1
+                thread = self._new_thread()
+        self._queue.put(work)
+        if thread is not None:
+            thread.start()
 
     def _limit(self) -> int:
         """``workers``, plus one stand-in for each of our threads that waits on a nested call.
@@ -84,41 +92,37 @@ class ThreadPool:
         """
         return self.workers + len(self._nesting)
 
-    def _wanted(self) -> bool:
-        """Under the lock: whether queued work outnumbers idle threads and a thread may start."""
-        return len(self._queue) > self._idle and len(self._live) < self._limit()
+    def _new_thread(self) -> threading.Thread | None:
+        """Under the lock: a thread to start if work is unclaimed and the limit allows one."""
+        if self._closed or not self._unclaimed or len(self._live) >= self._limit():
+            return None
+        thread = threading.Thread(
+            target=self._worker, name=f"smartpool-thread-{next(_ids)}", daemon=True
+        )
+        self._live.add(thread)
+        return thread
 
-    def _start_thread(self) -> None:
-        with self._lock:
-            if self._closed or not self._wanted():
-                return
-            thread = threading.Thread(
-                target=self._worker, name=f"smartpool-thread-{next(_ids)}", daemon=True
-            )
-            self._live.add(thread)
-        thread.start()
-
-    def _take(self, me: threading.Thread) -> _Work | None:
-        """The next work for thread ``me``, waiting for it; None when ``me`` should exit."""
-        with self._lock:
+    def _wait_for_work(self) -> None:
+        """Under the lock: this thread goes back to the queue, for unclaimed work or as idle."""
+        if self._unclaimed:
+            self._unclaimed -= 1
+        else:
             self._idle += 1
-            while not self._queue and not self._closed:
-                self._ready.wait()
-            self._idle -= 1
-            if not self._queue:  # closed
-                self._live.discard(me)
-                return None
-            work = self._queue.popleft()
-            work.thread = me
-            self._running[work.future] = work
-            return work
 
     def _worker(self) -> None:
         me = threading.current_thread()
+        with self._lock:
+            self._wait_for_work()
         while True:
-            work = self._take(me)
-            if work is None:
+            work = self._queue.get()
+            if work is None:  # shut down
                 return
+            if self._closed:
+                if not work.future.cancel():
+                    settle(work.future, error=CancelledError())
+                continue
+            work.thread = me
+            self._running[work.future] = work
             if work.future.set_running_or_notify_cancel():
                 if work.timeout is not None:
                     self._track(work)
@@ -136,24 +140,21 @@ class ThreadPool:
                 if len(self._live) > self._limit():  # a stand-in that is no longer needed
                     self._live.discard(me)
                     return
+                self._wait_for_work()
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued work never starts; running work is abandoned, its thread replaced."""
         wanted = set(futures)
         with self._lock:
-            queued = [w for w in self._queue if w.future in wanted]
-            for work in queued:
-                self._queue.remove(work)
-            running = [w for f, w in self._running.items() if f in wanted]
+            running = [w for f, w in list(self._running.items()) if f in wanted]
             for work in running:
                 self._retire(work)
-            start = self._wanted()
-        for work in queued:
-            work.future.cancel()
-        for work in running:
-            settle(work.future, error=CancelledError())
-        if start:
-            self._start_thread()
+            thread = self._new_thread()
+        for future in wanted:
+            if not future.cancel():  # running: abandoned
+                settle(future, error=CancelledError())
+        if thread is not None:
+            thread.start()
 
     def _retire(self, work: _Work) -> None:
         """Under the lock: the thread running ``work`` no longer counts; it exits when done."""
@@ -198,7 +199,10 @@ class ThreadPool:
                 timeout=expired.timeout,
             )
             if settle(expired.future, error=error):
-                self._start_thread()
+                with self._lock:
+                    thread = self._new_thread()
+                if thread is not None:
+                    thread.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop: queued work is cancelled, idle threads exit, busy ones when their task ends.
@@ -207,18 +211,18 @@ class ThreadPool:
         good must not hang the caller (or the interpreter's exit; the threads are daemons).
         """
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             busy = {work.thread for work in self._running.values()}
             threads = [t for t in self._live if t not in busy]
-            queued, self._queue = list(self._queue), deque()
-            self._ready.notify_all()
+            everyone = len(self._live) + len(self._retired)
             self._watch.notify()
-        for work in queued:
-            if not work.future.cancel():
-                settle(work.future, error=CancelledError())
+        for _ in range(everyone):
+            self._queue.put(None)
         if wait:
             for thread in threads:
-                # One being started by a submit that raced with us sees ``_closed`` and exits.
+                # One being started by a submit that raced with us gets None and exits.
                 if thread is not threading.current_thread() and thread.is_alive():
                     thread.join()
 

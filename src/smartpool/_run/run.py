@@ -273,7 +273,7 @@ class Run:
             if self._feed.ready():
                 return False
             # Some items but not a chunk yet: look again when the input may have paused.
-            self._wake.wait(Feed.GRACE_SECONDS if self._feed.buffered() else None)
+            self._wake.wait(Feed.GRACE_SECONDS if self._feed.polled() else None)
 
     def _submit_next(self, wait: bool = True) -> bool | None:
         """Send the next chunk to the backend (listed in ``_pending``); False once the input is

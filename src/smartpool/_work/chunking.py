@@ -164,9 +164,10 @@ class Feed:
         reader = self._reader
         return reader is None or bool(self._returned) or reader.ready()
 
-    def buffered(self) -> bool:
-        """Whether some items have been read ahead, not yet a whole chunk (see ``ready``)."""
-        return self._reader is not None and self._reader.buffered()
+    def polled(self) -> bool:
+        """Whether items read ahead may arrive without a wake-up (a chunk is being read, or
+        part of one is there): a waiter then looks again every ``GRACE_SECONDS``."""
+        return self._reader is not None and self._reader.polled()
 
     def stop(self) -> None:
         """Stop reading ahead; a read in progress ends when the input yields or ends."""
@@ -241,11 +242,13 @@ class _Reader:
     """Reads an iterator on a daemon thread, as far as the caller has asked and no further.
 
     ``take_ready(n)`` asks for ``n`` items and returns at once: the reader reads them while the
-    caller hands out results, and ``wake`` runs when they are all read (or the input ends). An
-    item is never read before it is asked for, so an input that yields the same object refilled
-    (a reused buffer) is safe with ``chunksize=1``, as when it is read in the caller. A thread
-    blocked in the input's ``next()`` cannot be interrupted: if the input never yields again, it
-    waits there for good (as a daemon, it does not hold up exit).
+    caller hands out results, and ``wake`` runs when the first of them arrives and when they are
+    all read (or the input ends). An item is never read before it is asked for, so an input that
+    yields the same object refilled (a reused buffer) is safe with ``chunksize=1``, as when it is
+    read in the caller. After the first item, the rest of a chunk is read in one ``extend``
+    (each item lands in the buffer as it comes, at C speed). A thread blocked in the input's
+    ``next()`` cannot be interrupted: if the input never yields again, it waits there for good
+    (as a daemon, it does not hold up exit).
     """
 
     GRACE_SECONDS = Feed.GRACE_SECONDS
@@ -256,8 +259,9 @@ class _Reader:
         self._cond = threading.Condition()
         self._items: deque[Any] = deque()
         self._asked = 0  # items asked for and not yet taken
-        self._last = 0.0  # when the last item was read
-        self._ended = self._stopped = False
+        self._taken = 0  # items taken so far: with len(_items), how many were read
+        self._mark = (0, 0.0)  # (items read, when that count was first seen): tells a pause
+        self._ended = self._stopped = self._batch = False
         self.failed: BaseException | None = None
         threading.Thread(target=self._run, name="smartpool-input", daemon=True).start()
 
@@ -269,24 +273,34 @@ class _Reader:
                     cond.wait()
                 if self._stopped:
                     return
+                wanted = self._asked - len(items)
             try:
-                item = next(iterator)
+                items.append(next(iterator))  # the first may be long in coming: say so at once
+                self._announce()
+                if wanted > 1:
+                    with cond:
+                        before = self._taken + len(items)
+                        self._batch = True  # items now come without notice: waiters poll
+                    try:
+                        items.extend(itertools.islice(iterator, wanted - 1))
+                    finally:
+                        with cond:
+                            self._batch = False
+                            short = self._taken + len(items) - before < wanted - 1
+                    if short:
+                        raise StopIteration
+                    self._announce()
             except StopIteration:
                 self._end(None)
                 return
             except BaseException as exc:  # the caller raises it once the items before it ran
                 self._end(exc)
                 return
-            with cond:
-                items.append(item)
-                self._last = time.monotonic()
-                # A waiter wants to know of the first item (it then waits for a pause in the
-                # input) and of the last one asked for.
-                news = len(items) == 1 or len(items) >= self._asked
-                if news:
-                    cond.notify_all()
-            if news:
-                self._wake()
+
+    def _announce(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        self._wake()
 
     def _end(self, error: BaseException | None) -> None:
         with self._cond:
@@ -295,18 +309,26 @@ class _Reader:
         self._wake()
 
     def _has_chunk(self) -> bool:
-        """Under the lock: the items asked for are read, or the input ended, or it paused."""
-        if self._ended or (self._items and len(self._items) >= self._asked):
+        """Under the lock: the items asked for are read, or the input ended, or it paused (no
+        new item since the count was last looked at, ``GRACE_SECONDS`` ago)."""
+        items = self._items
+        if self._ended or (items and len(items) >= self._asked):
             return True
-        return bool(self._items) and time.monotonic() - self._last >= self.GRACE_SECONDS
+        if not items:
+            return False
+        read, now = self._taken + len(items), time.monotonic()
+        if read != self._mark[0]:
+            self._mark = (read, now)
+            return False
+        return now - self._mark[1] >= self.GRACE_SECONDS
 
     def ready(self) -> bool:
         with self._cond:
             return self._has_chunk()
 
-    def buffered(self) -> bool:
-        with self._cond:
-            return bool(self._items)
+    def polled(self) -> bool:
+        """Whether items may arrive without a wake-up: some are read, or a batch is under way."""
+        return bool(self._items) or self._batch
 
     def ended(self) -> bool:
         with self._cond:
@@ -321,18 +343,19 @@ class _Reader:
             if n > self._asked:
                 self._asked = n
                 cond.notify_all()
-            timeout = None if wait else patience
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = None if wait else time.monotonic() + patience
             while not self._has_chunk():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                grace = self.GRACE_SECONDS if items else None
+                grace = self.GRACE_SECONDS if items or self._batch else None
                 cond.wait(grace if left is None else min(left, grace or left))
             if not items:
                 return []  # ended
-            chunk = [items.popleft() for _ in range(min(n, len(items)))]
-            self._asked = max(0, self._asked - len(chunk))
+            k = min(n, len(items))
+            chunk = [items.popleft() for _ in range(k)]
+            self._asked = max(0, self._asked - k)
+            self._taken += k
             return chunk
 
     def stop(self) -> None:
