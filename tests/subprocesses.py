@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The checkout: scripts run there can import ``tests.*``.
+ROOT = str(Path(__file__).resolve().parent.parent)
 #: The checkout's ``src``: children import the smartpool under test, installed or not.
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+SRC = str(Path(ROOT) / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC}
 
 

@@ -16,30 +16,16 @@ import pytest
 import smartpool
 
 from .helpers import double
-from .subprocesses import run_python
+from .subprocesses import ROOT, run_python
 
 LEAK_SCRIPT = textwrap.dedent(
     """
-    import json, os, sys, threading
+    import json
     import smartpool
-
-    def descendants():
-        parents = {}
-        for name in os.listdir("/proc"):
-            try:
-                if name.isdigit():
-                    stat = open(f"/proc/{name}/stat").read()
-                    parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                pass  # the process exited while we looked
-        found, frontier = set(), {os.getpid()}
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-            found |= frontier
-        return len(found)
+    from tests.census import census
 
     def snapshot():
-        return [threading.active_count(), descendants(), len(os.listdir("/proc/self/fd"))]
+        return census()
 
     def square(x):
         if x == -1:
@@ -71,7 +57,7 @@ LEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(120)
 def test_a_thousand_calls_leak_nothing_and_the_interpreter_exits_promptly() -> None:
     began = time.monotonic()
-    done = run_python("-c", LEAK_SCRIPT, timeout=100)
+    done = run_python("-c", LEAK_SCRIPT, timeout=100, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - began < 60  # 3 x 1000 calls, then exit without waiting on anything
     for backend, (before, after) in json.loads(done.stdout).items():

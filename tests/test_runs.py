@@ -19,9 +19,7 @@ from smartpool import _api
 from smartpool._backends import registry
 
 from .helpers import double, first_then_wait, nested_sum, signal_then_wait
-from .subprocesses import run_python
-
-ROOT = str(Path(__file__).resolve().parent.parent)
+from .subprocesses import ROOT, run_python
 
 
 @pytest.mark.timeout(120)
@@ -223,30 +221,16 @@ def test_every_lease_is_released_when_calls_end(backend: str) -> None:
 
 EARLY_EXIT_SCRIPT = textwrap.dedent(
     """
-    import json, os, threading, time
+    import json, os, time
     import smartpool
+    from tests.census import census
     from tests.helpers import double, first_then_wait
-
-    def descendants():
-        parents = {}
-        for name in os.listdir("/proc"):
-            try:
-                if name.isdigit():
-                    stat = open(f"/proc/{name}/stat").read()
-                    parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                pass  # the process exited while we looked
-        found, frontier = set(), {os.getpid()}
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-            found |= frontier
-        return len(found)
 
     def snapshot():
         smartpool.shutdown()  # what is left after it is a leak: orphans, fds, files, threads
         # Large-buffer files of this process (other processes' files come and go meanwhile).
         shm = sorted(n for n in os.listdir("/dev/shm") if n.startswith(f"smartpool-{os.getpid()}-"))
-        return [threading.active_count(), descendants(), len(os.listdir("/proc/self/fd")), shm]
+        return [*census(), shm]
 
     gate = smartpool.Event()  # never set: every item but the first waits 60 s unless stopped
     items = [(i, gate) for i in range(6)]
