@@ -372,3 +372,38 @@ def test_nested_calls_on_the_same_full_thread_pool_never_deadlock() -> None:
     for _ in range(3):
         got = smartpool.parallel_map(nested_sum, range(8), backend="thread", max_workers=2)
         assert got == [sum(range(n)) * 2 for n in range(8)]
+
+
+@pytest.mark.timeout(60)
+def test_cancel_reaches_a_caller_waiting_for_input() -> None:
+    """The input waits for good after its first item: cancel() ends the wait all the same."""
+    never = threading.Event()
+
+    def stalled() -> Iterator[int]:
+        yield 1
+        never.wait(60)
+
+    results = smartpool.imap(double, stalled(), backend="thread")
+    assert next(results) == 2
+    threading.Timer(0.05, results.cancel).start()
+    try:
+        with pytest.raises(CancelledError):
+            next(results)
+    finally:
+        never.set()
+
+
+def test_a_cancelled_parallel_map_never_returns_part_of_its_results() -> None:
+    never = threading.Event()
+
+    def stalled() -> Iterator[int]:
+        yield 1
+        never.wait(60)
+
+    run, ordered = _api.start(double, stalled(), {"backend": "thread"})
+    threading.Timer(0.05, run.cancel).start()
+    try:
+        with pytest.raises(CancelledError):
+            _api._collect(run.results(), ordered)
+    finally:
+        never.set()

@@ -112,6 +112,7 @@ class Run:
             self._cancelled = True
             pending = list(self._pending)
         cancel_chunks(pending)
+        self._feed.stop()  # a caller waiting for input (read ahead) stops waiting
 
     def close(self) -> None:
         """End the run where it stands: cancel what is in flight, release its pools (once)."""
@@ -134,6 +135,8 @@ class Run:
                 pass  # the probe ran every item (or failed)
             else:
                 yield from self._chunks()
+            if self._cancelled:  # the input stopped short because of it
+                raise CancelledError()
             failed = self._feed.failed
             if failed is not None:  # every result before it was delivered: now the input's error
                 add_note(failed, f"smartpool: raised by the input after {self._feed.read} items")

@@ -312,7 +312,7 @@ class _Reader:
         """Under the lock: the items asked for are read, or the input ended, or it paused (no
         new item since the count was last looked at, ``GRACE_SECONDS`` ago)."""
         items = self._items
-        if self._ended or (items and len(items) >= self._asked):
+        if self._ended or self._stopped or (items and len(items) >= self._asked):
             return True
         if not items:
             return False
@@ -351,7 +351,7 @@ class _Reader:
                 grace = self.GRACE_SECONDS if items or self._batch else None
                 cond.wait(grace if left is None else min(left, grace or left))
             if not items:
-                return []  # ended
+                return []  # ended (or stopped)
             k = min(n, len(items))
             chunk = [items.popleft() for _ in range(k)]
             self._asked = max(0, self._asked - k)
