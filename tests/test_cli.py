@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import smartpool
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -72,6 +74,28 @@ def test_entry_point_help() -> None:
     done = run_cli("--help")
     assert done.returncode == 0
     assert "demo" in done.stdout and "advise" in done.stdout
+    assert "``" not in done.stdout  # plain text, not reStructuredText
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"smartpool {smartpool.__version__}"
+
+
+@pytest.mark.parametrize(("command", "says"), [("demo", "backend"), ("advise", "ARG")])
+def test_each_command_explains_itself(command: str, says: str) -> None:
+    done = run_cli(command, "--help")
+    assert done.returncode == 0
+    assert says in done.stdout and "``" not in done.stdout
+    description = done.stdout.split("\n\n")[1]  # after the usage line
+    assert len(description) > 60, done.stdout
+
+
+def test_the_lazily_loaded_names_are_listed_for_help_and_completion() -> None:
+    listed = dir(smartpool)
+    assert {"Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Value"} <= set(listed)
+    assert set(smartpool.__all__) <= set(listed)
 
 
 @pytest.mark.timeout(120)

@@ -17,6 +17,8 @@ import pytest
 import smartpool
 from smartpool import _api
 from smartpool._backends import registry
+from smartpool._routing.measurement import Measurement
+from smartpool._routing.memory import remember
 
 from .helpers import double, first_then_wait, nested_sum, signal_then_wait
 from .subprocesses import ROOT, run_python
@@ -407,3 +409,41 @@ def test_a_cancelled_parallel_map_never_returns_part_of_its_results() -> None:
             _api._collect(run.results(), ordered)
     finally:
         never.set()
+
+
+def _unpicklable_cpu_work(decorated: bool = False) -> Any:
+    lock = threading.Lock()
+
+    def work(x: int) -> int:
+        with lock:  # a lock in its closure: it cannot go to a process
+            return x
+
+    work = smartpool.auto(work) if decorated else work  # type: ignore[assignment]
+    # As if probed: pure-Python CPU work holding the GIL, where processes would be fastest.
+    remember(
+        work,
+        Measurement(
+            call_seconds=0.01,
+            cpu_fraction=1.0,
+            releases_gil=False,
+            picklable=False,
+            transfer_seconds=0.0,
+            samples=4,
+            gil_held=1.0,
+        ),
+    )
+    return work
+
+
+@pytest.mark.parametrize("entry", ["parallel_map", "imap", "map"])
+def test_the_fallback_warning_points_at_the_callers_line(entry: str) -> None:
+    work = _unpicklable_cpu_work(decorated=entry == "map")
+    with pytest.warns(RuntimeWarning, match="cannot be pickled") as record:
+        if entry == "parallel_map":
+            got = smartpool.parallel_map(work, range(40))
+        elif entry == "imap":
+            got = list(smartpool.imap(work, range(40)))
+        else:
+            got = work.map(range(40))
+    assert got == list(range(40))
+    assert {w.filename for w in record} == {__file__}

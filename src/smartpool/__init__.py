@@ -29,8 +29,7 @@ from ._routing.classify import Classification as Classification
 from ._routing.classify import classify as classify
 from ._routing.memory import forget as forget
 from ._routing.planner import Plan as Plan
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._sync import AbandonedLockWarning as AbandonedLockWarning
@@ -44,6 +43,11 @@ if TYPE_CHECKING:
 _SYNC_NAMES = frozenset(
     {"AbandonedLockWarning", "BoundedSemaphore", "Event", "Lock", "RLock", "Semaphore", "Value"}
 )
+
+
+def __dir__() -> list[str]:
+    # The shared-state primitives are public though loaded lazily: list them (help, completion).
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> object:

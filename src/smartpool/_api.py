@@ -40,10 +40,22 @@ def parallel_map(
 ) -> list[R]:
     """Apply ``fn`` to every item, in parallel where it pays, and return the results as a list.
 
-    Results are in input order (``ordered=False``: in completion order). ``backend`` is "auto"
-    (smartpool decides), "serial", "thread" or "process"; the other options are those of
-    :class:`MapOptions`. An exception raised by ``fn`` is re-raised here as its own type, with
-    the worker's frames and a note naming the item.
+    Options (:class:`MapOptions`; each one passed overrides a decorator's):
+
+    - ``backend``: "auto" (default: measure ``fn`` on its first items and decide), "serial",
+      "thread" or "process";
+    - ``max_workers``: threads or processes to use (None: the planner chooses);
+    - ``chunksize``: items per chunk sent to a worker (None: sized from their measured cost);
+    - ``ordered``: results in input order (default) or, False, in completion order;
+    - ``timeout``: seconds each item may run on threads or processes (None: no limit);
+    - ``retries``, ``retry_on``: run an item that raised one of ``retry_on`` again, up to
+      ``retries`` more times.
+
+    An exception raised by ``fn`` is re-raised here as its own type, with the worker's frames
+    and a note naming the item (with ordered results, the first failing item's). smartpool's
+    own errors: ``TypeError`` or ``ValueError`` for bad options (before any work),
+    :class:`SerializationError` for what cannot be sent to a process,
+    :class:`WorkerCrashedError`, :class:`TaskTimeoutError`, :class:`RemoteError`.
 
     Example:
         >>> import smartpool

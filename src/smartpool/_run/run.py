@@ -21,6 +21,8 @@ elsewhere. The run holds a lease on every pool it used until it ends.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import warnings
 from collections import deque
@@ -220,7 +222,9 @@ class Run:
         plan, self._probed = planner.plan_measured(fn, options, n_left, measurement)
         for reason in plan.reasons:
             if reason.startswith("WARNING: "):
-                warnings.warn(reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=4)
+                warnings.warn(
+                    reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=_user_frame()
+                )
         self._next_index = done
         self._use(plan)
         if self._cancelled:
@@ -420,6 +424,19 @@ class Run:
             lease.release()
         if self._progress is not None:
             self._progress.finish()
+
+
+#: Frames of files under this folder are smartpool's own.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _user_frame() -> int:
+    """The ``stacklevel`` of the nearest caller outside smartpool, for its caller's warning:
+    the user's line, whichever entry point (``parallel_map``, ``imap``, ``.map``) led here."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _name(fn: Callable[..., Any]) -> str:
