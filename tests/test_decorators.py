@@ -156,3 +156,23 @@ def test_decorating_a_non_callable_is_a_type_error() -> None:
 def test_bad_decorator_options_fail_at_decoration() -> None:
     with pytest.raises(ValueError, match="max_workers must be at least 1"):
         smartpool.io_bound(max_workers=0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: smartpool.parallel_map(abs, [1], max_wrokers=3),
+        lambda: list(smartpool.imap(abs, [1], max_wrokers=3)),
+        lambda: smartpool.explain(abs, [1], max_wrokers=3),
+        lambda: smartpool.cpu_bound(max_wrokers=3),
+        lambda: crunch.map([1], max_wrokers=3),
+    ],
+    ids=["parallel_map", "imap", "explain", "decorator", "map"],
+)
+def test_a_misspelled_option_is_the_same_type_error_everywhere(call: Any) -> None:
+    with pytest.raises(TypeError) as caught:
+        call()
+    assert str(caught.value) == (
+        "unexpected option(s) 'max_wrokers'; valid options are: backend, max_workers, "
+        "chunksize, ordered, timeout, retries, retry_on"
+    )
