@@ -4,6 +4,7 @@ leaving it early stops its work."""
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import textwrap
 import threading
@@ -447,3 +448,15 @@ def test_the_fallback_warning_points_at_the_callers_line(entry: str) -> None:
             got = work.map(range(40))
     assert got == list(range(40))
     assert {w.filename for w in record} == {__file__}
+
+
+def test_each_call_logs_what_it_did_in_one_readable_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="smartpool"):
+        smartpool.parallel_map(double, range(30), backend="thread", max_workers=2)
+        results = smartpool.imap(double, range(100), backend="thread", max_workers=2, chunksize=1)
+        next(results)
+        results.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "smartpool"]
+    assert any(m.startswith("double finished: 30 items read in ") for m in lines), lines
+    assert any(m.startswith("double left early: ") for m in lines), lines
+    assert not any("Measurement(" in m for m in lines)

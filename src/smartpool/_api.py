@@ -22,8 +22,8 @@ from ._routing.planner import Hint, Plan
 from ._routing.probe import probe_items
 from ._run.events import Observer
 from ._run.flight import with_note
-from ._run.run import Run, length_of
-from ._work.chunking import Feed
+from ._run.run import Run
+from ._work.chunking import Feed, length_of
 from ._work.task import Call, RetryPolicy
 
 logger = logging.getLogger("smartpool")

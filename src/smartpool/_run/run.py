@@ -21,12 +21,10 @@ elsewhere. The run holds a lease on every pool it used until it ends.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
-import warnings
+import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -35,29 +33,15 @@ from .._backends.base import BackendTraits, InlineBackend
 from .._errors import SerializationError, SmartpoolError
 from .._options import Options
 from .._routing import planner
-from .._routing.measurement import Measurement
-from .._routing.memory import recall, remember
-from .._routing.probe import probe_items
+from .._routing.memory import recall
 from .._transport.remote import add_note
-from .._work.chunking import ChunkSizer, Feed
+from .._work.chunking import ChunkSizer, Feed, length_of
 from .._work.task import Call, ChunkResult, settle
+from . import steering
 from .events import Observer, Progress
 from .flight import Entry, StartsWith, cancel_chunks, first_done, gather_completed, with_note
 
 logger = logging.getLogger("smartpool")
-
-#: Observe at least this much work before asking for a new plan.
-_REPLAN_MIN_SECONDS = 0.02
-
-
-def length_of(iterable: Iterable[Any]) -> int | None:
-    """The number of items if the input knows it without being consumed, else None."""
-    if isinstance(iterable, Sized) and not isinstance(iterable, Iterator):
-        try:
-            return len(iterable)
-        except TypeError:
-            return None
-    return None
 
 
 class Run:
@@ -92,8 +76,9 @@ class Run:
         self._progress = Progress(observers, self._n_items) if observers else None
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
-        self._probed: Measurement | None = None  # set when the plan came from a measurement
+        self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
         self.plan: planner.Plan | None = None
+        self._began, self._replans, self._outcome = time.perf_counter(), 0, "finished"
         if standalone:
             self._use(planner.make_plan(fn, options, hint=hint, n_items=None))
         elif not planner.needs_probe(options, hint, self._n_items):
@@ -145,6 +130,13 @@ class Run:
                 raise failed
         except KeyboardInterrupt:
             self.cancel()  # before the finally below: the workers stop now, not after a wait
+            self._outcome = "interrupted"
+            raise
+        except GeneratorExit:
+            self._outcome = "left early"
+            raise
+        except BaseException as exc:
+            self._outcome = "cancelled" if self._cancelled else f"failed ({type(exc).__name__})"
             raise
         finally:
             self._end()
@@ -197,12 +189,7 @@ class Run:
         measurement = recall(fn)
         done = 0
         if measurement is None:
-            probe = probe_items(
-                self._call.fn,
-                _Paused(self._feed) if self._feed.reading else self._feed,
-                retry=self._call.retry,
-                gil_matters=lambda m: planner.gil_matters(m, options, n_items),
-            )
+            probe = steering.probe(fn, self._call, self._feed, options, n_items)
             if self._progress is not None:
                 error = None if probe.failed is None else probe.failed.error
                 self._progress.chunk_done(ChunkResult(0, probe.values, error, 0.0, ""))
@@ -211,20 +198,14 @@ class Run:
                     yield probe.values
                 raise with_note(probe.failed, "serial")
             measurement, done = probe.measurement, len(probe.values)
-            remember(fn, measurement)
-            logger.debug("probe: %s on %d items: %s", _name(fn), done, measurement)
             if probe.exhausted and self._feed.ended:
                 if probe.values:
                     yield probe.values
                 return False
             self._done = probe.values or None
         n_left = None if n_items is None else n_items - done
-        plan, self._probed = planner.plan_measured(fn, options, n_left, measurement)
-        for reason in plan.reasons:
-            if reason.startswith("WARNING: "):
-                warnings.warn(
-                    reason.removeprefix("WARNING: "), RuntimeWarning, stacklevel=_user_frame()
-                )
+        plan, probed = steering.plan_measured(fn, options, n_left, measurement)
+        self._replanner = steering.Replanner(probed, options, n_items)
         self._next_index = done
         self._use(plan)
         if self._cancelled:
@@ -354,8 +335,9 @@ class Run:
             raise
         with self._lock:
             self._leases.append(lease)
-        logger.debug("plan for %s: %s", _name(self._fn), plan)
+        logger.debug("plan for %s: %s", steering.name(self._fn), plan)
         replanned = self.plan is not None
+        self._replans += replanned
         self.plan, self._backend, self._prepared = plan, lease.backend, prepared
         traits = registry.traits(plan.backend)
         left = None if self._n_items is None else max(0, self._n_items - self._next_index)
@@ -368,7 +350,8 @@ class Run:
             inline=traits.runs_inline,
         )
         self._window = traits.window_per_worker * plan.max_workers
-        self._observed = [0, 0.0, 0.0]  # items, seconds, cpu seconds since the plan was made
+        if self._replanner is not None:
+            self._replanner.reset()
         if self._progress is not None:
             self._progress.moved(plan.backend, plan.max_workers, replanned)
 
@@ -380,29 +363,10 @@ class Run:
         """Note that ``n`` items (the ones this chunk ran) took ``result.seconds``; re-plan if
         they cost far more or less than the plan assumed."""
         self._sizer.observe(n, result.seconds)
-        if self._probed is None or n == 0:
+        if self._replanner is None:
             return
-        observed = self._observed
-        observed[0] += n
-        observed[1] += result.seconds
-        observed[2] += result.cpu_seconds
-        if observed[1] < _REPLAN_MIN_SECONDS:
-            return
-        items, seconds, cpu = observed
-        measurement = Measurement(
-            call_seconds=seconds / items,
-            cpu_fraction=min(1.0, cpu / seconds) if seconds > 0 else 1.0,
-            releases_gil=None,
-            picklable=None,
-            transfer_seconds=0.0,
-            samples=int(items),
-        )
         assert self.plan is not None
-        left = None if self._n_items is None else self._n_items - self._next_index
-        new = planner.replan(
-            self.plan, measurement, self._probed, self._options, n_left=left, done=self._next_index
-        )
-        observed[:] = [0, 0.0, 0.0]
+        new = self._replanner.observe(self.plan, result, n, self._next_index)
         if new is not None:
             try:
                 self._use(new)
@@ -422,44 +386,17 @@ class Run:
         self._feed.stop()
         for lease in leases:
             lease.release()
+        if logger.isEnabledFor(logging.DEBUG):
+            plan = self.plan
+            logger.debug(
+                "%s %s: %d items read in %.3f s, on %s x%d%s",
+                steering.name(self._fn),
+                self._outcome,
+                self._feed.read,
+                time.perf_counter() - self._began,
+                "serial (probe)" if plan is None else plan.backend,
+                1 if plan is None else plan.max_workers,
+                f", re-planned {self._replans} times" if self._replans else "",
+            )
         if self._progress is not None:
             self._progress.finish()
-
-
-#: Frames of files under this folder are smartpool's own.
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _user_frame() -> int:
-    """The ``stacklevel`` of the nearest caller outside smartpool, for its caller's warning:
-    the user's line, whichever entry point (``parallel_map``, ``imap``, ``.map``) led here."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__qualname__", None) or repr(fn))
-
-
-class _Paused:
-    """The input as the probe sees it while it is read ahead: after the first item, what the
-    input has not given within a moment counts as its end, so that the probe never waits on an
-    input fed by the results it holds back. The run plans then, and goes on with the rest."""
-
-    #: How long the probe waits for an item after the first.
-    PATIENCE_SECONDS = 0.01
-
-    def __init__(self, feed: Feed) -> None:
-        self._feed = feed
-        self._started = False
-
-    def take(self, n: int) -> Sequence[Any]:
-        if not self._started:
-            self._started = True
-            return self._feed.take(n)
-        return self._feed.take_ready(n, self.PATIENCE_SECONDS) or ()
-
-    def give_back(self, rest: Sequence[Any]) -> None:
-        self._feed.give_back(rest)

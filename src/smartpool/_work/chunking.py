@@ -13,8 +13,18 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, Protocol
+
+
+def length_of(iterable: Iterable[Any]) -> int | None:
+    """The number of items if the input knows it without being consumed, else None."""
+    if isinstance(iterable, Sized) and not isinstance(iterable, Iterator):
+        try:
+            return len(iterable)
+        except TypeError:
+            return None
+    return None
 
 
 class ChunkSizer:
