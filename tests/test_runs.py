@@ -460,3 +460,14 @@ def test_each_call_logs_what_it_did_in_one_readable_line(caplog: pytest.LogCaptu
     assert any(m.startswith("double finished: 30 items read in ") for m in lines), lines
     assert any(m.startswith("double left early: ") for m in lines), lines
     assert not any("Measurement(" in m for m in lines)
+
+
+def test_explain_without_items_says_the_call_will_measure_first() -> None:
+    def unseen(x: int) -> int:
+        return x
+
+    plan = smartpool.explain(unseen)
+    assert plan.reasons[0].startswith("not measured yet: parallel_map and imap will first time")
+    assert smartpool.explain(unseen, backend="thread").reasons == (
+        "backend='thread' was requested",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
+from dataclasses import replace
 from typing import Any, Generic, TypeVar, cast
 
 from typing_extensions import Unpack
@@ -176,6 +177,13 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
         plan, _ = planner.plan_measured(fn, opts, n_items, measurement)
     else:
         plan = planner.make_plan(fn, opts, hint=hint, n_items=n_items)
+        if planner.needs_probe(opts, hint, n_items):  # no items were given to measure
+            why = (
+                "not measured yet: parallel_map and imap will first time a few items in the "
+                "caller and decide from them (pass items to explain() to see that decision); "
+                "without a measurement (submit(), timeout=) the plan is this one"
+            )
+            plan = replace(plan, reasons=(why, *plan.reasons))
     logger.debug("explain %s: %s", getattr(fn, "__qualname__", fn), plan)
     return plan
 
