@@ -101,7 +101,7 @@ def encode_chunk(chunk: Chunk) -> bytes:
 
 
 def decode_chunk(data: bytes | bytearray) -> Chunk:
-    return Chunk(*pickle.loads(data))
+    return Chunk._make(pickle.loads(data))
 
 
 # -- reply ---------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def encode_reply(reply: Reply) -> bytes:
 
 
 def decode_reply(data: bytes | bytearray) -> Reply:
-    return Reply(*pickle.loads(data))
+    return Reply._make(pickle.loads(data))
 
 
 def reply_for(result: ChunkResult) -> Reply:
