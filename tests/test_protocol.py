@@ -75,7 +75,7 @@ def _round_trip(result: ChunkResult, let_go: bool = False) -> tuple[ChunkResult,
     reply = protocol.reply_for(result)._replace(let_go=let_go)
     decoded = protocol.decode_reply(protocol.encode_reply(reply))
     assert decoded == reply
-    return protocol.result_of(decoded, result.start, "items 4..6"), decoded
+    return protocol.result_of(decoded, result.start, lambda: "items 4..6"), decoded
 
 
 @pytest.mark.parametrize("let_go", [True, False])

@@ -223,7 +223,7 @@ class ProcessPool:
         """A worker replied: settle its task with the result, and give it the next one."""
         task = worker.task
         assert task is not None, "a worker replied without a task"
-        result = protocol.result_of(reply, task.start, task.describe_items())
+        result = protocol.result_of(reply, task.start, task.describe_items)
         with self._lock:
             if worker not in self._all:  # cancelled and killed meanwhile
                 return

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 from .._errors import SerializationError
@@ -160,26 +161,25 @@ def _first_unpicklable(values: list[Any]) -> int:
     return len(values)  # pragma: no cover - the list failed as a whole only
 
 
-def result_of(reply: Reply, start: int, items: str) -> ChunkResult:
-    """In the caller: the chunk's result, for the chunk at ``start`` described as ``items``
-    ("items 4..7"); what cannot be unpickled here becomes the chunk's error.
+def result_of(reply: Reply, start: int, items: Callable[[], str]) -> ChunkResult:
+    """In the caller: the result of the chunk at ``start``, whose items ``items()`` names in an
+    error ("items 4..7"); what cannot be unpickled here becomes the chunk's error.
 
     Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may
     fail here even though pickling worked in the worker.
     """
+    seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, _ = reply
     try:
-        values: list[object] = loads(reply.values_bytes)
+        values: list[object] = loads(values_bytes)
     except Exception as exc:
-        unloadable = _unloadable("the results of", items, exc)
-        return ChunkResult(start, [], unloadable, reply.seconds, reply.worker, reply.cpu_seconds)
+        unloadable = _unloadable("the results of", items(), exc)
+        return ChunkResult(start, [], unloadable, seconds, worker, cpu_seconds)
     error: BaseException | None
     try:
-        error = load_exception(reply.error_bytes) if reply.error_bytes else None
+        error = load_exception(error_bytes) if error_bytes else None
     except Exception as exc:
-        error = _unloadable("the exception raised by", items, exc)
-    return ChunkResult(
-        start, values, error, reply.seconds, reply.worker, reply.cpu_seconds, reply.retried
-    )
+        error = _unloadable("the exception raised by", items(), exc)
+    return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried)
 
 
 def _unloadable(what: str, items: str, cause: Exception) -> SerializationError:
