@@ -4,6 +4,7 @@ outcome survives the trip (values, errors, retries, what could not be pickled or
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 
@@ -36,8 +37,6 @@ def test_init_of_this_process() -> None:
 
 
 def test_init_entries_of_the_wrong_type_are_left_out() -> None:
-    import pickle
-
     data = pickle.dumps({"sys_path": ["/ok", 3, None], "cwd": 7})
     assert protocol.decode_init(data) == Init(["/ok"], None, None)
     assert protocol.decode_init(pickle.dumps({})) == Init(None, None, None)
@@ -122,3 +121,11 @@ def test_results_that_cannot_be_unpickled_in_the_caller_become_the_error() -> No
     assert isinstance(back.error, SerializationError)
     assert "the results of items 4..6 could not be unpickled in the caller" in str(back.error)
     assert isinstance(back.error.__cause__, RuntimeError)
+
+
+def test_messages_travel_as_plain_tuples() -> None:
+    """No class of this module on the wire: a message is as cheap to pickle as its fields."""
+    chunk = Chunk(1, b"f", 0, b"", b"i", ())
+    reply = Reply(0.5, 0.25, "w", b"v", b"", 0, True)
+    assert type(pickle.loads(protocol.encode_chunk(chunk))) is tuple
+    assert type(pickle.loads(protocol.encode_reply(reply))) is tuple
