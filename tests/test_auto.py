@@ -656,9 +656,9 @@ def test_fork_server_is_still_forked_after_an_automatic_call(tmp_path: Path) -> 
     script = tmp_path / "check.py"
     script.write_text(
         "import smartpool\n"
-        "from smartpool._process import launcher\n"
+        "from smartpool._process import forkserver\n"
         "smartpool.parallel_map(abs, range(-100_000, 0))  # probe + inline run: watcher thread\n"
-        "assert launcher._single_threaded(), 'the deadline watcher must not count'\n"
+        "assert forkserver.single_threaded(), 'the deadline watcher must not count'\n"
         "print('ok')\n"
     )
     import subprocess

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
-from smartpool._process import launcher
+from smartpool._process import descriptors, launcher
 
 from .fault_tasks import CRASHES, HOLDER_SECONDS, HOLDERS, ChildThenCrash, CrashOn, HangOn, attempts
 from .helpers import double
@@ -123,8 +123,8 @@ class _ForkWhileReleasing(set[int]):
 def test_a_worker_forked_by_another_thread_does_not_hide_a_crash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hooked = _ForkWhileReleasing(launcher.owned_fds)
-    monkeypatch.setattr(launcher, "owned_fds", hooked)
+    hooked = _ForkWhileReleasing(descriptors.owned_fds)
+    monkeypatch.setattr(descriptors, "owned_fds", hooked)
     first = launcher.start_worker("fork")
     try:
         assert hooked.forked.wait(timeout=30), "the other worker did not start"

@@ -105,7 +105,7 @@ def test_an_interrupted_sample_stops_its_sampler() -> None:
 _FORK_SERVER_AFTER_A_SAMPLE = """
 from smartpool import parallel_map
 from smartpool._routing import gil as _gil
-from smartpool._process import launcher
+from smartpool._process import forkserver
 from smartpool._work.spare_threads import spare
 
 def spin(n):
@@ -113,11 +113,11 @@ def spin(n):
 
 _gil.sample_in_pairs(spin, [2_000] * 4, 0)
 assert spare.waiting() >= 2, spare.waiting()
-assert not launcher._single_threaded(), "waiting probe threads are threads"
+assert not forkserver.single_threaded(), "waiting probe threads are threads"
 with spare.quiet() as waiting:
-    assert launcher._single_threaded(waiting), "waiting probe threads are harmless"
+    assert forkserver.single_threaded(waiting), "waiting probe threads are harmless"
 assert parallel_map(spin, [10, 20], backend="process") == [45, 190]
-assert launcher._server_instance is not None and launcher._server_instance._popen is None, (
+assert forkserver._server_instance is not None and forkserver._server_instance._popen is None, (
     "the fork server was started with exec, not forked"
 )
 print("ok")

@@ -17,59 +17,30 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
-from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
-from .._transport.remote import add_note, load_exception
-from .._transport.serialize import loads
-from .._work.task import ChunkResult, RetryPolicy, settle
-from . import buffers, crash_reports
+from .._errors import SmartpoolError
+from .._transport.remote import add_note
+from .._work.task import ChunkResult, settle
+from . import crash_reports, protocol
 from .channel import wait
-from .launcher import WorkerProcess, close_owned, ensure_server, owned_pipe, start_worker
-from .worker import FUNCTION_CACHE_SIZE
+from .descriptors import close_owned, owned_pipe
+from .forkserver import ensure_server
+from .launcher import WorkerProcess, start_worker
+from .protocol import FUNCTION_CACHE_SIZE
+from .tasks import Task as Task  # what submit takes: the backend builds it
+from .tasks import loss_error, settle_task
 
 logger = logging.getLogger("smartpool")
 
 #: How long ``cancel`` waits for the manager to kill the workers of cancelled chunks.
 KILL_WAIT_SECONDS = 10.0
-
-
-@dataclass
-class Task:
-    """One chunk on its way to a worker."""
-
-    future: Future[ChunkResult]
-    fn_key: int
-    fn_bytes: bytes
-    items_bytes: bytes
-    start: int
-    n_items: int
-    retry: RetryPolicy
-    #: ``retry`` pickled by value for the worker (empty: no retries).
-    retry_bytes: bytes
-    timeout: float | None
-    #: Runs so far, counting the current one; above 1 after a crash or timeout was retried.
-    attempts: int = 1
-    #: Shared-memory files holding the items' large buffers (see ``buffers``).
-    buffer_paths: tuple[str, ...] = ()
-    #: Gives those files back once the task is settled (safe to call more than once): with True
-    #: when its worker let go of them (they may be reused), else False (they are removed). By
-    #: default they are settled by ``buffers.settled``.
-    release_buffers: Callable[[bool], None] | None = None
-    #: Set when the task's run was cancelled while a worker ran it: the manager kills the worker.
-    cancelled: bool = False
-
-    def describe_items(self) -> str:
-        last = self.start + self.n_items - 1
-        return f"item {self.start}" if self.n_items == 1 else f"items {self.start}..{last}"
 
 
 @dataclass
@@ -172,17 +143,8 @@ class ProcessPool:
             worker.fn_keys.append(task.fn_key)
             while len(worker.fn_keys) > FUNCTION_CACHE_SIZE:
                 worker.fn_keys.popleft()
-        fn_bytes = task.fn_bytes if has_fn else b""
-        message = (
-            task.fn_key,
-            fn_bytes,
-            task.start,
-            task.retry_bytes,
-            task.items_bytes,
-            task.buffer_paths,
-        )
         try:
-            worker.proc.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+            worker.proc.conn.send_bytes(protocol.encode_chunk(task.chunk(has_fn)))
         except OSError:
             pass  # the worker died: the manager sees its socket close and reports the crash
 
@@ -206,7 +168,7 @@ class ProcessPool:
                 self._kills.append(killed)
         for task in queued:
             task.future.cancel()  # fails for a retry (running since its first attempt)
-            _settle(task, error=CancelledError())
+            settle_task(task, error=CancelledError())
         for task in running:
             settle(task.future, error=CancelledError())  # its files wait until the worker is dead
         if running and not closed:
@@ -253,11 +215,15 @@ class ProcessPool:
                 except (EOFError, OSError):
                     self._lost(worker, worker.proc.exitcode(), timed_out=False)
                     continue
-                self._finished(worker, *_decode(worker.task, data))
+                self._finished(worker, protocol.decode_reply(data))
             self._expire_deadlines()
             self._kill_cancelled()
 
-    def _finished(self, worker: _Worker, result: ChunkResult, let_go: bool) -> None:
+    def _finished(self, worker: _Worker, reply: protocol.Reply) -> None:
+        """A worker replied: settle its task with the result, and give it the next one."""
+        task = worker.task
+        assert task is not None, "a worker replied without a task"
+        result = protocol.result_of(reply, task.start, task.describe_items)
         with self._lock:
             if worker not in self._all:  # cancelled and killed meanwhile
                 return
@@ -267,7 +233,7 @@ class ProcessPool:
             if following is not None:
                 self._assign(worker, following)
         if task is not None:
-            _settle(task, result, reusable=let_go)
+            settle_task(task, result, reusable=reply.let_go)
         if following is not None:
             self._send(worker)
 
@@ -295,7 +261,7 @@ class ProcessPool:
             error = (
                 CancelledError()
                 if task.cancelled
-                else _loss_error(task, worker.proc.pid, exitcode, timed_out)
+                else loss_error(task, worker.proc.pid, exitcode, timed_out)
             )
         if error is not None and not timed_out and not (task is not None and task.cancelled):
             crash_reports.add_to(error, worker.proc.report)
@@ -322,7 +288,7 @@ class ProcessPool:
         if task is not None and error is not None and not retry:
             if task.attempts > 1:
                 add_note(error, task.retry.failed_after(task.attempts))
-            _settle(task, error=error)
+            settle_task(task, error=error)
         if replace:
             self._start_worker()
 
@@ -355,12 +321,13 @@ class ProcessPool:
             if error is None:
                 task.future.cancel()
             if not task.future.cancelled():  # a retry (already running), or failing on purpose
-                _settle(task, error=error or _loss_error(task, None, None, False))
+                settle_task(task, error=error or loss_error(task, None, None, False))
         for worker in workers:
             if worker.task is not None or kill:
                 worker.proc.kill()
                 if worker.task is not None:
-                    _settle(worker.task, error=error or _loss_error(worker.task, None, None, False))
+                    lost = error or loss_error(worker.task, None, None, False)
+                    settle_task(worker.task, error=lost)
             worker.proc.close()
         for killed in kills:  # the workers of cancelled chunks are dead too
             killed.set()
@@ -375,85 +342,3 @@ def sweep_shared_objects() -> None:
     shm = sys.modules.get("smartpool._sync._shm")
     if shm is not None:
         shm.sweep_orphans()
-
-
-def _settle(
-    task: Task,
-    result: ChunkResult | None = None,
-    error: BaseException | None = None,
-    reusable: bool = False,
-) -> None:
-    """Complete a task's Future, having first given back its shared-memory files (kept for reuse
-    if its worker let go of them, else removed): whoever waits on the Future may check for
-    leftovers the moment it wakes."""
-    if task.release_buffers is not None:
-        task.release_buffers(reusable)
-    else:
-        buffers.settled(task.buffer_paths, reusable)
-    settle(task.future, result, error)
-
-
-def _decode(task: Task | None, data: bytes | bytearray) -> tuple[ChunkResult, bool]:
-    """A worker's reply as a ChunkResult, and whether the worker let go of the chunk's
-    shared-memory files; what cannot be unpickled here becomes the chunk's error.
-
-    Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may
-    fail here even though pickling worked in the worker.
-    """
-    assert task is not None, "a worker replied without a task"
-    seconds, cpu_seconds, where, values_bytes, error_bytes, retried, let_go = pickle.loads(data)
-    try:
-        values: list[object] = loads(values_bytes)
-    except Exception as exc:
-        unloadable = _unloadable("the results of", task, exc)
-        return ChunkResult(task.start, [], unloadable, seconds, where, cpu_seconds), let_go
-    error: BaseException | None
-    try:
-        error = load_exception(error_bytes) if error_bytes else None
-    except Exception as exc:
-        error = _unloadable("the exception raised by", task, exc)
-    return ChunkResult(task.start, values, error, seconds, where, cpu_seconds, retried), let_go
-
-
-def _unloadable(what: str, task: Task, cause: Exception) -> SerializationError:
-    error = SerializationError(
-        f"{what} {task.describe_items()} could not be unpickled in the caller: "
-        f"{type(cause).__name__}: {cause}"
-    )
-    error.__cause__ = cause
-    return error
-
-
-def _loss_error(task: Task, pid: int | None, exitcode: int | None, timed_out: bool) -> Exception:
-    items = task.describe_items()
-    if timed_out:
-        return TaskTimeoutError(
-            f"{items} did not finish within timeout={task.timeout} s; worker process {pid} was "
-            "killed and will be replaced",
-            index=task.start,
-            timeout=task.timeout,
-        )
-    if pid is None:
-        return WorkerCrashedError(
-            f"{items} did not finish: smartpool's process pool was shut down (smartpool.shutdown() "
-            "or interpreter exit) while the call still used it",
-            index=task.start,
-        )
-    return WorkerCrashedError(
-        f"worker process {pid} died while running {items}: {describe_exit(exitcode)}",
-        index=task.start,
-        exitcode=exitcode,
-    )
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = " (the out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
-    return f"exited with code {exitcode}"

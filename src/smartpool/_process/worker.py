@@ -1,20 +1,7 @@
 """The loop a worker process runs: receive a chunk, run it, send the outcome back.
 
-Messages on the worker's socket (length-prefixed, see ``channel``):
-
-* parent -> worker, once: ``init`` = pickle of ``{"sys_path": [...]}``, then one byte saying
-  where faulthandler reports go, with the report file attached (see ``crash_reports``)
-* parent -> worker, per chunk: pickle of
-  ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths)``,
-  where ``fn_bytes`` is empty when the worker already has that function (workers cache them by
-  key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty when there are no retries.
-* worker -> parent, per chunk: pickle of
-  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, let_go)``, where
-  ``retried`` counts failed attempts that were run again and ``let_go`` says that nothing in
-  the worker uses the chunk's shared-memory files any more (they may be reused).
-
-One message each way per chunk: every write wakes the other side, which costs far more than
-copying the bytes into one buffer.
+It speaks the messages of ``protocol``: an init message first, then per chunk one message each
+way.
 
 A worker ignores SIGINT (the caller handles Ctrl-C and kills workers) and exits as soon as its
 parent goes away, even in the middle of a task, so nothing is ever orphaned. It reseeds ``random``
@@ -25,27 +12,23 @@ continue the random sequence of the process they were forked from.
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import sys
 import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from .._errors import SerializationError
-from .._transport.remote import add_note, dump_exception
-from .._transport.serialize import dump_items, loads
+from .._transport.remote import add_note
+from .._transport.serialize import loads
 from .._work import context
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
-from . import crash_reports
+from . import crash_reports, protocol
 from .channel import Channel, keep_from_children
 from .mappings import IDLE_SWEEP_SECONDS, Mappings
+from .protocol import FUNCTION_CACHE_SIZE
 from .signals import ignore_sigint
-
-#: Functions a worker keeps unpickled, most recently used last.
-FUNCTION_CACHE_SIZE = 8
 
 
 def main(fd: int) -> None:
@@ -60,7 +43,7 @@ def main(fd: int) -> None:
     _exit_when_parent_dies(fd, mappings)
     status = 0
     try:
-        init: dict[str, Any] = pickle.loads(conn.recv_bytes())
+        init = protocol.decode_init(conn.recv_bytes())
         crash_reports.take_over(fd)
         _apply_init(init)
         _serve(conn, mappings)
@@ -101,7 +84,7 @@ def reseed_random() -> None:
     ``numpy.random`` is already imported (NumPy loads it lazily): importing it here would cost
     every worker start, and a fresh import seeds itself anyway.
     """
-    import random  # here, not at the top: the caller imports this module too, for a constant
+    import random  # here: only a starting worker needs it
 
     random.seed()
     numpy_random = sys.modules.get("numpy.random")
@@ -115,7 +98,9 @@ def reseed_random() -> None:
 def _serve(conn: Channel, mappings: Mappings) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = pickle.loads(conn.recv_bytes())
+        fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = protocol.decode_chunk(
+            conn.recv_bytes()
+        )
         retry: RetryPolicy = NO_RETRY
         load_error: BaseException | None = None
         if fn_bytes:
@@ -143,42 +128,10 @@ def _serve(conn: Channel, mappings: Mappings) -> None:
             result = run_chunk(functions[fn_key], items, start, retry)
         else:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
-        reply = _encode(result)
+        reply = protocol.reply_for(result)
         # Everything made from the chunk's files is dropped here, unless the function kept it.
         del items, result, load_error
-        conn.send_bytes(pickle.dumps((*reply, mappings.let_go(views)), pickle.HIGHEST_PROTOCOL))
-
-
-def _encode(result: ChunkResult) -> tuple[float, float, str, bytes, bytes, int]:
-    """The reply for a chunk, but for ``let_go``: its values and error, pickled."""
-    values, error = result.values, result.error
-    try:
-        values_bytes = dump_items(values, result.start, what="result of item")
-    except SerializationError as exc:
-        # Send what can travel, and the failure at the first value that cannot.
-        bad = _first_unpicklable(values)
-        values, error = values[:bad], exc
-        values_bytes = dump_items(values, result.start)
-    error_bytes = dump_exception(error) if error is not None else b""
-    return (
-        result.seconds,
-        result.cpu_seconds,
-        result.worker,
-        values_bytes,
-        error_bytes,
-        result.retried,
-    )
-
-
-def _first_unpicklable(values: list[Any]) -> int:
-    from .._transport.serialize import dumps
-
-    for index, value in enumerate(values):
-        try:
-            dumps(value)
-        except Exception:
-            return index
-    return len(values)  # pragma: no cover - the list failed as a whole only
+        conn.send_bytes(protocol.encode_reply(reply._replace(let_go=mappings.let_go(views))))
 
 
 def _annotated(exc: BaseException, note: str) -> BaseException:
@@ -186,19 +139,16 @@ def _annotated(exc: BaseException, note: str) -> BaseException:
     return exc
 
 
-def _apply_init(init: dict[str, Any]) -> None:
-    sys_path: object = init.get("sys_path")
-    if isinstance(sys_path, list):
-        sys.path[:] = [p for p in cast("list[object]", sys_path) if isinstance(p, str)]
-    sync_state = init.get("sync_state")
-    if sync_state:
+def _apply_init(init: protocol.Init) -> None:
+    if init.sys_path is not None:
+        sys.path[:] = init.sys_path
+    if init.sync_state:
         from .. import _sync
 
-        _sync.install_state(sync_state)
-    cwd = init.get("cwd")
-    if isinstance(cwd, str):
+        _sync.install_state(init.sync_state)
+    if init.cwd is not None:
         try:
-            os.chdir(cwd)
+            os.chdir(init.cwd)
         except OSError:
             pass
 
@@ -208,9 +158,12 @@ def _forget_parent_pools() -> None:
     registry = sys.modules.get("smartpool._backends.registry")
     if registry is not None:
         registry._forget_after_fork()
-    launcher = sys.modules.get("smartpool._process.launcher")
-    if launcher is not None:
-        launcher.forget_server()
+    forkserver = sys.modules.get("smartpool._process.forkserver")
+    if forkserver is not None:
+        forkserver.forget_server()
+    descriptors = sys.modules.get("smartpool._process.descriptors")
+    if descriptors is not None:
+        descriptors.forget_in_child()
 
 
 def _exit_when_parent_dies(fd: int, mappings: Mappings) -> None:
