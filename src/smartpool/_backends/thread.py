@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .._errors import TaskTimeoutError
 from .._work import context
+from .._work.limits import start_error
 from .._work.task import Call, ChunkResult, run_chunk, settle
 from .base import Backend
 
@@ -96,7 +97,20 @@ class ThreadPool:
                 target=self._worker, name=f"smartpool-thread-{next(_ids)}", daemon=True
             )
             self._live.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # out of threads: fail what waited for one, stay usable
+            self._fail_queued(thread, start_error(exc, "a worker thread", self.workers))
+
+    def _fail_queued(self, thread: threading.Thread, error: Exception) -> None:
+        """``thread`` could not start: forget it, and fail the queued work with ``error``
+        rather than leave it waiting; the next submit tries again."""
+        with self._lock:
+            self._live.discard(thread)
+            queued, self._queue = list(self._queue), deque()
+        for work in queued:
+            if work.future.set_running_or_notify_cancel():
+                settle(work.future, error=error)
 
     def _take(self, me: threading.Thread) -> _Work | None:
         """The next work for thread ``me``, waiting for it; None when ``me`` should exit."""
@@ -119,9 +133,7 @@ class ThreadPool:
             work = self._take(me)
             if work is None:
                 return
-            if work.future.set_running_or_notify_cancel():
-                if work.timeout is not None:
-                    self._track(work)
+            if work.future.set_running_or_notify_cancel() and self._tracked(work):
                 try:
                     with context.running_task():
                         settle(work.future, work.run())
@@ -161,16 +173,29 @@ class ThreadPool:
             self._live.discard(work.thread)
             self._retired.add(work.thread)
 
+    def _tracked(self, work: _Work) -> bool:
+        """Watch ``work``'s deadline if it has one; False (and ``work`` failed) if the watchdog
+        thread could not start."""
+        if work.timeout is None:
+            return True
+        try:
+            self._track(work)
+        except RuntimeError as exc:
+            settle(work.future, error=start_error(exc, "a watchdog thread", self.workers))
+            return False
+        return True
+
     def _track(self, work: _Work) -> None:
         assert work.timeout is not None
         work.deadline = time.monotonic() + work.timeout
         with self._watch:
             heapq.heappush(self._deadlines, work)
             if self._watchdog is None:
-                self._watchdog = threading.Thread(
+                watchdog = threading.Thread(
                     target=self._watch_deadlines, name="smartpool-thread-watchdog", daemon=True
                 )
-                self._watchdog.start()
+                watchdog.start()  # out of threads: RuntimeError, and the next task tries again
+                self._watchdog = watchdog
             self._watch.notify()
 
     def _watch_deadlines(self) -> None:

@@ -17,7 +17,7 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Set
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .._work import deadline
 from .._work.spare_threads import spare
@@ -161,23 +161,34 @@ def start_worker(method: str) -> WorkerProcess:
     try:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
+    except BaseException:  # out of descriptors or processes, say: keep nothing of it
+        close_owned(parent_sock)
+        raise
     finally:
         close_owned(child_sock)
-    proc.conn.send_bytes(init_message())
-    reports = crash_reports.mode()
-    with _fork_lock:  # listed as it is made, as the sockets are
-        proc.report = crash_reports.new_file(reports)
-        owned_fds.update(() if proc.report is None else (proc.report,))
-    crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
+    try:
+        proc.conn.send_bytes(init_message())
+        reports = crash_reports.mode()
+        with _fork_lock:  # listed as it is made, as the sockets are
+            proc.report = crash_reports.new_file(reports)
+            owned_fds.update(() if proc.report is None else (proc.report,))
+        crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
+    except BaseException:
+        proc.kill()
+        proc.close()
+        raise
     return proc
 
 
 def _start(method: str, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
     if method == "forkserver":
+        server = _server()
         try:
-            return _server().spawn(parent_sock, child_sock)
-        except OSError:  # the server died since its last use: once more with a new one
-            return _server().spawn(parent_sock, child_sock)
+            return server.spawn(parent_sock, child_sock)
+        except OSError:
+            if not server.dead:  # refused: out of descriptors or processes
+                raise
+            return _server().spawn(parent_sock, child_sock)  # it died: once more with a new one
     if method == "spawn":
         return _SpawnedWorker.start(parent_sock, child_sock)
     return _ForkedWorker.start(parent_sock, child_sock)
@@ -229,6 +240,17 @@ class _ForkServer:
         self._ctrl = ours
         self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
+        try:
+            self._launch(ours, theirs)
+        except BaseException:  # out of descriptors or processes, say: keep nothing of it
+            close_owned(ours)
+            raise
+        finally:
+            close_owned(theirs)
+
+    def _launch(self, ours: socket.socket, theirs: socket.socket) -> None:
+        """Start the server on ``theirs``: forked if this process is single-threaded, else
+        ``python -c``."""
         with spare.quiet() as waiting:  # kept probe threads stay waiting through the fork
             forked = _single_threaded(also_harmless=waiting)
             if forked:
@@ -259,10 +281,11 @@ class _ForkServer:
                 [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
             )
             self.pid = self._popen.pid
-        close_owned(theirs)
 
     def spawn(self, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
         pid = self.request(("spawn",), fds=[child_sock.fileno()])
+        if isinstance(pid, tuple):  # refused (errno, strerror): out of descriptors or processes
+            raise OSError(*cast("tuple[int, str]", pid))
         assert isinstance(pid, int)
         return _ServerWorker(self, pid, _connection(parent_sock))
 
