@@ -113,3 +113,18 @@ def test_the_error_survives_pickling_with_its_attributes() -> None:
         64,
         "out of files",
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_server_out_of_descriptors_refuses_the_worker_and_keeps_serving() -> None:
+    from smartpool._process import launcher
+
+    server = launcher._server()
+    # A spawn request whose socket did not arrive, as when the server has no descriptor left.
+    refused = server.request(("spawn",), fds=[])
+    assert refused == (errno.EMFILE, "Too many open files")
+    assert not server.dead
+    assert launcher._server() is server
+    assert smartpool.parallel_map(abs, range(-9, 0), backend="process", max_workers=2) == list(
+        range(9, 0, -1)
+    )
