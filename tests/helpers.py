@@ -95,6 +95,23 @@ def log_run(item: tuple[str, int, float]) -> int:
     return index
 
 
+class ItemFailed(Exception):
+    """Raised by :func:`log_run_or_fail` for the item told to fail."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def log_run_or_fail(item: tuple[str, int, float, bool]) -> int:
+    """:func:`log_run`, then raise :class:`ItemFailed` if the item's flag says so."""
+    path, index, seconds, fail = item
+    log_run((path, index, seconds))
+    if fail:
+        raise ItemFailed(index)
+    return index
+
+
 def signal_then_wait(item: tuple[object, object, str]) -> str:
     """Set ``started``, note the run in the file ``path``, then wait for ``gate`` (60 s at most)."""
     started, gate, path = item

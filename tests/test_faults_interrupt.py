@@ -24,6 +24,10 @@ SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
+
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal's foreground job, even when the tests
+    # themselves run in a background job (`cmd &`), whose children start with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import smartpool
 
     directory, backend, api, method = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]

@@ -1,7 +1,11 @@
-"""A state machine over runs: start runs of any size on any backend and pool size, take some
-results, cancel, close early, nest calls; after every step, results are right and complete so
-far, no item ran twice (every item exactly once for runs that finished), and when no run is open,
-no pool is leased."""
+"""A state machine over runs: start runs of any size on any backend and pool size, some with an
+input that raises after k items or an item that raises, take some results, cancel, close early,
+nest calls; after every step, results are right and complete so far, no item ran twice (every
+item exactly once for runs that finished), and when no run is open, no pool is leased.
+
+A failing input delivers the result of every item it gave, then its own exception; a failing item
+raises its error after every result ordered before it (all results before it with
+``ordered=True``), and nothing comes after the error."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import gc
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +26,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import smartpool
 from smartpool._backends import registry
 
-from .helpers import log_run, nested_sum
+from .helpers import ItemFailed, log_run_or_fail, nested_sum
+
+
+class InputBroke(Exception):
+    """Raised by a run's input after its items (``_breaking``)."""
+
+
+def _breaking(items: list[tuple[str, int, float, bool]]) -> Iterator[tuple[str, int, float, bool]]:
+    yield from items
+    raise InputBroke(len(items))
 
 
 @dataclass
@@ -29,14 +43,24 @@ class _Open:
     results: smartpool.ResultIterator[int]
     n: int
     log: Path
+    ordered: bool
+    #: The item that raises, if one does; whether the input raises after its ``n`` items.
+    failing_item: int | None = None
+    input_breaks: bool = False
     taken: list[int] = field(default_factory=list)
+    ended: bool = False
+
+    def own_errors(self) -> tuple[type[Exception], ...]:
+        return (ItemFailed,) * (self.failing_item is not None) + (InputBroke,) * self.input_breaks
 
 
 class Runs(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="smartpool-machine-"))
-        self.open: list[_Open] = []
+        # Every run started, ended or not: the rules draw from it, so that what they draw does
+        # not depend on when a run happened to end (an unordered run's error comes at any point).
+        self.runs: list[_Open] = []
         self.ended: list[tuple[Path, int, bool]] = []  # log, items, finished
         self.count = 0
         gc.collect()  # runs dropped by earlier tests let go of their pools
@@ -50,44 +74,103 @@ class Runs(RuleBasedStateMachine):
         ordered=st.booleans(),
     )
     def start(self, backend: str, workers: int, n: int, slow: bool, ordered: bool) -> None:
+        self._start(backend, workers, n, slow, ordered)
+
+    @rule(
+        backend=st.sampled_from(["auto", "serial", "thread", "process"]),
+        workers=st.integers(1, 4),
+        n=st.integers(0, 12),
+        ordered=st.booleans(),
+        data=st.data(),
+    )
+    def start_failing(
+        self, backend: str, workers: int, n: int, ordered: bool, data: st.DataObject
+    ) -> None:
+        """A run whose input raises after its ``n`` items, or (when ``n`` > 0) one whose item
+        raises."""
+        if n > 0 and data.draw(st.booleans(), label="an item fails (else the input)"):
+            failing = data.draw(st.integers(0, n - 1), label="failing item")
+            self._start(backend, workers, n, False, ordered, failing_item=failing)
+        else:
+            self._start(backend, workers, n, False, ordered, input_breaks=True)
+
+    def _start(
+        self,
+        backend: str,
+        workers: int,
+        n: int,
+        slow: bool,
+        ordered: bool,
+        *,
+        failing_item: int | None = None,
+        input_breaks: bool = False,
+    ) -> None:
         self.count += 1
         log = self.folder / f"run{self.count}"
-        items = [(str(log), i, 0.002 if slow else 0.0) for i in range(n)]
+        items = [(str(log), i, 0.002 if slow else 0.0, i == failing_item) for i in range(n)]
         results = smartpool.imap(
-            log_run,
-            items,
+            log_run_or_fail,
+            _breaking(items) if input_breaks else items,
             backend=backend,
             max_workers=workers,
             ordered=ordered,  # type: ignore[arg-type]
         )
-        self.open.append(_Open(results, n, log))
+        self.runs.append(_Open(results, n, log, ordered, failing_item, input_breaks))
 
-    @precondition(lambda self: self.open)
+    @property
+    def open(self) -> list[_Open]:
+        return [run for run in self.runs if not run.ended]
+
+    @precondition(lambda self: self.runs)
     @rule(data=st.data(), k=st.integers(1, 12))
     def take(self, data: st.DataObject, k: int) -> None:
-        run = data.draw(st.sampled_from(self.open))
+        run = data.draw(st.sampled_from(self.runs))
+        if run.ended:
+            return
         for _ in range(k):
             try:
                 run.taken.append(next(run.results))
             except StopIteration:
+                assert not run.own_errors(), "a run ended without its error"
                 assert sorted(run.taken) == list(range(run.n)), "a finished run lost items"
                 self._end(run, finished=True)
                 return
+            except InputBroke:
+                assert run.input_breaks, "an input error from a run whose input does not fail"
+                assert sorted(run.taken) == list(range(run.n)), "results before it were lost"
+                self._stopped_after_error(run)
+                self._end(run, finished=True)  # every item the input gave ran
+                return
+            except ItemFailed as error:
+                assert error.index == run.failing_item, "another item's error"
+                if run.ordered:
+                    assert sorted(run.taken) == list(range(error.index)), "results before it lost"
+                assert error.index not in run.taken
+                self._stopped_after_error(run)
+                self._end(run, finished=False)
+                return
 
-    @precondition(lambda self: self.open)
+    @precondition(lambda self: self.runs)
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
-        run = data.draw(st.sampled_from(self.open))
+        run = data.draw(st.sampled_from(self.runs))
+        if run.ended:
+            return
         run.results.cancel()
         with pytest.raises(CancelledError):
             while True:  # what was already computed may still come out, then it stops
-                run.taken.append(next(run.results))
+                try:
+                    run.taken.append(next(run.results))
+                except run.own_errors():  # the run's error came first: nothing comes after it
+                    pass
         self._end(run, finished=False)
 
-    @precondition(lambda self: self.open)
+    @precondition(lambda self: self.runs)
     @rule(data=st.data())
     def close(self, data: st.DataObject) -> None:
-        run = data.draw(st.sampled_from(self.open))
+        run = data.draw(st.sampled_from(self.runs))
+        if run.ended:
+            return
         run.results.close()
         with pytest.raises(StopIteration):
             next(run.results)
@@ -104,8 +187,13 @@ class Runs(RuleBasedStateMachine):
         )
         assert got == [sum(range(n)) * 2 for n in sizes]
 
+    def _stopped_after_error(self, run: _Open) -> None:
+        """Nothing comes after a run's error: the next ``next()`` ends the iteration."""
+        with pytest.raises(StopIteration):
+            run.taken.append(next(run.results))
+
     def _end(self, run: _Open, *, finished: bool) -> None:
-        self.open.remove(run)
+        run.ended = True
         self.ended.append((run.log, run.n, finished))
 
     @invariant()
@@ -133,7 +221,7 @@ class Runs(RuleBasedStateMachine):
 
 
 Runs.TestCase.settings = settings(
-    max_examples=20,
+    max_examples=40,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

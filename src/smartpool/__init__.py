@@ -20,6 +20,7 @@ from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
 from ._decorators import io_bound as io_bound
 from ._errors import RemoteError as RemoteError
+from ._errors import ResourceLimitError as ResourceLimitError
 from ._errors import SerializationError as SerializationError
 from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
@@ -69,6 +70,7 @@ __all__ = [
     "Plan",
     "RLock",
     "RemoteError",
+    "ResourceLimitError",
     "ResultIterator",
     "Semaphore",
     "SerializationError",

@@ -96,6 +96,51 @@ class RemoteError(SmartpoolError):
         )
 
 
+class ResourceLimitError(SmartpoolError, OSError):
+    """smartpool could not start a worker process or thread: this process, its user or the
+    machine ran out of what that takes (open files, processes or threads, memory).
+
+    Raised by the call that needed the worker (its chunks fail with it; the pool stays usable,
+    so the next call works once the limit is raised). The message names the resource, where its
+    limit can be read (``resource.getrlimit``) and the fix (``ulimit``, a smaller
+    ``max_workers``). It is also an ``OSError`` carrying the original ``errno`` (``EMFILE``,
+    ``ENFILE``, ``EAGAIN`` or ``ENOMEM``), so code that handles those keeps working.
+
+    Attributes:
+        resource: what ran out: ``"open files"``, ``"open files (system-wide)"``,
+            ``"processes or threads"`` or ``"memory"``.
+        limit: the soft limit in force when it happened (``RLIMIT_NOFILE`` or ``RLIMIT_NPROC``),
+            or None where no such limit applies or it is unlimited.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        resource: str = "",
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(errno, message)
+        self.resource = resource
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_os_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_os_error(
+    cls: type[ResourceLimitError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ResourceLimitError:
+    err = cls.__new__(cls)
+    OSError.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
 def _rebuild(cls: type[SmartpoolError], message: str, state: dict[str, Any]) -> SmartpoolError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)

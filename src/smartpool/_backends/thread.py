@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .._errors import TaskTimeoutError
 from .._work import context
+from .._work.limits import start_error
 from .._work.task import Call, ChunkResult, run_chunk, settle
 from .base import Backend
 
@@ -82,7 +83,7 @@ class ThreadPool:
                 thread = self._new_thread()
         self._queue.put(work)
         if thread is not None:
-            thread.start()
+            self._start(thread)
 
     def _limit(self) -> int:
         """``workers``, plus one stand-in for each of our threads that waits on a nested call.
@@ -101,6 +102,29 @@ class ThreadPool:
         )
         self._live.add(thread)
         return thread
+
+    def _start(self, thread: threading.Thread) -> None:
+        """Start ``thread``; if the system refuses (out of threads), forget it, and when no
+        thread is left to take the queued work, fail that work with a clear error rather than
+        leave it waiting. The next submit tries again."""
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            error = start_error(exc, "a worker thread", self.workers)
+            with self._lock:
+                self._live.discard(thread)
+                self._unclaimed -= 1  # the claim of the thread that never came
+                stranded = not self._live and not self._closed
+            while stranded:
+                try:
+                    work = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if work is not None and work.future.set_running_or_notify_cancel():
+                    settle(work.future, error=error)
+            if stranded:
+                with self._lock:
+                    self._unclaimed = 0
 
     def _wait_for_work(self) -> None:
         """Under the lock: this thread goes back to the queue, for unclaimed work or as idle."""
@@ -123,9 +147,7 @@ class ThreadPool:
                 continue
             work.thread = me
             self._running[work.future] = work
-            if work.future.set_running_or_notify_cancel():
-                if work.timeout is not None:
-                    self._track(work)
+            if work.future.set_running_or_notify_cancel() and self._tracked(work):
                 try:
                     with context.running_task():
                         settle(work.future, work.run())
@@ -154,7 +176,7 @@ class ThreadPool:
             if not future.cancel():  # running: abandoned
                 settle(future, error=CancelledError())
         if thread is not None:
-            thread.start()
+            self._start(thread)
 
     def _retire(self, work: _Work) -> None:
         """Under the lock: the thread running ``work`` no longer counts; it exits when done."""
@@ -162,16 +184,29 @@ class ThreadPool:
             self._live.discard(work.thread)
             self._retired.add(work.thread)
 
+    def _tracked(self, work: _Work) -> bool:
+        """Watch ``work``'s deadline if it has one; False (and ``work`` failed) if the watchdog
+        thread could not start."""
+        if work.timeout is None:
+            return True
+        try:
+            self._track(work)
+        except RuntimeError as exc:
+            settle(work.future, error=start_error(exc, "a watchdog thread", self.workers))
+            return False
+        return True
+
     def _track(self, work: _Work) -> None:
         assert work.timeout is not None
         work.deadline = time.monotonic() + work.timeout
         with self._watch:
             heapq.heappush(self._deadlines, work)
             if self._watchdog is None:
-                self._watchdog = threading.Thread(
+                watchdog = threading.Thread(
                     target=self._watch_deadlines, name="smartpool-thread-watchdog", daemon=True
                 )
-                self._watchdog.start()
+                watchdog.start()  # out of threads: RuntimeError, and the next task tries again
+                self._watchdog = watchdog
             self._watch.notify()
 
     def _watch_deadlines(self) -> None:
@@ -202,7 +237,7 @@ class ThreadPool:
                 with self._lock:
                     thread = self._new_thread()
                 if thread is not None:
-                    thread.start()
+                    self._start(thread)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop: queued work is cancelled, idle threads exit, busy ones when their task ends.

@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Set
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .._work import deadline
 from .._work.spare_threads import spare
@@ -48,6 +48,17 @@ class ForkServer:
         self._ctrl = ours
         self.dead = False
         self._popen: subprocess.Popen[bytes] | None = None
+        try:
+            self._launch(ours, theirs)
+        except BaseException:  # out of descriptors or processes, say: keep nothing of it
+            close_owned(ours)
+            raise
+        finally:
+            close_owned(theirs)
+
+    def _launch(self, ours: socket.socket, theirs: socket.socket) -> None:
+        """Start the server on ``theirs``: forked if this process is single-threaded, else
+        ``python -c``."""
         with spare.quiet() as waiting:  # kept probe threads stay waiting through the fork
             forked = single_threaded(also_harmless=waiting)
             if forked:
@@ -78,11 +89,12 @@ class ForkServer:
                 [sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()]
             )
             self.pid = self._popen.pid
-        close_owned(theirs)
 
     def spawn(self, child_sock: socket.socket) -> int:
         """Have the server fork a worker on ``child_sock`` (passed over); the worker's pid."""
         pid = self.request(("spawn",), fds=[child_sock.fileno()])
+        if isinstance(pid, tuple):  # refused (errno, strerror): out of descriptors or processes
+            raise OSError(*cast("tuple[int, str]", pid))
         assert isinstance(pid, int)
         return pid
 

@@ -78,22 +78,34 @@ def start_worker(method: str) -> WorkerProcess:
     try:
         with sigint_blocked():
             proc = _start(method, parent_sock, child_sock)
+    except BaseException:  # out of descriptors or processes, say: keep nothing of it
+        close_owned(parent_sock)
+        raise
     finally:
         close_owned(child_sock)
-    proc.conn.send_bytes(protocol.encode_init(protocol.current_init()))
-    reports = crash_reports.mode()
-    with descriptors.fork_lock:  # listed as it is made, as the sockets are
-        proc.report = crash_reports.new_file(reports)
-        descriptors.owned_fds.update(() if proc.report is None else (proc.report,))
-    crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
+    try:
+        proc.conn.send_bytes(protocol.encode_init(protocol.current_init()))
+        reports = crash_reports.mode()
+        with descriptors.fork_lock:  # listed as it is made, as the sockets are
+            proc.report = crash_reports.new_file(reports)
+            descriptors.owned_fds.update(() if proc.report is None else (proc.report,))
+        crash_reports.hand_over(proc.conn.fileno(), reports, proc.report)
+    except BaseException:
+        proc.kill()
+        proc.close()
+        raise
     return proc
 
 
 def _start(method: str, parent_sock: socket.socket, child_sock: socket.socket) -> WorkerProcess:
     if method == "forkserver":
+        running = server()
         try:
-            return _ServerWorker.start(server(), parent_sock, child_sock)
-        except OSError:  # the server died since its last use: once more with a new one
+            return _ServerWorker.start(running, parent_sock, child_sock)
+        except OSError:
+            if not running.dead:  # refused: out of descriptors or processes
+                raise
+            # It died since its last use: once more with a new one.
             return _ServerWorker.start(server(), parent_sock, child_sock)
     if method == "spawn":
         return _SpawnedWorker.start(parent_sock, child_sock)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .._errors import SmartpoolError
 from .._transport.remote import add_note
+from .._work.limits import start_error
 from .._work.task import ChunkResult, settle
 from . import crash_reports, protocol
 from .channel import wait
@@ -60,14 +61,20 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
-        self._wake_r, self._wake_w = owned_pipe()
+        try:
+            self._wake_r, self._wake_w = owned_pipe()
+        except OSError as exc:
+            raise start_error(exc, "a process pool", workers) from exc
         self._manager: threading.Thread | None = None
         self._closed = False
         self._kills: list[threading.Event] = []  # set once the cancelled chunks' workers died
         if method == "forkserver":
             # Now, before this pool starts its manager thread: a caller that is still
             # single-threaded gets its fork server by a cheap fork instead of a new interpreter.
-            ensure_server()
+            try:
+                ensure_server()
+            except OSError:  # out of descriptors or processes: the first worker says so
+                pass
 
     @property
     def live_workers(self) -> int:
@@ -77,6 +84,7 @@ class ProcessPool:
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
+        failed: Exception | None = None
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a process pool that was shut down")
@@ -90,11 +98,19 @@ class ProcessPool:
             else:
                 return
             if self._manager is None:
-                self._manager = threading.Thread(
+                manager = threading.Thread(
                     target=self._manage, name="smartpool-process-manager", daemon=True
                 )
-                self._manager.start()
-        if worker is not None:
+                try:
+                    manager.start()
+                except RuntimeError as exc:  # out of threads: the next submit tries again
+                    start_new = False
+                    failed = start_error(exc, "the process pool's manager thread", self.workers)
+                else:
+                    self._manager = manager
+        if failed is not None:
+            self._fail_queued(failed)
+        elif worker is not None:
             self._send(worker)
         elif start_new:
             self._start_worker()
@@ -110,7 +126,11 @@ class ProcessPool:
         worker.deadline = None if task.timeout is None else time.monotonic() + task.timeout
 
     def _start_worker(self) -> None:
-        proc = start_worker(self.method)
+        try:
+            proc = start_worker(self.method)
+        except Exception as exc:  # out of descriptors or processes, say: fail what waited for it
+            self._fail_queued(start_error(exc, "a worker process", self.workers))
+            return
         worker = _Worker(proc)
         with self._lock:
             if self._closed:
@@ -124,6 +144,16 @@ class ProcessPool:
         os.write(self._wake_w, b"w")
         if task is not None:
             self._send(worker)
+
+    def _fail_queued(self, error: Exception) -> None:
+        """No worker could start: fail the queued chunks with ``error`` rather than leave them
+        waiting; the pool stays as it is, and the next chunk submitted tries again."""
+        with self._lock:
+            doomed: list[Task] = []
+            while (task := self._next_task()) is not None:
+                doomed.append(task)
+        for task in doomed:
+            settle_task(task, error=error)
 
     def _next_task(self) -> Task | None:
         while self._queue:

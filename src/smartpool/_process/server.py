@@ -16,6 +16,7 @@ large-buffer files (see ``buffers``), which nobody else would.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import signal
@@ -51,9 +52,7 @@ def serve(ctrl: socket.socket) -> None:
                 ctrl.send(pickle.dumps((number, True)))
                 break
             if request[0] == "spawn":
-                pid = _fork_worker(ctrl, fds[0])
-                children.add(pid)
-                answer: object = pid
+                answer: object = _spawn(ctrl, fds, children)
             elif request[0] == "kill":
                 answer = _kill(request[1], children, statuses)
             else:
@@ -113,6 +112,20 @@ def _end_children(children: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def _spawn(ctrl: socket.socket, fds: list[int], children: set[int]) -> object:
+    """Fork a worker on the socket passed in ``fds``: its pid, or ``(errno, strerror)`` when
+    this server is out of descriptors (the socket did not arrive) or processes. The caller raises
+    that for the call, and the server goes on serving the workers it has."""
+    if not fds:
+        return (errno.EMFILE, os.strerror(errno.EMFILE))
+    try:
+        pid = _fork_worker(ctrl, fds[0])
+    except OSError as exc:
+        return (exc.errno, exc.strerror)
+    children.add(pid)
+    return pid
 
 
 def _fork_worker(ctrl: socket.socket, worker_fd: int) -> int:

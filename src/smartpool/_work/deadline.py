@@ -43,10 +43,11 @@ class _Watcher:
         """Start the watcher thread now (before anything is timed), if it is not running."""
         with self._cond:
             if self._thread is None:
-                self._thread = threading.Thread(
+                thread = threading.Thread(
                     target=self._watch, name="smartpool-deadlines", daemon=True
                 )
-                self._thread.start()
+                thread.start()  # out of threads: RuntimeError, and the next call tries again
+                self._thread = thread
 
     def arm(self, iterator: Any, length: int, deadline: float) -> int:
         """End ``iterator`` (over ``length`` items) at ``deadline``; returns a token to disarm."""
