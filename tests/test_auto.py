@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,9 @@ def no_first_item_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_gil, "SAMPLE_AFTER", 3600.0)
 
 
-def script_paired_samples(monkeypatch: pytest.MonkeyPatch, shares: list[float]) -> list[int]:
+def script_paired_samples(
+    monkeypatch: pytest.MonkeyPatch, shares: Sequence[float | _gil.Sample]
+) -> list[int]:
     """Paired GIL samples on two cores whose verdicts are ``shares`` in turn (the items still
     run, their results kept); returns the list the number of items of each sample goes to."""
     scripted = iter(shares)
@@ -60,7 +62,8 @@ def script_paired_samples(monkeypatch: pytest.MonkeyPatch, shares: list[float]) 
     def sample(fn: Callable[[object], object], items: list[object], *rest: object) -> object:
         taken.append(len(items))
         result, _ = real(fn, items, *rest)  # type: ignore[arg-type]
-        return result, next(scripted)
+        share = next(scripted)
+        return result, share if isinstance(share, _gil.Sample) else _gil.Sample(share)
 
     monkeypatch.setattr(_gil, "sample_in_pairs", sample)
     monkeypatch.setattr(_probe, "_cores", lambda: 2)
@@ -175,35 +178,46 @@ class _ScriptedFirstSample(_gil.DuringItem):
     real one ran): a busy shared machine must not decide the probe's logic tests."""
 
     shares: Iterator[float | None] = iter(())
+    #: CPU seconds per wall second of the item and the one beside it (see ``_gil.Pair``).
+    together: float | None = None
 
     def __exit__(self, *exc_info: object) -> None:
         super().__exit__(*exc_info)
         self.held = next(self.shares)
+        self.together = type(self).together
 
 
 @pytest.mark.parametrize(
-    ("first", "paired", "releases"),
+    ("first", "together", "paired", "releases"),
     [
-        (0.02, [], True),  # clear: the one timed item was all the probe needed
-        (1.0, [], False),
-        (0.5, [1.0], False),  # unclear: checked by a paired sample
-        (0.5, [0.02, 0.03], True),  # outvoted
-        (None, [0.02], True),  # the item ended before the sampler woke up
+        # clear, and the item beside it computed at the same time: all the probe needed
+        (0.02, 1.8, [], True),
+        (1.0, None, [], False),
+        (0.5, None, [1.0], False),  # unclear: checked by a paired sample
+        (0.5, None, [0.02, 0.03], True),  # outvoted
+        (None, None, [0.02], True),  # the item ended before the sampler woke up
+        # "free", but nothing computed beside it: on a busy machine the sampler's few wake-ups
+        # can say so of code that holds the GIL, so paired samples decide
+        (0.02, None, [1.0], False),
+        (0.02, 1.0, [1.0], False),
+        (0.02, None, [0.03], True),
     ],
 )
 def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     monkeypatch: pytest.MonkeyPatch,
     first: float | None,
+    together: float | None,
     paired: list[float],
     releases: bool,
 ) -> None:
     taken = script_paired_samples(monkeypatch, paired)
     monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
+    monkeypatch.setattr(_ScriptedFirstSample, "together", together)
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
     items = [600_000] * 8  # ~30 ms each: the first one alone is timed
     probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
     assert len(taken) == len(paired)
-    assert len(probe.values) == 1 + 2 * len(paired)
+    assert len(probe.values) == 1 + sum(taken)
     assert probe.measurement.releases_gil is releases
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 

@@ -13,10 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import _deadline
-from ._clock import Span, ThreadClock, queued_seconds
+from ._clock import Reading, Span, ThreadClock, queued_seconds
 from ._spare_threads import Job, spare
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 
@@ -48,16 +49,19 @@ def sample(
     index: int,
     retry: RetryPolicy = NO_RETRY,
     beside: Callable[[], object] | None = None,
+    pair: list[Pair] | None = None,
 ) -> tuple[ChunkResult, float]:
     """Run ``items`` here while a sampler thread measures how long it waits for the GIL.
 
     ``beside``, if given, runs on a helper thread started once the sampler naps (a thread
     started while another one runs Python waits for the GIL just to start, a millisecond or
-    more); it has finished when this returns, unless Ctrl-C cut the sample short.
+    more); it has finished when this returns, unless Ctrl-C cut the sample short. What this
+    thread and the helper used of the CPU meanwhile is appended to ``pair``, if given.
     """
     napping = threading.Event()
     done = threading.Event()
     waits: list[float] = []
+    sampler_queued: list[float] = []
 
     def sampler() -> None:
         with ThreadClock() as clock:
@@ -68,22 +72,44 @@ def sample(
                 time.sleep(SAMPLE_NAP)
                 span = before.until(clock.read())
                 waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
+                sampler_queued.append(span.queued)
 
     sampling = spare.start(sampler)  # kept threads: starting one costs a tenth of a sample
     helper = None
+    waiting: Reading | None = None
+    queued_known = False
+    helper_started = threading.Event()
+    helper_spans: list[tuple[float, Span]] = []  # when the helper started, and its span
+
+    def run_beside() -> None:
+        assert beside is not None
+        with ThreadClock() as clock:
+            began = clock.read()
+            helper_started.set()
+            beside()
+            helper_spans.append((began.wall, began.until(clock.read())))
+
     try:
         napping.wait()
-        if beside is not None:
-            helper = spare.start(beside)
         with ThreadClock() as clock:
+            if beside is not None:
+                waiting = clock.read()
+                helper = spare.start(run_beside)
+                # The items here start once the helper runs: both then want the GIL (or not)
+                # at once, which is what the pair is to tell.
+                helper_started.wait()
             before = clock.read()
             result = run_chunk(fn, items, index, retry)
-            mine = before.until(clock.read())
+            after = clock.read()
+            mine = before.until(after)
+            queued_known = clock.stats_fd is not None  # else a busy machine looks like waits
     finally:
         done.set()  # on Ctrl-C too: the sampler must not nap for ever
     sampling.join()
     if helper is not None:
         helper.join()  # (on Ctrl-C it is left to finish its items, then waits for other work)
+        if pair is not None and waiting is not None and helper_spans and queued_known:
+            pair.append(Pair.of(waiting, after, *helper_spans[0], sum(sampler_queued)))
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
@@ -144,6 +170,9 @@ class DuringItem:
     def __init__(self, beside: Callable[[], object] | None = None) -> None:
         self.held: float | None = None
         self.helped = False
+        #: CPU seconds of the item and the one beside it per second of their wall time, when
+        #: a helper ran (set by the probe, which times both): see ``Pair``.
+        self.together: float | None = None
         self._beside = beside
         self._helper: Job | None = None
         self._item_cpu: _CpuClock | None = None
@@ -279,10 +308,19 @@ class DuringItem:
 
 
 def sample_in_pairs(
-    fn: Callable[[Any], Any], items: Sequence[Any], index: int, retry: RetryPolicy = NO_RETRY
-) -> tuple[ChunkResult, float]:
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    index: int,
+    retry: RetryPolicy = NO_RETRY,
+    computes: bool = False,
+) -> tuple[ChunkResult, Sample]:
     """Sample on the first half of ``items`` while a helper thread runs the second half (the
-    larger half, when odd, is the sampled one); results joined as if they had run in order."""
+    larger half, when odd, is the sampled one); results joined as if they had run in order.
+
+    The share held is the sampler's, weighed against how much CPU the two threads used at once
+    (see ``Pair`` and ``combine``); ``computes`` tells that the items computed all along when
+    timed alone, so that two threads that took turns can only have taken turns for the GIL.
+    """
     half = (len(items) + 1) // 2
     _nap_baseline()  # before the helper runs: calibration needs the interpreter to itself
     second: list[ChunkResult] = []
@@ -290,23 +328,151 @@ def sample_in_pairs(
     def run_second() -> None:
         second.append(run_chunk(fn, items[half:], index + half, retry))
 
-    first, gil_held = sample(fn, items[:half], index, retry, beside=run_second)
+    pair: list[Pair] = []
+    first, gil_held = sample(fn, items[:half], index, retry, beside=run_second, pair=pair)
     if first.error is None:
         first.values.extend(second[0].values)
         first.error = second[0].error
-    return first, gil_held
+    return first, combine(gil_held, pair[0] if pair else None, computes)
 
 
-def settled(samples: Sequence[float]) -> bool:
-    """Whether the GIL samples so far are a verdict. One sample sees only a few of the
-    sampler's wake-ups, and one of them late by chance (a thread starting, the host taking the
-    core away) can make a GIL-free call look held, or the reverse. A first sample that is not
-    clear-cut is checked by a second; two that disagree are settled by a third (the median)."""
-    if len(samples) == 1:
-        return not RELEASES_BELOW <= samples[0] < CLEARLY_HELD
-    if len(samples) == 2:
-        return releases(samples[0]) == releases(samples[1])
-    return True
+#: Two threads that used more CPU time than this, per second of the pair's wall time, computed
+#: at the same time: code that holds the GIL cannot, under any load.
+TOGETHER_FREE = 1.3
+#: Items that compute all along when run alone, run on two threads: if the threads waited (not
+#: computing, not queued for a core) for at least this share of the pair's wall time, they
+#: waited for each other, for the GIL.
+WAITED_HELD = 0.3
+#: Two threads queued for a core this much, per second of the pair's wall time, hardly ran at
+#: once: the pair is no verdict, and another, longer one is taken.
+CROWDED = 0.3
+#: The share a sample reports when the sampler and the pair disagree: not clear-cut (so
+#: ``settled`` asks for another sample), and "held" unless later samples say otherwise.
+UNSURE = 0.9
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What two threads running items at once did, per second of their wall time.
+
+    Unlike the sampler's wake-ups, these cannot be faked by other programs: a busy machine
+    queues threads for a core (and ``_clock`` tells that queueing apart); it neither makes
+    threads that take turns for the GIL compute at the same time, nor makes threads that
+    compute wait of their own accord.
+    """
+
+    #: CPU seconds of both threads per wall second: above ``TOGETHER_FREE``, both computed.
+    cpu: float
+    #: Seconds both threads waited (neither computing nor queued for a core), per wall second.
+    waited: float
+    #: Seconds both threads were queued for a core, per wall second.
+    queued: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        waiting: Reading,
+        after: Reading,
+        helper_began: float,
+        helper: Span,
+        sampler_queued: float = 0.0,
+    ) -> Pair:
+        """From the caller's readings before it handed the helper its job and after its own
+        items, the helper's span, from when it started (and let the caller go on), and the
+        sampler's time queued for a core meanwhile."""
+        end = max(after.wall, helper_began + helper.wall)
+        wall = max(end - helper_began, 1e-9)
+        mine = waiting.until(after)
+        # Until the helper started, the caller waited for it (a thread waking up): only its
+        # wait after that (for the GIL the helper held, most likely) counts.
+        mine_waited = max(0.0, after.wall - helper_began - mine.cpu - mine.queued)
+        # The sampler, too, holds the GIL a moment at each wake-up; taken off its core then
+        # (a busy machine), it holds it for as long as it stays queued, and both threads may
+        # wait for it: that is no wait for each other.
+        waited = max(0.0, mine_waited + helper.blocked - 2 * sampler_queued)
+        return cls(
+            (mine.cpu + helper.cpu) / wall, waited / wall, (mine.queued + helper.queued) / wall
+        )
+
+    @property
+    def crowded(self) -> bool:
+        """Whether other programs kept the two threads from running at once: then neither
+        threads that take turns for the GIL nor the sampler's wake-ups show what they would
+        on free cores, and only a longer sample can tell."""
+        return self.queued >= CROWDED
+
+    def verdict(self, computes: bool) -> bool | None:
+        """True: the GIL was free; False: the threads took turns for it; None: cannot tell.
+        (Waiting tells only about items that compute all along when run alone.)"""
+        if self.cpu >= TOGETHER_FREE:
+            return True
+        if not computes:
+            return None
+        # (Little waiting proves nothing: on a busy machine one thread can stay queued for a
+        # core while the other runs its items, and the two never compete for the GIL.)
+        return False if self.waited >= WAITED_HELD else None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One GIL sample's outcome: the share of the time the GIL was held (see ``sample``)."""
+
+    held: float
+    #: False: the sample could not tell (the pair was crowded out by other programs), and
+    #: counts only if no sample could.
+    told: bool = True
+
+
+def combine(sampled: float, pair: Pair | None, computes: bool) -> Sample:
+    """What a paired sample reports: the sampler's share, when the pair agrees or cannot tell.
+
+    When they disagree, ``UNSURE`` (or the sampler's share, if lower: a call that holds the
+    GIL part of the time computes beside another thread the rest of it), which ``settled``
+    checks by another sample; when both say held, held outright. A pair crowded out by other
+    programs, which tells nothing, makes the sample untold: that is when the sampler's few
+    wake-ups mislead (they land where code that holds the GIL hands it over).
+    """
+    pair_free = None if pair is None else pair.verdict(computes)
+    if pair_free is None:
+        return Sample(sampled, told=not (pair is not None and pair.crowded))
+    if pair_free:
+        return Sample(sampled if releases(sampled) else min(sampled, UNSURE))
+    return Sample(UNSURE if releases(sampled) else 1.0)
+
+
+#: Samples taken at most (each longer than the one before): when those that told are no
+#: verdict by then, the last (longest) few are.
+MAX_SAMPLES = 5
+LAST_SAMPLES = 3
+
+
+def settled(samples: Sequence[Sample]) -> bool:
+    """Whether the GIL samples so far are a verdict (see ``verdict``)."""
+    return _told_verdict(samples) is not None or len(samples) >= MAX_SAMPLES
+
+
+def verdict(samples: Sequence[Sample]) -> float:
+    """The share held that the samples come to.
+
+    One sample sees only a few of the sampler's wake-ups, and one of them late by chance (a
+    thread starting, the host taking the core away) can make a GIL-free call look held, or the
+    reverse. A first sample that is not clear-cut is checked by a second; two that disagree are
+    settled by a third (the median). Samples that could not tell (``Sample.told``) are left
+    out; if those that could are no verdict, the median of the last (longest) few samples is.
+    """
+    told = _told_verdict(samples)
+    return median([s.held for s in samples][-LAST_SAMPLES:]) if told is None else told
+
+
+def _told_verdict(samples: Sequence[Sample]) -> float | None:
+    told = [s.held for s in samples if s.told]
+    if not told:
+        return None
+    if len(told) == 1:
+        return None if RELEASES_BELOW <= told[0] < CLEARLY_HELD else told[0]
+    if len(told) == 2 and releases(told[0]) != releases(told[1]):
+        return None
+    return median(told)
 
 
 def median(values: Sequence[float]) -> float:

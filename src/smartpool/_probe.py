@@ -39,6 +39,8 @@ MAX_SECONDS = 0.02
 MIN_GIL_SECONDS = 0.00005
 #: The GIL is sampled over enough items to last this long (several of the sampler's naps).
 GIL_SAMPLE_SECONDS = 0.001
+#: ...but over no more items than this.
+MAX_SAMPLE_ITEMS = 64
 #: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
 MIN_GIL_CPU = 0.3
 #: A long first item's GIL sample also stands for the items timed after it when all of them
@@ -190,14 +192,14 @@ def probe_items(
         shared_transfer_seconds=shared,
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
-    samples: list[float] = []  # the share held, one per sample
+    samples: list[_gil.Sample] = []
     if sample and first_sample is not None and first_sample.held is not None and first_stands:
-        samples.append(first_sample.held)  # a long first item, sampled while it ran
+        samples.append(_first_share(first_sample))  # a long first item, sampled while it ran
         if _gil.settled(samples):
             return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)
     if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
         return ProbeRun(values, measurement, None, exhausted)
-    count = max(1, min(64, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
+    count = max(1, min(MAX_SAMPLE_ITEMS, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
     # The sample runs as a pair: as many items again on a helper thread, so that no core idles
     # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
     # would on the thread backend).
@@ -209,20 +211,34 @@ def probe_items(
                 break
             return ProbeRun(values, measurement, None, True)
         if paired and len(items) >= 2:
-            result, held = _gil.sample_in_pairs(fn, items, len(values), retry)
+            computes = cpu_fraction >= ALIKE_CPU
+            result, held = _gil.sample_in_pairs(fn, items, len(values), retry, computes)
         else:
-            result, held = _gil.sample(fn, items, len(values), retry)
+            result, share = _gil.sample(fn, items, len(values), retry)
+            held = _gil.Sample(share)
         values.extend(result.values)
         if result.error is not None:
             return _failed(values, result, wall, cpu)
         samples.append(held)
         if _gil.settled(samples) or len(values) >= limit:
             break
+        count = min(4 * MAX_SAMPLE_ITEMS, 2 * count)  # more evidence: a longer sample
     return ProbeRun(values, _with_gil(measurement, samples), None, False)
 
 
-def _with_gil(measurement: Measurement, samples: list[float]) -> Measurement:
-    gil_held = _gil.median(samples)
+def _first_share(sample: _gil.DuringItem) -> _gil.Sample:
+    """What a first item's sample counts for. One that found the GIL free tells nothing on its
+    own unless the item beside it computed at the same time: on a busy machine, the sampler's
+    few wake-ups can land where code that holds the GIL hands it over."""
+    assert sample.held is not None
+    if not _gil.releases(sample.held):
+        return _gil.Sample(sample.held)
+    proven = sample.together is not None and sample.together >= _gil.TOGETHER_FREE
+    return _gil.Sample(sample.held, told=proven)
+
+
+def _with_gil(measurement: Measurement, samples: list[_gil.Sample]) -> Measurement:
+    gil_held = _gil.verdict(samples)
     return replace(
         measurement,
         releases_gil=_gil.releases(gil_held),
@@ -250,18 +266,23 @@ def _first_item(
     spare = feed.take(1) if limit >= 2 else ()
     second: list[ChunkResult] = []
 
+    second_ended: list[float] = []
+
     def run_second() -> None:
         with ThreadClock() as clock:
             queued = clock.queued()
             result = run_chunk(fn, spare, 1, retry)
+            second_ended.append(time.perf_counter())
             # As for the caller's items: time queued for a core is not the item's cost.
             result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
         second.append(result)
 
     sample = _gil.DuringItem(beside=run_second if spare else None)
+    began = time.perf_counter()
     with sample:
         result = run_chunk(fn, items, 0, retry, after=values)
         queued = clock.queued()
+        ended = time.perf_counter()
     if not sample.helped:
         if spare:
             feed.give_back(spare)
@@ -270,6 +291,10 @@ def _first_item(
         return result, sample, queued
     (other,) = second
     values.extend(other.values)
+    # Did the two compute at the same time? (Proof that the GIL was free, which the sampler's
+    # few wake-ups are not on a busy machine: see ``_gil.Pair``.)
+    wall = max(ended, *second_ended) - began
+    sample.together = (result.cpu_seconds + other.cpu_seconds) / max(wall, 1e-9)
     joined = ChunkResult(
         0,
         values,
