@@ -10,7 +10,7 @@ from smartpool import _chunking, _gil, _probe
 from smartpool._clock import Reading, Span
 
 from .test_auto import script_paired_samples
-from .workloads import spin
+from .workloads import nap, spin
 
 #: ``computes``: the items computed all along when timed alone.
 COMPUTES = True
@@ -114,3 +114,25 @@ def test_a_busy_machine_cannot_make_pure_python_look_gil_free(
     assert len(taken) == 4
     assert taken[1] > taken[0]  # after a sample that could not tell, a longer one
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
+def test_a_nap_baseline_taken_on_a_busy_moment_is_corrected_by_later_naps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A calibration skewed high would hide every wait for the GIL (pure Python would look
+    free) for the rest of the process: the naps of later samples bring it down, never up."""
+    monkeypatch.setattr(_gil, "_nap_overshoot", [0.004])  # as if measured while crowded out
+    assert _gil._nap_baseline([0.00006] * 3) == 0.004  # too few naps to go by
+    naps = [0.00005, 0.00006, 0.00007, 0.003, 0.00006]  # one wait for the GIL among them
+    assert _gil._nap_baseline(naps) == pytest.approx(0.00006)
+    assert _gil._nap_baseline([0.002] * 8) == pytest.approx(0.00006)  # GIL waits: not raised
+
+
+def test_a_sample_measures_waits_against_the_corrected_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """End to end: with a baseline skewed far too high, the sampler's naps beside an item
+    that only sleeps (the GIL is free) correct it within one sample."""
+    monkeypatch.setattr(_gil, "_nap_overshoot", [0.05])
+    _gil.sample(nap, [0.01], 0)
+    assert _gil._nap_overshoot[0] < 0.05

@@ -67,18 +67,18 @@ def sample(
     """
     napping = threading.Event()
     done = threading.Event()
-    waits: list[float] = []
+    overshoots: list[float] = []  # how far each nap overshot, GIL waits included
     sampler_queued: list[float] = []
 
     def sampler() -> None:
         with ThreadClock() as clock:
-            baseline = _nap_baseline()  # the caller waits for ``napping``: nobody else runs
+            _nap_baseline()  # the caller waits for ``napping``: nobody else runs
             while not done.is_set():
                 before = clock.read()
                 napping.set()  # the items start only once a nap is under way and being timed
                 time.sleep(SAMPLE_NAP)
                 span = before.until(clock.read())
-                waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
+                overshoots.append(span.blocked - SAMPLE_NAP)
                 sampler_queued.append(span.queued)
 
     sampling = spare.start(sampler)  # kept threads: starting one costs a tenth of a sample
@@ -120,7 +120,9 @@ def sample(
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
-    return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
+    baseline = _nap_baseline(overshoots)
+    waits = sum(max(0.0, overshoot - baseline) for overshoot in overshoots)
+    return result, min(1.0, waits / max(mine.wall, 1e-9))
 
 
 _watchers_ready: list[object] = []
@@ -344,11 +346,19 @@ def sample_in_pairs(
 
 
 _nap_overshoot: list[float] = []
+#: Naps a sample needs before their median may correct the baseline (see ``_nap_baseline``).
+BASELINE_NAPS = 5
 
 
-def _nap_baseline() -> float:
+def _nap_baseline(seen: Sequence[float] = ()) -> float:
     """How far a nap overshoots with nobody else running: the timer's slack, a property of the
-    system, measured once per process (on whichever thread asks first)."""
+    system, measured once per process (on whichever thread asks first).
+
+    A calibration made while the machine was busy can come out too high, and would then make
+    every later wait for the GIL look shorter (code that holds the GIL, free). So it is
+    corrected, never upward, by the naps later samples ``seen``: their median, taken over
+    enough of them, is the usual overshoot when they found the GIL free, and more otherwise.
+    """
     if not _nap_overshoot:
         with ThreadClock() as clock:
             naps: list[float] = []
@@ -356,5 +366,7 @@ def _nap_baseline() -> float:
                 before = clock.read()
                 time.sleep(SAMPLE_NAP)
                 naps.append(before.until(clock.read()).blocked - SAMPLE_NAP)
-        _nap_overshoot.append(min(naps))
+        _nap_overshoot.append(max(0.0, min(naps)))
+    if len(seen) >= BASELINE_NAPS:
+        _nap_overshoot[0] = max(0.0, min(_nap_overshoot[0], median(seen)))
     return _nap_overshoot[0]
