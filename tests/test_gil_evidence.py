@@ -136,3 +136,13 @@ def test_a_sample_measures_waits_against_the_corrected_baseline(
     monkeypatch.setattr(_gil, "_nap_overshoot", [0.05])
     _gil.sample(nap, [0.01], 0)
     assert _gil._nap_overshoot[0] < 0.05
+
+
+def test_samples_that_hardly_told_do_not_say_part_of_the_time() -> None:
+    """On a crowded machine the last samples' median can fall where a clear verdict would say
+    "holds the GIL part of the time" (and the planner would count on threads for the rest):
+    from samples that could not tell, that is only "held"."""
+    untold = [_gil.Sample(s, told=False) for s in (0.5, 0.0, 0.01, 0.22, 0.98)]
+    held = _gil.verdict(untold)
+    assert not _gil.releases(held)
+    assert _gil.doubt(held) is None

@@ -70,10 +70,15 @@ class Pair:
         # Until the helper started, the caller waited for it (a thread waking up): only its
         # wait after that (for the GIL the helper held, most likely) counts.
         mine_waited = max(0.0, after.wall - helper_began - mine.cpu - mine.queued)
-        # The sampler, too, holds the GIL a moment at each wake-up; taken off its core then
-        # (a busy machine), it holds it for as long as it stays queued, and both threads may
-        # wait for it: that is no wait for each other.
-        waited = max(0.0, mine_waited + helper.blocked - 2 * sampler_queued)
+        # A thread taken off its core while it holds the GIL (a busy machine) keeps it for as
+        # long as it stays queued, even code that holds it only a moment between calls that
+        # release it: the other thread may wait all that time. That is no sign that the
+        # function holds the GIL, so a thread's waits count only beyond the time the other
+        # threads (and the sampler, which holds the GIL a moment at each wake-up) were queued.
+        others = sampler_queued
+        waited = max(0.0, mine_waited - helper.queued - others) + max(
+            0.0, helper.blocked - mine.queued - others
+        )
         return cls(
             (mine.cpu + helper.cpu) / wall, waited / wall, (mine.queued + helper.queued) / wall
         )
@@ -142,10 +147,15 @@ def verdict(samples: Sequence[Sample]) -> float:
     thread starting, the host taking the core away) can make a GIL-free call look held, or the
     reverse. A first sample that is not clear-cut is checked by a second; two that disagree are
     settled by a third (the median). Samples that could not tell (``Sample.told``) are left
-    out; if those that could are no verdict, the median of the last (longest) few samples is.
+    out; if those that could are no verdict, the median of the last (longest) few samples is
+    (held or free: then no share in between, which would say "holds it part of the time").
     """
     told = _told_verdict(samples)
-    return median([s.held for s in samples][-LAST_SAMPLES:]) if told is None else told
+    if told is not None:
+        return told
+    # Samples that hardly told cannot say "part of the time" either: held or free.
+    last = median([s.held for s in samples][-LAST_SAMPLES:])
+    return last if releases(last) else max(last, HOLDS_ABOVE)
 
 
 def _told_verdict(samples: Sequence[Sample]) -> float | None:
