@@ -279,6 +279,11 @@ def _decide(
         f"probe: {m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, {gil}"
         + (f" ({m.doubt})" if m.doubt else "")
     ]
+    if m.first_call_seconds is not None:
+        why.append(
+            f"the first call took {fmt_seconds(m.first_call_seconds)}, far above the calls "
+            "after it: a one-time cost (an import, a cache filled), left out of the estimate"
+        )
     parallel_cpu = bool(m.releases_gil) or not env.gil_enabled
     if not env.gil_enabled:
         why.append("free-threaded interpreter: threads run Python code in parallel")

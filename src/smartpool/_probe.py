@@ -72,6 +72,9 @@ class Measurement:
     #: Caller-side seconds, once per call, to move large buffers that several items share (one
     #: dataset handed to every item): they go to shared memory once, not with each item.
     shared_transfer_seconds: float = 0.0
+    #: Seconds the first call took when it stood far above the calls after it (a one-time cost:
+    #: an import, a cache filled) and was left out of ``call_seconds``; None: it was not.
+    first_call_seconds: float | None = None
 
 
 @dataclass
@@ -126,9 +129,11 @@ def probe_items(
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
             ran, queued = len(values) - before, None
         else:
-            result, first_sample, queued = _first_item(fn, items, feed, retry, limit, values, clock)
+            result, first_sample, queued, own = _first_item(
+                fn, items, feed, retry, limit, values, clock
+            )
             ran = 1 if result.error is None else 0
-            first_wall, first_cpu = result.seconds, result.cpu_seconds
+            first_wall, first_cpu = own.seconds, own.cpu_seconds  # (not the one beside it)
             first_queued = queued - queued_before
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
@@ -143,7 +148,15 @@ def probe_items(
             enough = _long(elapsed, queued - queued_before)
         else:
             enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
-        if rest or enough or elapsed >= max_seconds or len(values) >= limit:
+        # A first call often pays once for an import or a cache: not trusted before it is
+        # compared with later calls (see ``_first_far_above``), whatever the time budget.
+        later = len(values) - 1
+        checking = later == 0
+        if 0 < later < LATER_CALLS:
+            queued = clock.queued() if queued is None else queued
+            later_active = wall - first_wall - (queued - queued_before - first_queued)
+            checking = _first_far_above(first_wall - first_queued, later_active, later)
+        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and not checking):
             # Does the first item's GIL sample speak for all the items timed? It does if the
             # timing needed no more than the first item (and helper), or if the ones after it
             # computed, as it did. (Time queued for a core is neither computing nor waiting.)
@@ -162,6 +175,8 @@ def probe_items(
         per_item = max(wall / len(values), 1e-9)
         wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
         batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - len(values), 1))
+        if enough or elapsed >= max_seconds:  # only to compare the first call with later ones
+            batch = 1
     # Time spent queued for a core (a busy machine) is not the calls' cost. (Read as soon as the
     # items ran, or the time queued for the probe's own bookkeeping would be taken off them.)
     if queued is None:
@@ -169,6 +184,12 @@ def probe_items(
     wall = max(cpu, wall - (queued - queued_before))
     clock.close()
     timed = len(values)
+    later = timed - 1
+    first_active = first_wall - first_queued
+    one_time: float | None = None
+    if later and _first_far_above(first_active, wall - first_active, later):
+        one_time = first_active  # a one-time cost: left out
+        wall, cpu, timed = max(wall - first_active, 1e-9), max(cpu - first_cpu, 0.0), later
     call_seconds = wall / max(timed, 1)
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
     if rest:
@@ -190,6 +211,7 @@ def probe_items(
         transfer_seconds=transfer,
         samples=timed,
         shared_transfer_seconds=shared,
+        first_call_seconds=one_time,
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     samples: list[_gil.Sample] = []
@@ -255,13 +277,14 @@ def _first_item(
     limit: int,
     values: list[Any],
     clock: ThreadClock,
-) -> tuple[ChunkResult, _gil.DuringItem, float]:
+) -> tuple[ChunkResult, _gil.DuringItem, float, ChunkResult]:
     """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
 
     If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
     a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
     joined to the first's, as if one chunk of two had run. Also returns the calling thread's
-    time queued for a core so far, read as soon as the item ran (before the sampler is joined).
+    time queued for a core so far, read as soon as the item ran (before the sampler is joined),
+    and the first item's own result (its time is compared with the calls after it).
     """
     spare = feed.take(1) if limit >= 2 else ()
     second: list[ChunkResult] = []
@@ -286,9 +309,9 @@ def _first_item(
     if not sample.helped:
         if spare:
             feed.give_back(spare)
-        return result, sample, queued
+        return result, sample, queued, result
     if result.error is not None:  # the item beside it ran, but the call stops at this one
-        return result, sample, queued
+        return result, sample, queued, result
     (other,) = second
     values.extend(other.values)
     # Did the two compute at the same time? (Proof that the GIL was free, which the sampler's
@@ -303,7 +326,7 @@ def _first_item(
         result.worker,
         result.cpu_seconds + other.cpu_seconds,
     )
-    return joined, sample, queued
+    return joined, sample, queued, result
 
 
 def measure_call(
@@ -332,6 +355,22 @@ def _long(elapsed: float, queued: float) -> bool:
     """Whether one item took ``LONG_ITEM_SECONDS``, not counting time queued for a core: on a
     busy machine a 6 ms item can take 12 ms of wall time, and is still a short one."""
     return elapsed - queued >= LONG_ITEM_SECONDS
+
+
+#: A first call counts as paying a one-time cost when it took this many times as long as the
+#: calls after it, and this much longer...
+ONE_TIME_FACTOR = 4.0
+ONE_TIME_SECONDS = 0.0005
+#: ...judged on this many later calls (two: so that items of two kinds taking turns, a long
+#: one first, are not mistaken for it).
+LATER_CALLS = 2
+
+
+def _first_far_above(first: float, later: float, later_count: int) -> bool:
+    """Whether the first call, which took ``first`` seconds, stands far above the
+    ``later_count`` calls after it, which took ``later``."""
+    later_each = max(later, 0.0) / later_count
+    return first > ONE_TIME_FACTOR * later_each and first - later_each > ONE_TIME_SECONDS
 
 
 def _cores() -> int:
