@@ -15,9 +15,11 @@ from . import _context
 from ._estimates import (
     TARGET_CHUNK_SECONDS,
     Environment,
+    effective_cores,
     fmt_seconds,
     process_time,
     process_workers,
+    serial_time,
     thread_time,
     thread_workers,
 )
@@ -289,7 +291,13 @@ def _decide(
         why.append("free-threaded interpreter: threads run Python code in parallel")
     threads = requested or thread_workers(m, env, n)
     procs = requested or process_workers(m, env, n)
-    serial_t = n * m.call_seconds
+    if m.crowding > 0.0:
+        why.append(
+            f"the machine is saturated (other programs want ~{m.crowding:.2g} cores): estimates "
+            f"count {effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
+            f"{effective_cores(m, env, 1):.2g} for one"
+        )
+    serial_t = serial_time(m, env, n)
     thread_t = thread_time(m, env, n, threads, parallel_cpu)
     process_t = process_time(m, env, n, procs) if env.cores > 1 else math.inf
     if m.picklable is False:

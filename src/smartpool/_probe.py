@@ -72,6 +72,9 @@ class Measurement:
     #: Caller-side seconds, once per call, to move large buffers that several items share (one
     #: dataset handed to every item): they go to shared memory once, not with each item.
     shared_transfer_seconds: float = 0.0
+    #: Other programs' threads that wanted a core while the probe ran, counted only when the
+    #: machine was saturated (the calling thread queued for a core): 0.0, it had room.
+    crowding: float = 0.0
     #: Seconds the first call took when it stood far above the calls after it (a one-time cost:
     #: an import, a cache filled) and was left out of ``call_seconds``; None: it was not.
     first_call_seconds: float | None = None
@@ -106,35 +109,35 @@ def probe_items(
     _gil.DuringItem.prepare()
     values: list[Any] = []
     wall = cpu = 0.0
-    batch, exhausted, first_stands = 1, False, False
+    batch, exhausted, first_stands, restarted = 1, False, False, False
     # The first item's (and helper's) time, CPU time, and the caller's time queued for a core
     # while it ran.
     first_wall = first_cpu = first_queued = 0.0
-    queued: float | None = None  # the calling thread's time queued for a core, once items ran
+    queued = 0.0  # the calling thread's time queued for a core while items ran
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
     first_sample: _gil.DuringItem | None = None
     clock = ThreadClock()
-    queued_before = clock.queued()
-    began = time.perf_counter()
+    began = first_ended = time.perf_counter()
     while True:
         items = feed.take(min(batch, limit - len(values)))
         if not items:
-            exhausted, queued = True, None
+            exhausted = True
             break
         # A deadline can only stop a batch between items: a single item needs none.
         budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
         before = len(values)
+        queued_before = clock.queued()
         if before:
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
-            ran, queued = len(values) - before, None
+            ran, queued = len(values) - before, queued + clock.queued() - queued_before
         else:
-            result, first_sample, queued, own = _first_item(
+            result, first_sample, queued_after, own = _first_item(
                 fn, items, feed, retry, limit, values, clock
             )
             ran = 1 if result.error is None else 0
             first_wall, first_cpu = own.seconds, own.cpu_seconds  # (not the one beside it)
-            first_queued = queued - queued_before
+            first_queued = queued = queued_after - queued_before
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -142,21 +145,23 @@ def probe_items(
             clock.close()
             return _failed(values, result, wall, cpu)
         rest = items[ran:] if ran < len(items) else ()
+        if not before:
+            first_ended = time.perf_counter()
+        later = len(values) - 1
+        if later and not restarted:
+            # A first call often pays once for an import or a cache. Far above the calls after
+            # it, it is left out (see below), and the timing starts again from the second.
+            later_active = wall - first_wall - (queued - first_queued)
+            if _first_far_above(first_wall - first_queued, later_active, later):
+                restarted, began = True, first_ended
         elapsed = time.perf_counter() - began
         if len(values) == 1:  # is one item enough? Only if it was long, not counting time queued
-            queued = clock.queued() if queued is None else queued
-            enough = _long(elapsed, queued - queued_before)
+            enough = _long(elapsed, queued)
         else:
-            enough = len(values) >= MIN_ITEMS and elapsed >= MIN_SECONDS
-        # A first call often pays once for an import or a cache: not trusted before it is
-        # compared with later calls (see ``_first_far_above``), whatever the time budget.
-        later = len(values) - 1
-        checking = later == 0
-        if 0 < later < LATER_CALLS:
-            queued = clock.queued() if queued is None else queued
-            later_active = wall - first_wall - (queued - queued_before - first_queued)
-            checking = _first_far_above(first_wall - first_queued, later_active, later)
-        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and not checking):
+            enough = (later if restarted else len(values)) >= MIN_ITEMS and elapsed >= MIN_SECONDS
+        # (Nor is a first call trusted before it is compared with a later one, whatever the
+        # time budget.)
+        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and later):
             # Does the first item's GIL sample speak for all the items timed? It does if the
             # timing needed no more than the first item (and helper), or if the ones after it
             # computed, as it did. (Time queued for a core is neither computing nor waiting.)
@@ -165,23 +170,20 @@ def probe_items(
             # says nothing about the function.
             first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER
             if before and first_stands:
-                queued = clock.queued() if queued is None else queued
-                later_queued = queued - queued_before - first_queued
+                later_queued = queued - first_queued
                 first_stands = first_cpu >= ALIKE_CPU * (first_wall - first_queued) and (
                     cpu - first_cpu >= ALIKE_CPU * (wall - first_wall - later_queued)
                 )
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
-        per_item = max(wall / len(values), 1e-9)
+        timed, timed_wall = (later, wall - first_wall) if restarted else (len(values), wall)
+        per_item = max(timed_wall / timed, 1e-9)
         wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
-        batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - len(values), 1))
-        if enough or elapsed >= max_seconds:  # only to compare the first call with later ones
-            batch = 1
-    # Time spent queued for a core (a busy machine) is not the calls' cost. (Read as soon as the
-    # items ran, or the time queued for the probe's own bookkeeping would be taken off them.)
-    if queued is None:
-        queued = clock.queued()
-    wall = max(cpu, wall - (queued - queued_before))
+        batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
+    # Time spent queued for a core (a busy machine) is not the calls' cost. (Read around the
+    # items, or the time queued for the probe's own bookkeeping would be taken off them.)
+    crowding = _crowding(queued, wall)
+    wall = max(cpu, wall - queued)
     clock.close()
     timed = len(values)
     later = timed - 1
@@ -212,6 +214,7 @@ def probe_items(
         samples=timed,
         shared_transfer_seconds=shared,
         first_call_seconds=one_time,
+        crowding=crowding,
     )
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     samples: list[_gil.Sample] = []
@@ -361,9 +364,6 @@ def _long(elapsed: float, queued: float) -> bool:
 #: calls after it, and this much longer...
 ONE_TIME_FACTOR = 4.0
 ONE_TIME_SECONDS = 0.0005
-#: ...judged on this many later calls (two: so that items of two kinds taking turns, a long
-#: one first, are not mistaken for it).
-LATER_CALLS = 2
 
 
 def _first_far_above(first: float, later: float, later_count: int) -> bool:
@@ -371,6 +371,21 @@ def _first_far_above(first: float, later: float, later_count: int) -> bool:
     ``later_count`` calls after it, which took ``later``."""
     later_each = max(later, 0.0) / later_count
     return first > ONE_TIME_FACTOR * later_each and first - later_each > ONE_TIME_SECONDS
+
+
+#: The calling thread must have been queued for a core this share of its items' time for the
+#: machine to count as saturated (less is noise: a wake-up here and there).
+SATURATED = 0.05
+
+
+def _crowding(queued: float, wall: float) -> float:
+    """Other programs' threads wanting a core, from the share of ``wall`` the calling thread
+    spent ``queued`` for one: with ``C`` cores shared evenly by it and ``S`` others, it runs
+    ``C / (1 + S)`` of the time. Below ``SATURATED``, 0.0: the machine had room."""
+    share = queued / wall if wall > 0 else 0.0
+    if share < SATURATED:
+        return 0.0
+    return max(0.0, _cores() / max(1.0 - share, 0.05) - 1.0)
 
 
 def _cores() -> int:
