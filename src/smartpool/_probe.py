@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,8 +21,11 @@ from . import _deadline, _gil
 from ._chunking import Feed
 from ._clock import ThreadClock
 from ._errors import SerializationError
-from ._serialize import dump_function, dumps
+from ._serialize import dump_function
 from ._task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from ._transfer_cost import SHARED_MEMORY_SECONDS_PER_BYTE as SHARED_MEMORY_SECONDS_PER_BYTE
+from ._transfer_cost import SHARING_SAMPLE
+from ._transfer_cost import pickling_cost as _pickling_cost
 
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
@@ -404,45 +406,3 @@ def _failed(values: list[Any], result: ChunkResult, wall: float, cpu: float) -> 
         samples=len(values),
     )
     return ProbeRun(values, measurement, result, False)
-
-
-#: Seconds per byte to move a large buffer through shared memory (one copy, page faults).
-SHARED_MEMORY_SECONDS_PER_BYTE = 0.3e-9
-#: Items pickled to tell per-item large buffers from one shared by all (see ``_pickling_cost``).
-SHARING_SAMPLE = 4
-
-
-def _pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, float, float]:
-    """Whether sample items and results pickle; the caller-side seconds per item to do it; and
-    the seconds, once per call, for large buffers that several of the items share.
-
-    Large buffers (NumPy arrays) are not pickled here but counted at the cost of the shared
-    memory they will travel through. The function itself is checked when a process plan is
-    prepared, so its pickling error surfaces only where it matters.
-    """
-    began = time.perf_counter()
-    large: list[pickle.PickleBuffer] = []
-    try:
-        dumps(items, large)  # the pickle memo lists a buffer shared by several items once
-        per_item = _item_bytes(items, large) if large else {}
-        moved = sum(b.raw().nbytes for b in large)
-        shared = moved - sum(per_item.values())
-        dumps(results, large)
-        moved += sum(b.raw().nbytes for b in large)
-    except Exception:
-        return False, 0.0, 0.0
-    moved -= shared
-    seconds = time.perf_counter() - began + moved * SHARED_MEMORY_SECONDS_PER_BYTE
-    return None, seconds / max(len(items), 1), shared * SHARED_MEMORY_SECONDS_PER_BYTE
-
-
-def _item_bytes(items: list[Any], large: list[pickle.PickleBuffer]) -> dict[int, int]:
-    """Bytes of the large buffers in ``large`` that only one of ``items`` holds, by owner."""
-    holders: dict[int, int] = {}
-    sizes = {id(b.raw().obj): b.raw().nbytes for b in large}
-    for item in items:
-        mine: list[pickle.PickleBuffer] = []
-        dumps(item, mine)
-        for owner in {id(b.raw().obj) for b in mine}:
-            holders[owner] = holders.get(owner, 0) + 1
-    return {owner: size for owner, size in sizes.items() if holders.get(owner, 0) <= 1}
