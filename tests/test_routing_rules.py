@@ -208,3 +208,16 @@ def test_a_saturated_machine_counts_fewer_cores_for_every_backend() -> None:
     assert any("saturated" in reason for reason in plan.reasons), plan.reasons
     # GIL-free work stays on threads: fewer cores, not a different kind of work
     assert plan_for(replace(busy, releases_gil=True, gil_held=0.02), n=100).backend == "thread"
+
+
+def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's caller queued for a core half of 10 ms of items on 2 cores: 3 other
+    threads wanted them. A few microseconds preempted once, or a little queueing, say nothing;
+    one long preemption is not a hundred programs."""
+    from smartpool import _probe
+
+    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    assert _probe._crowding(0.005, 0.01) == pytest.approx(3.0)
+    assert _probe._crowding(0.0009, 0.001) == 0.0  # too little timed
+    assert _probe._crowding(0.0002, 0.01) == 0.0  # a wake-up here and there
+    assert _probe._crowding(0.0099, 0.01) == pytest.approx(9.0)  # capped

@@ -162,8 +162,9 @@ def probe_items(
         else:
             enough = (later if restarted else len(values)) >= MIN_ITEMS and elapsed >= MIN_SECONDS
         # (Nor is a first call trusted before it is compared with a later one, whatever the
-        # time budget.)
-        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and later):
+        # time budget; nor one found far above it before two later ones are timed.)
+        compared = later >= (MIN_ITEMS if restarted else 1)
+        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and compared):
             # Does the first item's GIL sample speak for all the items timed? It does if the
             # timing needed no more than the first item (and helper), or if the ones after it
             # computed, as it did. (Time queued for a core is neither computing nor waiting.)
@@ -376,18 +377,22 @@ def _first_far_above(first: float, later: float, later_count: int) -> bool:
 
 
 #: The calling thread must have been queued for a core this share of its items' time for the
-#: machine to count as saturated (less is noise: a wake-up here and there).
+#: machine to count as saturated (less is noise: a wake-up here and there), over items that
+#: took this long at least (over a few microseconds, one preemption would say anything)...
 SATURATED = 0.05
+SATURATED_SECONDS = 0.002
+#: ...and a share above this counts as this (one long preemption is not a hundred programs).
+MOST_QUEUED = 0.8
 
 
 def _crowding(queued: float, wall: float) -> float:
     """Other programs' threads wanting a core, from the share of ``wall`` the calling thread
     spent ``queued`` for one: with ``C`` cores shared evenly by it and ``S`` others, it runs
-    ``C / (1 + S)`` of the time. Below ``SATURATED``, 0.0: the machine had room."""
-    share = queued / wall if wall > 0 else 0.0
+    ``C / (1 + S)`` of the time. 0.0 when the machine had room (or too little was timed)."""
+    share = queued / wall if wall >= SATURATED_SECONDS else 0.0
     if share < SATURATED:
         return 0.0
-    return max(0.0, _cores() / max(1.0 - share, 0.05) - 1.0)
+    return max(0.0, _cores() / (1.0 - min(share, MOST_QUEUED)) - 1.0)
 
 
 def _cores() -> int:
