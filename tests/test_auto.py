@@ -217,7 +217,8 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     items = [600_000] * 8  # ~30 ms each: the first one alone is timed
     probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
     assert len(taken) == len(paired)
-    assert len(probe.values) == 2 + sum(taken)  # (a second item timed, to compare with)
+    # (A second item timed, to compare with; a third if a busy moment slowed the first.)
+    assert len(probe.values) - sum(taken) in (2, 3)
     assert probe.measurement.releases_gil is releases
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 
