@@ -111,7 +111,7 @@ def probe_items(
     _gil.DuringItem.prepare()
     values: list[Any] = []
     wall = cpu = 0.0
-    batch, exhausted, first_stands, restarted = 1, False, False, False
+    batch, exhausted, first_stands, restarted, first_long = 1, False, False, False, False
     # The first item's (and helper's) time, CPU time, and the caller's time queued for a core
     # while it ran.
     first_wall = first_cpu = first_queued = 0.0
@@ -134,12 +134,12 @@ def probe_items(
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
             ran, queued = len(values) - before, queued + clock.queued() - queued_before
         else:
-            result, first_sample, queued_after, own = _first_item(
+            result, first_sample, first_queued, own = _first_item(
                 fn, items, feed, retry, limit, values, clock
             )
             ran = 1 if result.error is None else 0
             first_wall, first_cpu = own.seconds, own.cpu_seconds  # (not the one beside it)
-            first_queued = queued = queued_after - queued_before
+            queued = first_queued
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -158,7 +158,7 @@ def probe_items(
                 restarted, began = True, first_ended
         elapsed = time.perf_counter() - began
         if len(values) == 1:  # is one item enough? Only if it was long, not counting time queued
-            enough = _long(elapsed, queued)
+            enough = first_long = _long(elapsed, queued)
         else:
             enough = (later if restarted else len(values)) >= MIN_ITEMS and elapsed >= MIN_SECONDS
         # (Nor is a first call trusted before it is compared with a later one, whatever the
@@ -170,13 +170,15 @@ def probe_items(
             # computed, as it did. (Time queued for a core is neither computing nor waiting.)
             # A first item that ran less than the sampler waits before it starts was only
             # sampled because it lost its core meanwhile, still holding the GIL: that sample
-            # says nothing about the function.
-            first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER
+            # says nothing about the function; nor does one of a first call far above the
+            # calls after it (its one-time cost was sampled). (A long first item computed long
+            # enough to be told by itself; the items after it must compute too.)
+            first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER and not restarted
             if before and first_stands:
                 later_queued = queued - first_queued
-                first_stands = first_cpu >= ALIKE_CPU * (first_wall - first_queued) and (
-                    cpu - first_cpu >= ALIKE_CPU * (wall - first_wall - later_queued)
-                )
+                first_stands = (
+                    first_long or first_cpu >= ALIKE_CPU * (first_wall - first_queued)
+                ) and (cpu - first_cpu >= ALIKE_CPU * (wall - first_wall - later_queued))
             break
         # Grow fast, but aim the next batch at the time still wanted, not past it.
         timed, timed_wall = (later, wall - first_wall) if restarted else (len(values), wall)
@@ -193,7 +195,7 @@ def probe_items(
     first_active = first_wall - first_queued
     one_time: float | None = None
     if later and _first_far_above(first_active, wall - first_active, later):
-        one_time = first_active  # a one-time cost: left out
+        one_time, first_stands = first_active, False  # a one-time cost: left out
         wall, cpu, timed = max(wall - first_active, 1e-9), max(cpu - first_cpu, 0.0), later
     call_seconds = wall / max(timed, 1)
     cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
@@ -289,8 +291,8 @@ def _first_item(
     If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
     a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
     joined to the first's, as if one chunk of two had run. Also returns the calling thread's
-    time queued for a core so far, read as soon as the item ran (before the sampler is joined),
-    and the first item's own result (its time is compared with the calls after it).
+    time queued for a core while the item ran (read around it, not around the sampler's start
+    and end), and the first item's own result (its time is compared with the calls after it).
     """
     spare = feed.take(1) if limit >= 2 else ()
     second: list[ChunkResult] = []
@@ -309,8 +311,9 @@ def _first_item(
     sample = _gil.DuringItem(beside=run_second if spare else None)
     began = time.perf_counter()
     with sample:
+        queued_before = clock.queued()  # (arming the sampler can cost a thread switch)
         result = run_chunk(fn, items, 0, retry, after=values)
-        queued = clock.queued()
+        queued = clock.queued() - queued_before
         ended = time.perf_counter()
     if not sample.helped:
         if spare:
