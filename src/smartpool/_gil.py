@@ -195,6 +195,9 @@ class DuringItem:
         #: from that reading to its last.
         self._late = 0.0
         self._watcher_queued: float | None = None
+        #: The item's thread's stats file, and its time queued for a core when the item started.
+        self._item_fd: int | None = None
+        self._item_queued = 0.0
         self._held_at_once = False
         self._naps = 0
         self._span: Span | None = None
@@ -216,6 +219,8 @@ class DuringItem:
             self._item_cpu = _CpuClock.of_this_thread()
         fd = _watcher_stats[0]
         self._watcher_queued = None if fd is None else queued_seconds(fd)
+        self._item_fd = ThreadClock().stats_fd
+        self._item_queued = queued_seconds(self._item_fd)
         self._deadline = time.perf_counter() + SAMPLE_AFTER
         self._token = _deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
         return self
@@ -237,13 +242,20 @@ class DuringItem:
                 CLEARLY_LATE * sys.getswitchinterval(),
             )
             if late >= clearly and late - self._queued_since(_watcher_stats[0]) >= clearly:
-                self._held_at_once = True
-                return
+                # ...nor only waited for an item taken off its core while it held the GIL a
+                # moment (code that releases it, between two calls that do): then the naps
+                # below tell.
+                item_queued = queued_seconds(self._item_fd) - self._item_queued
+                if late - self._queued_since(_watcher_stats[0]) - item_queued >= clearly:
+                    self._held_at_once = True
+                    return
             with ThreadClock() as clock:
                 first = clock.read()
                 # From the deadline to here the watcher waited for the GIL (to wake, and again
                 # after reading its stats file), give or take the timer's slack, unless it was
-                # queued for a core.
+                # queued for a core. (The item's own time queued is not taken off, here or from
+                # the naps: pure Python holds the GIL all the while it is queued too, and the
+                # wait it then causes is the sign of it.)
                 self._late = first.wall - self._deadline - self._queued_since(clock.stats_fd)
                 naps = 0
                 while naps < MAX_WAKE_UPS and not self._stop.is_set():
