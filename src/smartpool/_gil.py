@@ -149,13 +149,14 @@ class _CpuClock:
         except (AttributeError, OSError):  # pragma: no cover - not on this platform
             return None
 
-    def fraction(self) -> float:
-        """CPU time / wall time since made."""
+    def fraction(self, queued: float = 0.0) -> float:
+        """CPU time / wall time since made, less ``queued``, the thread's time queued for a
+        core meanwhile (neither computing nor waiting)."""
         try:
             cpu = time.clock_gettime(self._clock_id) - self._cpu
         except OSError:  # pragma: no cover - the thread is gone
             return 0.0
-        return cpu / max(time.perf_counter() - self._wall, 1e-9)
+        return cpu / max(time.perf_counter() - self._wall - queued, 1e-9)
 
 
 class DuringItem:
@@ -290,7 +291,8 @@ class DuringItem:
             return
         # Only beside an item that computes: beside one that waits, the next item would only
         # make the caller wait for it (the plan runs waiting items on many threads anyway).
-        if self._item_cpu is None or self._item_cpu.fraction() < HELP_BESIDE_CPU:
+        queued = max(0.0, queued_seconds(self._item_fd) - self._item_queued)
+        if self._item_cpu is None or self._item_cpu.fraction(queued) < HELP_BESIDE_CPU:
             return
         assert self._beside is not None
         try:
