@@ -25,7 +25,8 @@ def pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, fl
     memory they will travel through. The function itself is checked when a process plan is
     prepared, so its pickling error surfaces only where it matters.
     """
-    began = time.perf_counter()
+    # CPU time: pickling computes, and time queued for a core on a busy machine is not its cost
+    began = time.thread_time()
     large: list[pickle.PickleBuffer] = []
     try:
         dumps(items, large)  # the pickle memo lists a buffer shared by several items once
@@ -37,7 +38,7 @@ def pickling_cost(items: list[Any], results: list[Any]) -> tuple[bool | None, fl
     except Exception:
         return False, 0.0, 0.0
     moved -= shared
-    seconds = time.perf_counter() - began + moved * SHARED_MEMORY_SECONDS_PER_BYTE
+    seconds = time.thread_time() - began + moved * SHARED_MEMORY_SECONDS_PER_BYTE
     return None, seconds / max(len(items), 1), shared * SHARED_MEMORY_SECONDS_PER_BYTE
 
 
