@@ -210,15 +210,20 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     paired: list[float],
     releases: bool,
 ) -> None:
-    taken = script_paired_samples(monkeypatch, paired)
-    monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
+    """(On a crowded machine the sampler preempted while it holds the GIL can slow the first
+    item so much that it looks like a one-time cost, and its sample is not used: like the
+    other timing cases, three tries.)"""
     monkeypatch.setattr(_ScriptedFirstSample, "together", together)
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
-    items = [600_000] * 8  # ~30 ms each: the first one alone is timed
-    probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
+    items = [600_000] * 16  # ~30 ms each: the first one alone is timed, then compared
+    for _ in range(3):
+        taken = script_paired_samples(monkeypatch, [*paired, *[1.0 if not releases else 0.0] * 5])
+        monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
+        probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
+        if len(taken) == len(paired) and probe.measurement.first_call_seconds is None:
+            break
     assert len(taken) == len(paired)
-    # (A second item timed, to compare with; a third if a busy moment slowed the first.)
-    assert len(probe.values) - sum(taken) in (2, 3)
+    assert len(probe.values) - sum(taken) == 2  # a second item timed, to compare with
     assert probe.measurement.releases_gil is releases
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
 
