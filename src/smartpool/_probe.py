@@ -115,7 +115,10 @@ def probe_items(
     # The first item's (and helper's) time, CPU time, and the caller's time queued for a core
     # while it ran.
     first_wall = first_cpu = first_queued = 0.0
-    queued = 0.0  # the calling thread's time queued for a core while items ran
+    # The calling thread's time queued for a core while items ran (None: to be read), and its
+    # count when the items after the first began.
+    queued: float | None = 0.0
+    later_from = 0.0
     sample_items: list[Any] = []
     rest: Sequence[Any] = ()
     first_sample: _gil.DuringItem | None = None
@@ -129,17 +132,16 @@ def probe_items(
         # A deadline can only stop a batch between items: a single item needs none.
         budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
         before = len(values)
-        queued_before = clock.queued()
         if before:
             result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
-            ran, queued = len(values) - before, queued + clock.queued() - queued_before
+            ran, queued = len(values) - before, None
         else:
             result, first_sample, first_queued, own = _first_item(
                 fn, items, feed, retry, limit, values, clock
             )
             ran = 1 if result.error is None else 0
             first_wall, first_cpu = own.seconds, own.cpu_seconds  # (not the one beside it)
-            queued = first_queued
+            queued, later_from = first_queued, clock.queued()
         wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
         if len(sample_items) < 16:
             sample_items.extend(list(items[: 16 - len(sample_items)]))
@@ -150,15 +152,16 @@ def probe_items(
         if not before:
             first_ended = time.perf_counter()
         later = len(values) - 1
-        if later and not restarted:
+        if later and not restarted and first_wall - first_queued > ONE_TIME_SECONDS:
             # A first call often pays once for an import or a cache. Far above the calls after
             # it, it is left out (see below), and the timing starts again from the second.
+            queued = _since(clock, later_from, first_queued) if queued is None else queued
             later_active = wall - first_wall - (queued - first_queued)
             if _first_far_above(first_wall - first_queued, later_active, later):
                 restarted, began = True, first_ended
         elapsed = time.perf_counter() - began
         if len(values) == 1:  # is one item enough? Only if it was long, not counting time queued
-            enough = first_long = _long(elapsed, queued)
+            enough = first_long = _long(elapsed, first_queued)
         else:
             enough = (later if restarted else len(values)) >= MIN_ITEMS and elapsed >= MIN_SECONDS
         # (Nor is a first call trusted before it is compared with a later one, whatever the
@@ -175,6 +178,7 @@ def probe_items(
             # enough to be told by itself; the items after it must compute too.)
             first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER and not restarted
             if before and first_stands:
+                queued = _since(clock, later_from, first_queued) if queued is None else queued
                 later_queued = queued - first_queued
                 first_stands = (
                     first_long or first_cpu >= ALIKE_CPU * (first_wall - first_queued)
@@ -186,7 +190,10 @@ def probe_items(
         wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
         batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
     # Time spent queued for a core (a busy machine) is not the calls' cost. (Read around the
-    # items, or the time queued for the probe's own bookkeeping would be taken off them.)
+    # first item, or the time queued while its sampler starts and ends would be taken off it,
+    # and as soon as the others ran.)
+    if queued is None:
+        queued = _since(clock, later_from, first_queued)
     crowding = _crowding(queued, wall)
     wall = max(cpu, wall - queued)
     clock.close()
@@ -358,6 +365,11 @@ def measure_call(
         except SerializationError:
             picklable = False
     return replace(probe.measurement, picklable=picklable)
+
+
+def _since(clock: ThreadClock, later_from: float, first_queued: float) -> float:
+    """The time queued for a core while the first item ran, and since the later items began."""
+    return first_queued + clock.queued() - later_from
 
 
 def _long(elapsed: float, queued: float) -> bool:
