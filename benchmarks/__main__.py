@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, targets
+from benchmarks.busy import spinning
 from benchmarks.engines import ENGINES
 from benchmarks.machine import machine_info
 from benchmarks.runner import REPO_ROOT, run_cell
@@ -56,6 +57,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "within 1.5x of the best, the targets' references (default 3; 0 for none)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="run with this many other processes spinning (pure-Python loops), as on a machine "
+        "shared with other programs (default 0)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results path")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds per cell before it is killed"
@@ -67,6 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if args.focus_rounds < 0:
         parser.error("--focus-rounds must be at least 0")
+    if args.busy < 0:
+        parser.error("--busy must be at least 0")
     return args
 
 
@@ -115,6 +125,13 @@ def _progress(i: int, total: int, cell: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    with spinning(args.busy) as spinners:
+        if spinners:
+            print(f"{len(spinners)} busy processes spinning: {spinners}", file=sys.stderr)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     workloads = _names(args.workloads, ALL_WORKLOADS, "workloads")
     engines = _names(args.engines, list(ENGINES), "engines")
     todo = plan(workloads, engines)
@@ -163,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "focus_rounds": args.focus_rounds,
             "focused": [list(key) for key in focus],
             "quick": args.quick,
+            "busy": args.busy,
             "timeout_s": args.timeout,
             "total_wall_s": time.perf_counter() - started,
             "load_average_at_end": os.getloadavg(),

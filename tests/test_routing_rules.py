@@ -189,3 +189,35 @@ def test_replan_never_touches_explicit_backends_or_threads() -> None:
     slow = measured(5.0, 0.0)
     assert replan(fixed, slow, slow, Options(backend="serial"), n_left=5, done=5) is None
     assert replan(threads, slow, slow, AUTO, n_left=5, done=5) is None
+
+
+def test_a_saturated_machine_counts_fewer_cores_for_every_backend() -> None:
+    """Other programs wanting the cores (measured by the probe as ``crowding``) leave fewer
+    cores' worth for serial, threads and processes alike; the kind of work is unchanged."""
+    from smartpool._routing.cost import effective_cores, process_time, serial_time
+
+    quiet = measured(0.01, 1.0, releases_gil=False)
+    busy = replace(quiet, crowding=2.0)  # two other threads want the two cores
+    assert effective_cores(quiet, TWO_CORES, 2) == 2.0
+    assert effective_cores(busy, TWO_CORES, 1) == pytest.approx(2 / 3)
+    assert effective_cores(busy, TWO_CORES, 2) == pytest.approx(1.0)
+    assert serial_time(busy, TWO_CORES, 100) == pytest.approx(1.5)
+    assert process_time(busy, TWO_CORES, 100, 2) > process_time(quiet, TWO_CORES, 100, 2)
+    plan = plan_for(busy, n=100)
+    assert plan.backend == "process"  # still 1.5x over serial
+    assert any("saturated" in reason for reason in plan.reasons), plan.reasons
+    # GIL-free work stays on threads: fewer cores, not a different kind of work
+    assert plan_for(replace(busy, releases_gil=True, gil_held=0.02), n=100).backend == "thread"
+
+
+def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's caller queued for a core half of 10 ms of items on 2 cores: 3 other
+    threads wanted them. A few microseconds preempted once, or a little queueing, say nothing;
+    one long preemption is not a hundred programs."""
+    from smartpool._routing import probe as _probe
+
+    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    assert _probe._crowding(0.005, 0.01) == pytest.approx(3.0)
+    assert _probe._crowding(0.0009, 0.001) == 0.0  # too little timed
+    assert _probe._crowding(0.0002, 0.01) == 0.0  # a wake-up here and there
+    assert _probe._crowding(0.0099, 0.01) == pytest.approx(9.0)  # capped

@@ -48,7 +48,7 @@ def test_samples_reuse_the_same_threads() -> None:
     for _ in range(5):
         result, held = _gil.sample_in_pairs(_spin, [2_000] * 4, 0)
         assert result.values == [_spin(2_000)] * 4
-        assert 0.0 <= held <= 1.0
+        assert 0.0 <= held.held <= 1.0
     assert _eventually(_all_waiting)
     after = {t.native_id for t in threading.enumerate() if t.name == "smartpool-probe"}
     assert after == before

@@ -71,6 +71,27 @@ def process_workers(m: Measurement, env: Environment, n: int) -> int:
     return max(1, min(4 * env.cores, math.ceil(env.cores / max(m.cpu_fraction, 0.05)), n))
 
 
+def effective_cores(m: Measurement, env: Environment, w: int) -> float:
+    """Cores' worth of computing that ``w`` busy threads or processes of this program get.
+
+    On a saturated machine (see ``Measurement.crowding``) the cores are shared with other
+    programs' threads: ``w`` of ours beside ``S`` others get ``cores * w / (w + S)``. That
+    holds for every backend alike, serial included: fewer cores, not a different kind of work.
+    """
+    w = max(1, min(w, env.cores))
+    if m.crowding <= 0.0:
+        return float(w)
+    return min(float(w), env.cores * w / (w + m.crowding))
+
+
+def serial_time(m: Measurement, env: Environment, n: int) -> float:
+    """The job run in the caller: measured calls (which leave out time queued for a core),
+    slowed by the share of a core a saturated machine leaves one thread."""
+    total = n * m.call_seconds
+    cpu = total * m.cpu_fraction
+    return total - cpu + cpu / effective_cores(m, env, 1)
+
+
 def thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: bool) -> float:
     total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
     # Each extra thread adds the share of a call that runs without the GIL: all or nothing when
@@ -80,7 +101,8 @@ def thread_time(m: Measurement, env: Environment, n: int, w: int, parallel_cpu: 
         free = 1.0 - m.gil_held
     if not env.gil_enabled:
         free = 1.0
-    cpu_time = cpu / (1 + (min(w, env.cores) - 1) * free)
+    one = effective_cores(m, env, 1)
+    cpu_time = cpu / (one + (effective_cores(m, env, w) - one) * free)
     chunks = max(total / registry.traits("thread").chunk_seconds, min(n, 2 * w))
     return max(cpu_time, total / w) + chunks * THREAD_TASK_SECONDS + w * THREAD_START_SECONDS
 
@@ -90,7 +112,7 @@ def process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
     chunks = max(total / registry.traits("process").chunk_seconds, min(n, 2 * p))
     start = 0.0 if env.warm_processes >= p else PROCESS_START_SECONDS
     return (
-        max(cpu / min(p, env.cores), total / p)
+        max(cpu / effective_cores(m, env, p), total / p)
         + n * m.transfer_seconds
         + m.shared_transfer_seconds
         + chunks * PROCESS_TASK_SECONDS

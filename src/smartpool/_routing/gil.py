@@ -4,7 +4,7 @@ A sampler thread sleeps in short naps and times how late each wake-up is before 
 Python again. Code that releases the GIL (hashlib, zlib, NumPy, waiting) lets it in at once;
 pure-Python code makes it wait for the interpreter's switch interval. Time queued for a core on a
 busy machine is not counted (see ``_clock``), so a crowded machine does not make GIL-free code
-look GIL-bound. :mod:`smartpool._routing.probe` decides when to sample and on which items.
+look GIL-bound. :mod:`smartpool._probe` decides when to sample and on which items.
 """
 
 from __future__ import annotations
@@ -15,19 +15,27 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._work import deadline
+from .._work import deadline as _deadline
 from .._work.spare_threads import Job, spare
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
-from .clock import Span, ThreadClock, queued_seconds
+from .clock import Reading, Span, ThreadClock, queued_seconds
+from .gil_evidence import CLEARLY_HELD as CLEARLY_HELD
+from .gil_evidence import HOLDS_ABOVE as HOLDS_ABOVE
+from .gil_evidence import RELEASES_BELOW as RELEASES_BELOW
+from .gil_evidence import TOGETHER_FREE as TOGETHER_FREE
+from .gil_evidence import UNSURE as UNSURE
+from .gil_evidence import Pair as Pair
+from .gil_evidence import Sample as Sample
+from .gil_evidence import combine as combine
+from .gil_evidence import doubt as doubt
+from .gil_evidence import median as median
+from .gil_evidence import releases as releases
+from .gil_evidence import settled as settled
+from .gil_evidence import verdict as verdict
 
 #: How long the sampler naps between wake-ups, and how many naps calibrate it.
 SAMPLE_NAP = 0.0002
 CALIBRATION_NAPS = 3
-#: Held fraction below which a call counts as releasing the GIL, and above which as holding it.
-RELEASES_BELOW = 0.1
-HOLDS_ABOVE = 0.25
-#: A first sample from ``RELEASES_BELOW`` up to this is not taken alone (see ``settled``).
-CLEARLY_HELD = 0.95
 #: ``DuringItem`` starts sampling once the item has run this long, and keeps a sample only if
 #: the sampler woke up at least ``MIN_WAKE_UPS`` times.
 SAMPLE_AFTER = 0.001
@@ -48,46 +56,73 @@ def sample(
     index: int,
     retry: RetryPolicy = NO_RETRY,
     beside: Callable[[], object] | None = None,
+    pair: list[Pair] | None = None,
 ) -> tuple[ChunkResult, float]:
     """Run ``items`` here while a sampler thread measures how long it waits for the GIL.
 
     ``beside``, if given, runs on a helper thread started once the sampler naps (a thread
     started while another one runs Python waits for the GIL just to start, a millisecond or
-    more); it has finished when this returns, unless Ctrl-C cut the sample short.
+    more); it has finished when this returns, unless Ctrl-C cut the sample short. What this
+    thread and the helper used of the CPU meanwhile is appended to ``pair``, if given.
     """
     napping = threading.Event()
     done = threading.Event()
-    waits: list[float] = []
+    overshoots: list[float] = []  # how far each nap overshot, GIL waits included
+    sampler_queued: list[float] = []
 
     def sampler() -> None:
         with ThreadClock() as clock:
-            baseline = _nap_baseline()  # the caller waits for ``napping``: nobody else runs
+            _nap_baseline()  # the caller waits for ``napping``: nobody else runs
             while not done.is_set():
                 before = clock.read()
                 napping.set()  # the items start only once a nap is under way and being timed
                 time.sleep(SAMPLE_NAP)
                 span = before.until(clock.read())
-                waits.append(max(0.0, span.blocked - SAMPLE_NAP - baseline))
+                overshoots.append(span.blocked - SAMPLE_NAP)
+                sampler_queued.append(span.queued)
 
     sampling = spare.start(sampler)  # kept threads: starting one costs a tenth of a sample
     helper = None
+    waiting: Reading | None = None
+    queued_known = False
+    helper_started = threading.Event()
+    helper_spans: list[tuple[float, Span]] = []  # when the helper started, and its span
+
+    def run_beside() -> None:
+        assert beside is not None
+        with ThreadClock() as clock:
+            began = clock.read()
+            helper_started.set()
+            beside()
+            helper_spans.append((began.wall, began.until(clock.read())))
+
     try:
         napping.wait()
-        if beside is not None:
-            helper = spare.start(beside)
         with ThreadClock() as clock:
+            if beside is not None:
+                waiting = clock.read()
+                helper = spare.start(run_beside)
+                # The items here start once the helper runs: both then want the GIL (or not)
+                # at once, which is what the pair is to tell.
+                helper_started.wait()
             before = clock.read()
             result = run_chunk(fn, items, index, retry)
-            mine = before.until(clock.read())
+            after = clock.read()
+            mine = before.until(after)
+            queued_known = clock.stats_fd is not None  # else a busy machine looks like waits
     finally:
         done.set()  # on Ctrl-C too: the sampler must not nap for ever
     sampling.join()
     if helper is not None:
         helper.join()  # (on Ctrl-C it is left to finish its items, then waits for other work)
+        if pair is not None and waiting is not None and helper_spans and queued_known:
+            pair.append(Pair.of(waiting, after, *helper_spans[0], sum(sampler_queued)))
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)
-    return result, min(1.0, sum(waits) / max(mine.wall, 1e-9))
+    baseline = _nap_baseline(overshoots)
+    waits = sum(max(0.0, overshoot - baseline) for overshoot in overshoots)
+    return result, min(1.0, waits / max(mine.wall, 1e-9))
 
 
 _watchers_ready: list[object] = []
@@ -114,13 +149,14 @@ class _CpuClock:
         except (AttributeError, OSError):  # pragma: no cover - not on this platform
             return None
 
-    def fraction(self) -> float:
-        """CPU time / wall time since made."""
+    def fraction(self, queued: float = 0.0) -> float:
+        """CPU time / wall time since made, less ``queued``, the thread's time queued for a
+        core meanwhile (neither computing nor waiting)."""
         try:
             cpu = time.clock_gettime(self._clock_id) - self._cpu
         except OSError:  # pragma: no cover - the thread is gone
             return 0.0
-        return cpu / max(time.perf_counter() - self._wall, 1e-9)
+        return cpu / max(time.perf_counter() - self._wall - queued, 1e-9)
 
 
 class DuringItem:
@@ -128,7 +164,7 @@ class DuringItem:
 
     The first item of a job is timed alone; when it turns out long, this sample of it is a
     first GIL verdict that costs no extra items. The already running deadline watcher does the
-    sampling (see ``deadline.call_at``), so an item that ends sooner costs a deadline armed and
+    sampling (see ``_deadline.call_at``), so an item that ends sooner costs a deadline armed and
     disarmed, not a thread. The watcher's first wake-up, at the deadline itself, counts too: how
     late it got the GIL is what the item held from then on, and half a switch interval late is a
     verdict of its own (held), so pure Python gives up the GIL to the sampler only once. Use as
@@ -144,6 +180,9 @@ class DuringItem:
     def __init__(self, beside: Callable[[], object] | None = None) -> None:
         self.held: float | None = None
         self.helped = False
+        #: CPU seconds of the item and the one beside it per second of their wall time, when
+        #: a helper ran (set by the probe, which times both): see ``Pair``.
+        self.together: float | None = None
         self._beside = beside
         self._helper: Job | None = None
         self._item_cpu: _CpuClock | None = None
@@ -157,6 +196,9 @@ class DuringItem:
         #: from that reading to its last.
         self._late = 0.0
         self._watcher_queued: float | None = None
+        #: The item's thread's stats file, and its time queued for a core when the item started.
+        self._item_fd: int | None = None
+        self._item_queued = 0.0
         self._held_at_once = False
         self._naps = 0
         self._span: Span | None = None
@@ -167,7 +209,7 @@ class DuringItem:
         """Have the watcher open its per-thread stats file now, once per process: opening it
         during a first sample would count as a wait for the GIL, and the caller reads from it
         how long the watcher was queued for a core (which is no wait for the GIL)."""
-        watcher = deadline.watcher  # a forked child gets a new one
+        watcher = _deadline.watcher  # a forked child gets a new one
         if watcher not in _watchers_ready:
             _watchers_ready[:] = [watcher]
             _watcher_stats[:] = [None]
@@ -178,8 +220,10 @@ class DuringItem:
             self._item_cpu = _CpuClock.of_this_thread()
         fd = _watcher_stats[0]
         self._watcher_queued = None if fd is None else queued_seconds(fd)
+        self._item_fd = ThreadClock().stats_fd
+        self._item_queued = queued_seconds(self._item_fd)
         self._deadline = time.perf_counter() + SAMPLE_AFTER
-        self._token = deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
+        self._token = _deadline.watcher.call_at(self._deadline, DuringItem._sample, self)
         return self
 
     def _sample(self) -> None:
@@ -199,13 +243,20 @@ class DuringItem:
                 CLEARLY_LATE * sys.getswitchinterval(),
             )
             if late >= clearly and late - self._queued_since(_watcher_stats[0]) >= clearly:
-                self._held_at_once = True
-                return
+                # ...nor only waited for an item taken off its core while it held the GIL a
+                # moment (code that releases it, between two calls that do): then the naps
+                # below tell.
+                item_queued = queued_seconds(self._item_fd) - self._item_queued
+                if late - self._queued_since(_watcher_stats[0]) - item_queued >= clearly:
+                    self._held_at_once = True
+                    return
             with ThreadClock() as clock:
                 first = clock.read()
                 # From the deadline to here the watcher waited for the GIL (to wake, and again
                 # after reading its stats file), give or take the timer's slack, unless it was
-                # queued for a core.
+                # queued for a core. (The item's own time queued is not taken off, here or from
+                # the naps: pure Python holds the GIL all the while it is queued too, and the
+                # wait it then causes is the sign of it.)
                 self._late = first.wall - self._deadline - self._queued_since(clock.stats_fd)
                 naps = 0
                 while naps < MAX_WAKE_UPS and not self._stop.is_set():
@@ -240,7 +291,8 @@ class DuringItem:
             return
         # Only beside an item that computes: beside one that waits, the next item would only
         # make the caller wait for it (the plan runs waiting items on many threads anyway).
-        if self._item_cpu is None or self._item_cpu.fraction() < HELP_BESIDE_CPU:
+        queued = max(0.0, queued_seconds(self._item_fd) - self._item_queued)
+        if self._item_cpu is None or self._item_cpu.fraction(queued) < HELP_BESIDE_CPU:
             return
         assert self._beside is not None
         try:
@@ -250,7 +302,7 @@ class DuringItem:
         self.helped = True
 
     def __exit__(self, *exc_info: object) -> None:
-        deadline.watcher.disarm(self._token)
+        _deadline.watcher.disarm(self._token)
         with self._lock:
             self._ended = True
             sampling = self._sampling
@@ -279,10 +331,19 @@ class DuringItem:
 
 
 def sample_in_pairs(
-    fn: Callable[[Any], Any], items: Sequence[Any], index: int, retry: RetryPolicy = NO_RETRY
-) -> tuple[ChunkResult, float]:
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    index: int,
+    retry: RetryPolicy = NO_RETRY,
+    computes: bool = False,
+) -> tuple[ChunkResult, Sample]:
     """Sample on the first half of ``items`` while a helper thread runs the second half (the
-    larger half, when odd, is the sampled one); results joined as if they had run in order."""
+    larger half, when odd, is the sampled one); results joined as if they had run in order.
+
+    The share held is the sampler's, weighed against how much CPU the two threads used at once
+    (see ``Pair`` and ``combine``); ``computes`` tells that the items computed all along when
+    timed alone, so that two threads that took turns can only have taken turns for the GIL.
+    """
     half = (len(items) + 1) // 2
     _nap_baseline()  # before the helper runs: calibration needs the interpreter to itself
     second: list[ChunkResult] = []
@@ -290,42 +351,28 @@ def sample_in_pairs(
     def run_second() -> None:
         second.append(run_chunk(fn, items[half:], index + half, retry))
 
-    first, gil_held = sample(fn, items[:half], index, retry, beside=run_second)
+    pair: list[Pair] = []
+    first, gil_held = sample(fn, items[:half], index, retry, beside=run_second, pair=pair)
     if first.error is None:
         first.values.extend(second[0].values)
         first.error = second[0].error
-    return first, gil_held
-
-
-def settled(samples: Sequence[float]) -> bool:
-    """Whether the GIL samples so far are a verdict. One sample sees only a few of the
-    sampler's wake-ups, and one of them late by chance (a thread starting, the host taking the
-    core away) can make a GIL-free call look held, or the reverse. A first sample that is not
-    clear-cut is checked by a second; two that disagree are settled by a third (the median)."""
-    if len(samples) == 1:
-        return not RELEASES_BELOW <= samples[0] < CLEARLY_HELD
-    if len(samples) == 2:
-        return releases(samples[0]) == releases(samples[1])
-    return True
-
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def releases(gil_held: float) -> bool:
-    """True: releases the GIL."""
-    return gil_held < (RELEASES_BELOW + HOLDS_ABOVE) / 2
+    return first, combine(gil_held, pair[0] if pair else None, computes)
 
 
 _nap_overshoot: list[float] = []
+#: Naps a sample needs before their median may correct the baseline (see ``_nap_baseline``).
+BASELINE_NAPS = 5
 
 
-def _nap_baseline() -> float:
+def _nap_baseline(seen: Sequence[float] = ()) -> float:
     """How far a nap overshoots with nobody else running: the timer's slack, a property of the
-    system, measured once per process (on whichever thread asks first)."""
+    system, measured once per process (on whichever thread asks first).
+
+    A calibration made while the machine was busy can come out too high, and would then make
+    every later wait for the GIL look shorter (code that holds the GIL, free). So it is
+    corrected, never upward, by the naps later samples ``seen``: their median, taken over
+    enough of them, is the usual overshoot when they found the GIL free, and more otherwise.
+    """
     if not _nap_overshoot:
         with ThreadClock() as clock:
             naps: list[float] = []
@@ -333,14 +380,7 @@ def _nap_baseline() -> float:
                 before = clock.read()
                 time.sleep(SAMPLE_NAP)
                 naps.append(before.until(clock.read()).blocked - SAMPLE_NAP)
-        _nap_overshoot.append(min(naps))
+        _nap_overshoot.append(max(0.0, min(naps)))
+    if len(seen) >= BASELINE_NAPS:
+        _nap_overshoot[0] = max(0.0, min(_nap_overshoot[0], median(seen)))
     return _nap_overshoot[0]
-
-
-def doubt(gil_held: float | None) -> str | None:
-    if gil_held is None or gil_held <= RELEASES_BELOW or gil_held >= HOLDS_ABOVE:
-        return None
-    return (
-        f"another thread could not run Python for {gil_held:.0%} of a call: the function "
-        "releases the GIL part of the time"
-    )

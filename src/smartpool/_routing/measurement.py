@@ -28,3 +28,9 @@ class Measurement:
     #: Caller-side seconds, once per call, to move large buffers that several items share (one
     #: dataset handed to every item): they go to shared memory once, not with each item.
     shared_transfer_seconds: float = 0.0
+    #: Other programs' threads that wanted a core while the probe ran, counted only when the
+    #: machine was saturated (the calling thread queued for a core): 0.0, it had room.
+    crowding: float = 0.0
+    #: Seconds the first call took when it stood far above the calls after it (a one-time cost:
+    #: an import, a cache filled) and was left out of ``call_seconds``; None: it was not.
+    first_call_seconds: float | None = None

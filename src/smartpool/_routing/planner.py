@@ -18,9 +18,11 @@ from .._transport.serialize import dump_function
 from .._work import context
 from .cost import (
     Environment,
+    effective_cores,
     fmt_seconds,
     process_time,
     process_workers,
+    serial_time,
     thread_time,
     thread_workers,
 )
@@ -254,12 +256,23 @@ def _decide(
         f"probe: {m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, {gil}"
         + (f" ({m.doubt})" if m.doubt else "")
     ]
+    if m.first_call_seconds is not None:
+        why.append(
+            f"the first call took {fmt_seconds(m.first_call_seconds)}, far above the calls "
+            "after it: a one-time cost (an import, a cache filled), left out of the estimate"
+        )
     parallel_cpu = bool(m.releases_gil) or not env.gil_enabled
     if not env.gil_enabled:
         why.append("free-threaded interpreter: threads run Python code in parallel")
     threads = requested or thread_workers(m, env, n)
     procs = requested or process_workers(m, env, n)
-    serial_t = n * m.call_seconds
+    if m.crowding > 0.0:
+        why.append(
+            f"the machine is saturated (other programs want ~{m.crowding:.2g} cores): estimates "
+            f"count {effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
+            f"{effective_cores(m, env, 1):.2g} for one"
+        )
+    serial_t = serial_time(m, env, n)
     thread_t = thread_time(m, env, n, threads, parallel_cpu)
     process_t = process_time(m, env, n, procs) if env.cores > 1 else math.inf
     if m.picklable is False:

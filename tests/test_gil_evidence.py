@@ -1,0 +1,150 @@
+"""The GIL verdict on a busy machine: what two threads running items at once did (CPU time,
+waits, time queued for a core) is weighed against the sampler's wake-ups, which other programs
+can fake. Every measurement here is injected: these tests do not depend on the machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartpool._routing import gil as _gil
+from smartpool._routing import probe as _probe
+from smartpool._routing.clock import Reading, Span
+from smartpool._work import chunking as _chunking
+
+from .test_auto import script_paired_samples
+from .workloads import nap, spin
+
+#: ``computes``: the items computed all along when timed alone.
+COMPUTES = True
+
+
+@pytest.mark.parametrize(
+    ("pair", "computes", "free"),
+    [
+        (_gil.Pair(cpu=1.8, waited=0.0), COMPUTES, True),  # both computed at once: GIL free
+        (_gil.Pair(cpu=1.35, waited=0.4), COMPUTES, True),  # ...whatever else happened
+        (_gil.Pair(cpu=1.0, waited=0.5), COMPUTES, False),  # took turns: one waited
+        (_gil.Pair(cpu=0.5, waited=0.45, queued=0.6), COMPUTES, False),  # busy, still turns
+        (_gil.Pair(cpu=1.0, waited=0.5), not COMPUTES, None),  # waits of their own
+        # One thread queued for a core while the other ran: neither verdict can be read
+        (_gil.Pair(cpu=1.0, waited=0.0, queued=0.5), COMPUTES, None),
+        (_gil.Pair(cpu=0.9, waited=0.05, queued=0.9), COMPUTES, None),
+    ],
+)
+def test_a_pair_tells_the_gil_only_from_what_load_cannot_fake(
+    pair: _gil.Pair, computes: bool, free: bool | None
+) -> None:
+    assert pair.verdict(computes) is free
+
+
+def test_a_pair_counts_the_callers_wait_only_from_when_the_helper_started() -> None:
+    """The caller waits for the helper to start (a thread waking up), then, holding no GIL,
+    runs its items; only its wait after the helper started can be a wait for the GIL. The
+    sampler's time queued for a core (it may hold the GIL meanwhile) is no wait for each other."""
+    waiting = Reading(wall=10.0, cpu=5.0, queued=1.0)
+    # The helper started at 10.001 and ran 2 ms: 1 ms of CPU, 1 ms waiting for the GIL.
+    helper = Span(wall=0.002, cpu=0.001, queued=0.0)
+    # The caller waited for the GIL until 10.002, then computed 1 ms.
+    after = Reading(wall=10.003, cpu=5.001, queued=1.0)
+    pair = _gil.Pair.of(waiting, after, 10.001, helper)
+    assert pair.cpu == pytest.approx(1.0)
+    assert pair.waited == pytest.approx(1.0)
+    assert pair.verdict(COMPUTES) is False
+    # The same waits, all while the sampler sat queued for a core: they tell nothing.
+    unsure = _gil.Pair.of(waiting, after, 10.001, helper, sampler_queued=0.001)
+    assert unsure.waited == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("sampled", "pair", "held", "told"),
+    [
+        (0.0, None, 0.0, True),  # no pair evidence: the sampler's
+        (0.02, _gil.Pair(cpu=1.9, waited=0.0), 0.02, True),  # agree
+        (1.0, _gil.Pair(cpu=1.0, waited=0.5), 1.0, True),  # agree
+        (0.4, _gil.Pair(cpu=1.0, waited=0.5), 1.0, True),  # agree it is held: held outright
+        # The busy-machine error: a wake-up in a GIL hand-over gap reads 0.0, but the threads
+        # took turns. Not "free": unsure, held unless more samples say otherwise.
+        (0.0, _gil.Pair(cpu=1.0, waited=0.5), _gil.UNSURE, True),
+        # Holds the GIL part of the time, computes beside the other thread the rest of it
+        (0.4, _gil.Pair(cpu=1.4, waited=0.1), 0.4, True),
+        # Crowded out: the pair tells nothing, and the sample is not counted
+        (0.0, _gil.Pair(cpu=1.0, waited=0.0, queued=0.5), 0.0, False),
+    ],
+)
+def test_the_sampler_and_the_pair_are_combined(
+    sampled: float, pair: _gil.Pair | None, held: float, told: bool
+) -> None:
+    assert _gil.combine(sampled, pair, COMPUTES) == _gil.Sample(held, told)
+
+
+@pytest.mark.parametrize(
+    ("samples", "settled", "releases"),
+    [
+        ([_gil.Sample(0.02)], True, True),
+        ([_gil.Sample(_gil.UNSURE)], False, False),  # not clear-cut: another sample
+        ([_gil.Sample(_gil.UNSURE), _gil.Sample(1.0)], True, False),
+        ([_gil.Sample(_gil.UNSURE), _gil.Sample(0.0), _gil.Sample(1.0)], True, False),
+        # Samples that could not tell do not count...
+        ([_gil.Sample(0.0, told=False), _gil.Sample(1.0)], True, False),
+        ([_gil.Sample(0.0, told=False)] * 2, False, None),
+        # ...unless none of them could: then the last (longest) few decide
+        ([_gil.Sample(s, told=False) for s in (0.0, 0.0, 0.9, 0.8, 0.7)], True, False),
+        ([_gil.Sample(s, told=False) for s in (0.9, 0.0, 0.01, 0.0, 0.6)], True, True),
+    ],
+)
+def test_samples_come_to_a_verdict(
+    samples: list[_gil.Sample], settled: bool, releases: bool | None
+) -> None:
+    assert _gil.settled(samples) is settled
+    if releases is not None:
+        assert _gil.releases(_gil.verdict(samples)) is releases
+
+
+def test_a_busy_machine_cannot_make_pure_python_look_gil_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failure this guards against, end to end: paired samples on a machine whose other
+    programs crowd out the pair (untold) while the sampler is fooled into "free" twice, then
+    longer samples whose threads took turns (the pair says held, the sampler still free)."""
+    monkeypatch.setattr(_gil, "SAMPLE_AFTER", 3600.0)  # no first-item sample: paired ones
+    crowded = _gil.Sample(0.0, told=False)
+    turns = _gil.combine(0.0, _gil.Pair(cpu=1.0, waited=0.5), COMPUTES)
+    taken = script_paired_samples(monkeypatch, [crowded, crowded, turns, turns])
+    items = list(range(2000, 2400))
+    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    assert probe.measurement.releases_gil is False
+    assert len(taken) == 4
+    assert taken[1] > taken[0]  # after a sample that could not tell, a longer one
+    assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
+def test_a_nap_baseline_taken_on_a_busy_moment_is_corrected_by_later_naps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A calibration skewed high would hide every wait for the GIL (pure Python would look
+    free) for the rest of the process: the naps of later samples bring it down, never up."""
+    monkeypatch.setattr(_gil, "_nap_overshoot", [0.004])  # as if measured while crowded out
+    assert _gil._nap_baseline([0.00006] * 3) == 0.004  # too few naps to go by
+    naps = [0.00005, 0.00006, 0.00007, 0.003, 0.00006]  # one wait for the GIL among them
+    assert _gil._nap_baseline(naps) == pytest.approx(0.00006)
+    assert _gil._nap_baseline([0.002] * 8) == pytest.approx(0.00006)  # GIL waits: not raised
+
+
+def test_a_sample_measures_waits_against_the_corrected_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """End to end: with a baseline skewed far too high, the sampler's naps beside an item
+    that only sleeps (the GIL is free) correct it within one sample."""
+    monkeypatch.setattr(_gil, "_nap_overshoot", [0.05])
+    _gil.sample(nap, [0.01], 0)
+    assert _gil._nap_overshoot[0] < 0.05
+
+
+def test_samples_that_hardly_told_do_not_say_part_of_the_time() -> None:
+    """On a crowded machine the last samples' median can fall where a clear verdict would say
+    "holds the GIL part of the time" (and the planner would count on threads for the rest):
+    from samples that could not tell, that is only "held"."""
+    untold = [_gil.Sample(s, told=False) for s in (0.5, 0.0, 0.01, 0.22, 0.98)]
+    held = _gil.verdict(untold)
+    assert not _gil.releases(held)
+    assert _gil.doubt(held) is None
