@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from .._errors import SerializationError
+from .._transport.serialize import dump_function
+from .._work.chunking import Feed
 from .measurement import Measurement
-from .probe import measure_call
+from .probe import probe_items
+from .transfer_cost import pickling_cost
 
 Kind = Literal["cpu", "io", "mixed"]
 
@@ -101,3 +106,25 @@ _KIND_WORDS: dict[Kind, str] = {
     "io": "I/O-bound (waiting)",
     "mixed": "a mix of computing and waiting",
 }
+
+
+def measure_call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], budget: float
+) -> Measurement:
+    """Probe ``fn(*args, **kwargs)`` called repeatedly (for ``classify``); raise its error."""
+
+    def call(_: object) -> Any:
+        return fn(*args, **kwargs)
+
+    probe = probe_items(call, Feed(itertools.repeat(None)), max_items=10_000, max_seconds=budget)
+    if probe.failed is not None:
+        assert probe.failed.error is not None
+        raise probe.failed.error
+    picklable, _, _ = pickling_cost([(args, kwargs)], [])
+    if picklable is not False:
+        try:
+            dump_function(fn)
+            picklable = True
+        except SerializationError:
+            picklable = False
+    return replace(probe.measurement, picklable=picklable)

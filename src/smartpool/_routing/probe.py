@@ -9,7 +9,6 @@ measured by :mod:`smartpool._gil` while a few more items run.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time
@@ -17,11 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._errors import SerializationError
-from .._transport.serialize import dump_function
 from .._work import deadline as _deadline
-from .._work.chunking import Feed, ItemSource
+from .._work.chunking import ItemSource
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from . import first_item
 from . import gil as _gil
 from .clock import ThreadClock
 from .measurement import Measurement
@@ -32,10 +30,7 @@ from .transfer_cost import pickling_cost as _pickling_cost
 #: The sequential phase stops once it has this many items and this much time...
 MIN_ITEMS = 2
 MIN_SECONDS = 0.001
-#: ...or one item that took this long (long items are told well enough by one; below this a
-#: second item is timed, so that items of two kinds, say computing and waiting in turn, are both
-#: seen and the plan does not flip with which kind came first)...
-LONG_ITEM_SECONDS = 0.01
+#: ...or one item that took ``first_item.LONG_ITEM_SECONDS``...
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
 #: Calls shorter than this are not sampled for the GIL: dispatch to threads would cost more
@@ -76,137 +71,239 @@ def probe_items(
 ) -> ProbeRun:
     """Run the first items of ``feed`` in the caller, timing them; then, if ``gil_matters`` for
     what was measured, a few more while a sampler thread measures the GIL. Items taken but not
-    run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``)."""
+    run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``).
+
+    Three steps: time the first items (``_Timing.run``); turn what they took into a
+    measurement, a one-time first call and time queued for a core left out, with the cost of
+    moving items to a process (``_Timing.measurement``); sample the GIL (``_sample_gil``).
+    """
     limit = max_items if max_items is not None else sys.maxsize
     _deadline.watcher.start()  # thread start-up must not count as the first items' cost
     _gil.DuringItem.prepare()
-    values: list[Any] = []
-    wall = cpu = 0.0
-    batch, exhausted, first_stands, restarted, first_long = 1, False, False, False, False
-    # The first item's (and helper's) time, CPU time, and the caller's time queued for a core
-    # while it ran.
-    first_wall = first_cpu = first_queued = 0.0
-    # The calling thread's time queued for a core while items ran (None: to be read), and its
-    # count when the items after the first began.
-    queued: float | None = 0.0
-    later_from = 0.0
-    sample_items: list[Any] = []
-    rest: Sequence[Any] = ()
-    first_sample: _gil.DuringItem | None = None
-    clock = ThreadClock()
-    began = first_ended = time.perf_counter()
-    while True:
-        items = feed.take(min(batch, limit - len(values)))
-        if not items:
-            exhausted = True
-            break
-        # A deadline can only stop a batch between items: a single item needs none.
-        budget = max(max_seconds - (time.perf_counter() - began), 0.0) if len(items) > 1 else None
-        before = len(values)
-        if before:
-            result = run_chunk(fn, items, before, retry, budget, after=values)  # appends
-            ran, queued = len(values) - before, None
-        else:
-            result, first_sample, first_queued, own = _first_item(
-                fn, items, feed, retry, limit, values, clock
+    timing = _Timing(fn, feed, retry, limit, max_seconds)
+    failed = timing.run()
+    if failed is not None:
+        return failed
+    measurement = timing.measurement()
+    return _sample_gil(fn, feed, retry, limit, timing, measurement, gil_matters)
+
+
+class _Timing:
+    """The first items, run and timed in the caller: what they took, and what the first one
+    (a one-time cost? sampled for the GIL while it ran?) says."""
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        feed: ItemSource,
+        retry: RetryPolicy,
+        limit: int,
+        max_seconds: float,
+    ) -> None:
+        self.fn, self.feed, self.retry = fn, feed, retry
+        self.limit, self.max_seconds = limit, max_seconds
+        self.values: list[Any] = []
+        self.wall = self.cpu = 0.0
+        self.batch, self.exhausted, self.first_stands = 1, False, False
+        self.restarted = self.first_long = False
+        # The first item's (and helper's) time, CPU time, and the caller's time queued for a
+        # core while it ran.
+        self.first_wall = self.first_cpu = self.first_queued = 0.0
+        # The calling thread's time queued for a core while items ran (None: to be read), and
+        # its count when the items after the first began.
+        self.queued: float | None = 0.0
+        self.later_from = 0.0
+        self.sample_items: list[Any] = []
+        self.rest: Sequence[Any] = ()
+        self.first_sample: _gil.DuringItem | None = None
+        self.clock = ThreadClock()
+        self.began = self.first_ended = time.perf_counter()
+
+    def run(self) -> ProbeRun | None:
+        """Time items until enough is known (or the budget is spent); the failed run if an
+        item raised, else None."""
+        while True:
+            items = self.feed.take(min(self.batch, self.limit - len(self.values)))
+            if not items:
+                self.exhausted = True
+                break
+            # A deadline can only stop a batch between items: a single item needs none.
+            budget = (
+                max(self.max_seconds - (time.perf_counter() - self.began), 0.0)
+                if len(items) > 1
+                else None
             )
-            ran = 1 if result.error is None else 0
-            first_wall, first_cpu = own.seconds, own.cpu_seconds  # (not the one beside it)
-            queued, later_from = first_queued, clock.queued()
-        wall, cpu = wall + result.seconds, cpu + result.cpu_seconds
-        if len(sample_items) < 16:
-            sample_items.extend(list(items[: 16 - len(sample_items)]))
-        if result.error is not None:
-            clock.close()
-            return _failed(values, result, wall, cpu)
-        rest = items[ran:] if ran < len(items) else ()
-        if not before:
-            first_ended = time.perf_counter()
-        later = len(values) - 1
-        if later and not restarted and first_wall - first_queued > ONE_TIME_SECONDS:
-            # A first call often pays once for an import or a cache. Far above the calls after
-            # it, it is left out (see below), and the timing starts again from the second.
-            queued = _since(clock, later_from, first_queued) if queued is None else queued
-            later_active = wall - first_wall - (queued - first_queued)
-            if _first_far_above(first_wall - first_queued, later_active, later):
-                restarted, began = True, first_ended
-        elapsed = time.perf_counter() - began
-        if len(values) == 1:  # is one item enough? Only if it was long, not counting time queued
-            enough = first_long = _long(elapsed, first_queued)
-        else:
-            enough = (later if restarted else len(values)) >= MIN_ITEMS and elapsed >= MIN_SECONDS
-        # (Nor is a first call trusted before it is compared with a later one, whatever the
-        # time budget; nor one found far above it before two later ones are timed.)
-        compared = later >= (MIN_ITEMS if restarted else 1)
-        if rest or len(values) >= limit or ((enough or elapsed >= max_seconds) and compared):
-            # Does the first item's GIL sample speak for all the items timed? It does if the
-            # timing needed no more than the first item (and helper), or if the ones after it
-            # computed, as it did. (Time queued for a core is neither computing nor waiting.)
-            # A first item that ran less than the sampler waits before it starts was only
-            # sampled because it lost its core meanwhile, still holding the GIL: that sample
-            # says nothing about the function; nor does one of a first call far above the
-            # calls after it (its one-time cost was sampled). (A long first item computed long
-            # enough to be told by itself; the items after it must compute too.)
-            first_stands = first_wall - first_queued >= _gil.SAMPLE_AFTER and not restarted
-            if before and first_stands:
-                queued = _since(clock, later_from, first_queued) if queued is None else queued
-                later_queued = queued - first_queued
-                first_stands = (
-                    first_long or first_cpu >= ALIKE_CPU * (first_wall - first_queued)
-                ) and (cpu - first_cpu >= ALIKE_CPU * (wall - first_wall - later_queued))
-            break
-        # Grow fast, but aim the next batch at the time still wanted, not past it.
-        timed, timed_wall = (later, wall - first_wall) if restarted else (len(values), wall)
-        per_item = max(timed_wall / timed, 1e-9)
-        wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
-        batch = min(batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
-    # Time spent queued for a core (a busy machine) is not the calls' cost. (Read around the
-    # first item, or the time queued while its sampler starts and ends would be taken off it,
-    # and as soon as the others ran.)
-    if queued is None:
-        queued = _since(clock, later_from, first_queued)
-    crowding = _crowding(queued, wall)
-    wall = max(cpu, wall - queued)
-    clock.close()
-    timed = len(values)
-    later = timed - 1
-    first_active = first_wall - first_queued
-    one_time: float | None = None
-    if later and _first_far_above(first_active, wall - first_active, later):
-        one_time, first_stands = first_active, False  # a one-time cost: left out
-        wall, cpu, timed = max(wall - first_active, 1e-9), max(cpu - first_cpu, 0.0), later
-    call_seconds = wall / max(timed, 1)
-    cpu_fraction = min(1.0, cpu / wall) if wall > 0 else 1.0
-    if rest:
-        feed.give_back(rest)
-    # A few items to pickle, even when one long item was all the timing needed: whether items
-    # share a large buffer (and pay for it once) shows only across several of them.
-    ahead: Sequence[Any] = ()
-    if len(sample_items) < SHARING_SAMPLE and not exhausted:
-        ahead = feed.take(SHARING_SAMPLE - len(sample_items))
-        feed.give_back(ahead)
-    picklable, transfer, shared = _pickling_cost(
-        [*sample_items, *ahead], values[: len(sample_items)]
-    )
-    measurement = Measurement(
-        call_seconds=call_seconds,
-        cpu_fraction=cpu_fraction,
-        releases_gil=None,
-        picklable=picklable,
-        transfer_seconds=transfer,
-        samples=timed,
-        shared_transfer_seconds=shared,
-        first_call_seconds=one_time,
-        crowding=crowding,
-    )
+            before = len(self.values)
+            if before:
+                result = run_chunk(
+                    self.fn, items, before, self.retry, budget, after=self.values
+                )  # appends
+                ran, self.queued = len(self.values) - before, None
+            else:
+                result, self.first_sample, self.first_queued, own = first_item.run_first(
+                    self.fn, items, self.feed, self.retry, self.limit, self.values, self.clock
+                )
+                ran = 1 if result.error is None else 0
+                self.first_wall, self.first_cpu = (
+                    own.seconds,
+                    own.cpu_seconds,
+                )  # (not the one beside it)
+                self.queued, self.later_from = self.first_queued, self.clock.queued()
+            self.wall, self.cpu = self.wall + result.seconds, self.cpu + result.cpu_seconds
+            if len(self.sample_items) < 16:
+                self.sample_items.extend(list(items[: 16 - len(self.sample_items)]))
+            if result.error is not None:
+                self.clock.close()
+                return _failed(self.values, result, self.wall, self.cpu)
+            self.rest = items[ran:] if ran < len(items) else ()
+            if not before:
+                self.first_ended = time.perf_counter()
+            later = len(self.values) - 1
+            if (
+                later
+                and not self.restarted
+                and self.first_wall - self.first_queued > first_item.ONE_TIME_SECONDS
+            ):
+                # A first call often pays once for an import or a cache. Far above the calls after
+                # it, it is left out (see below), and the timing starts again from the second.
+                self.queued = (
+                    first_item.since(self.clock, self.later_from, self.first_queued)
+                    if self.queued is None
+                    else self.queued
+                )
+                later_active = self.wall - self.first_wall - (self.queued - self.first_queued)
+                if first_item.far_above(self.first_wall - self.first_queued, later_active, later):
+                    self.restarted, self.began = True, self.first_ended
+            elapsed = time.perf_counter() - self.began
+            if (
+                len(self.values) == 1
+            ):  # is one item enough? Only if it was long, not counting time queued
+                enough = self.first_long = first_item.long_enough(elapsed, self.first_queued)
+            else:
+                enough = (
+                    later if self.restarted else len(self.values)
+                ) >= MIN_ITEMS and elapsed >= MIN_SECONDS
+            # (Nor is a first call trusted before it is compared with a later one, whatever the
+            # time budget; nor one found far above it before two later ones are timed.)
+            compared = later >= (MIN_ITEMS if self.restarted else 1)
+            if (
+                self.rest
+                or len(self.values) >= self.limit
+                or ((enough or elapsed >= self.max_seconds) and compared)
+            ):
+                # Does the first item's GIL sample speak for all the items timed? It does if the
+                # timing needed no more than the first item (and helper), or if the ones after it
+                # computed, as it did. (Time queued for a core is neither computing nor waiting.)
+                # A first item that ran less than the sampler waits before it starts was only
+                # sampled because it lost its core meanwhile, still holding the GIL: that sample
+                # says nothing about the function; nor does one of a first call far above the
+                # calls after it (its one-time cost was sampled). (A long first item computed long
+                # enough to be told by itself; the items after it must compute too.)
+                self.first_stands = (
+                    self.first_wall - self.first_queued >= _gil.SAMPLE_AFTER and not self.restarted
+                )
+                if before and self.first_stands:
+                    self.queued = (
+                        first_item.since(self.clock, self.later_from, self.first_queued)
+                        if self.queued is None
+                        else self.queued
+                    )
+                    later_queued = self.queued - self.first_queued
+                    self.first_stands = (
+                        self.first_long
+                        or self.first_cpu >= ALIKE_CPU * (self.first_wall - self.first_queued)
+                    ) and (
+                        self.cpu - self.first_cpu
+                        >= ALIKE_CPU * (self.wall - self.first_wall - later_queued)
+                    )
+                break
+            # Grow fast, but aim the next batch at the time still wanted, not past it.
+            timed, timed_wall = (
+                (later, self.wall - self.first_wall)
+                if self.restarted
+                else (len(self.values), self.wall)
+            )
+            per_item = max(timed_wall / timed, 1e-9)
+            wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
+            self.batch = min(self.batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
+        return None
+
+    def measurement(self) -> Measurement:
+        """What the timed items say, in the planner's units."""
+        # Time spent queued for a core (a busy machine) is not the calls' cost. (Read around the
+        # first item, or the time queued while its sampler starts and ends would be taken off it,
+        # and as soon as the others ran.)
+        if self.queued is None:
+            self.queued = first_item.since(self.clock, self.later_from, self.first_queued)
+        crowding = _crowding(self.queued, self.wall)
+        self.wall = max(self.cpu, self.wall - self.queued)
+        self.clock.close()
+        timed = len(self.values)
+        later = timed - 1
+        first_active = self.first_wall - self.first_queued
+        one_time: float | None = None
+        if later and first_item.far_above(first_active, self.wall - first_active, later):
+            one_time, self.first_stands = first_active, False  # a one-time cost: left out
+            self.wall, self.cpu, timed = (
+                max(self.wall - first_active, 1e-9),
+                max(self.cpu - self.first_cpu, 0.0),
+                later,
+            )
+        call_seconds = self.wall / max(timed, 1)
+        cpu_fraction = min(1.0, self.cpu / self.wall) if self.wall > 0 else 1.0
+        if self.rest:
+            self.feed.give_back(self.rest)
+        # A few items to pickle, even when one long item was all the timing needed: whether items
+        # share a large buffer (and pay for it once) shows only across several of them.
+        ahead: Sequence[Any] = ()
+        if len(self.sample_items) < SHARING_SAMPLE and not self.exhausted:
+            ahead = self.feed.take(SHARING_SAMPLE - len(self.sample_items))
+            self.feed.give_back(ahead)
+        picklable, transfer, shared = _pickling_cost(
+            [*self.sample_items, *ahead], self.values[: len(self.sample_items)]
+        )
+        measurement = Measurement(
+            call_seconds=call_seconds,
+            cpu_fraction=cpu_fraction,
+            releases_gil=None,
+            picklable=picklable,
+            transfer_seconds=transfer,
+            samples=timed,
+            shared_transfer_seconds=shared,
+            first_call_seconds=one_time,
+            crowding=crowding,
+        )
+        return measurement
+
+
+def _sample_gil(
+    fn: Callable[[Any], Any],
+    feed: ItemSource,
+    retry: RetryPolicy,
+    limit: int,
+    timing: _Timing,
+    measurement: Measurement,
+    gil_matters: Callable[[Measurement], bool],
+) -> ProbeRun:
+    """Whether calls hold the GIL, if that can change the plan: from the first item's sample
+    when it stands for the others, else from a few more items run as a pair."""
+    call_seconds, cpu_fraction = measurement.call_seconds, measurement.cpu_fraction
+    values, wall, cpu = timing.values, timing.wall, timing.cpu
     sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
     samples: list[_gil.Sample] = []
-    if sample and first_sample is not None and first_sample.held is not None and first_stands:
-        samples.append(_first_share(first_sample))  # a long first item, sampled while it ran
+    if (
+        sample
+        and timing.first_sample is not None
+        and timing.first_sample.held is not None
+        and timing.first_stands
+    ):
+        samples.append(
+            first_item.first_share(timing.first_sample)
+        )  # a long first item, sampled while it ran
         if _gil.settled(samples):
-            return ProbeRun(values, _with_gil(measurement, samples), None, exhausted)
-    if exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
-        return ProbeRun(values, measurement, None, exhausted)
+            return ProbeRun(values, _with_gil(measurement, samples), None, timing.exhausted)
+    if timing.exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
+        return ProbeRun(values, measurement, None, timing.exhausted)
     count = max(1, min(MAX_SAMPLE_ITEMS, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
     # The sample runs as a pair: as many items again on a helper thread, so that no core idles
     # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
@@ -234,17 +331,6 @@ def probe_items(
     return ProbeRun(values, _with_gil(measurement, samples), None, False)
 
 
-def _first_share(sample: _gil.DuringItem) -> _gil.Sample:
-    """What a first item's sample counts for. One that found the GIL free tells nothing on its
-    own unless the item beside it computed at the same time: on a busy machine, the sampler's
-    few wake-ups can land where code that holds the GIL hands it over."""
-    assert sample.held is not None
-    if not _gil.releases(sample.held):
-        return _gil.Sample(sample.held)
-    proven = sample.together is not None and sample.together >= _gil.TOGETHER_FREE
-    return _gil.Sample(sample.held, told=proven)
-
-
 def _with_gil(measurement: Measurement, samples: list[_gil.Sample]) -> Measurement:
     gil_held = _gil.verdict(samples)
     return replace(
@@ -253,113 +339,6 @@ def _with_gil(measurement: Measurement, samples: list[_gil.Sample]) -> Measureme
         doubt=_gil.doubt(gil_held),
         gil_held=gil_held,
     )
-
-
-def _first_item(
-    fn: Callable[[Any], Any],
-    items: Sequence[Any],
-    feed: ItemSource,
-    retry: RetryPolicy,
-    limit: int,
-    values: list[Any],
-    clock: ThreadClock,
-) -> tuple[ChunkResult, _gil.DuringItem, float, ChunkResult]:
-    """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
-
-    If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
-    a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
-    joined to the first's, as if one chunk of two had run. Also returns the calling thread's
-    time queued for a core while the item ran (read around it, not around the sampler's start
-    and end), and the first item's own result (its time is compared with the calls after it).
-    """
-    spare = feed.take(1) if limit >= 2 else ()
-    second: list[ChunkResult] = []
-
-    second_ended: list[float] = []
-
-    def run_second() -> None:
-        with ThreadClock() as clock:
-            queued = clock.queued()
-            result = run_chunk(fn, spare, 1, retry)
-            second_ended.append(time.perf_counter())
-            # As for the caller's items: time queued for a core is not the item's cost.
-            result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
-        second.append(result)
-
-    sample = _gil.DuringItem(beside=run_second if spare else None)
-    began = time.perf_counter()
-    with sample:
-        queued_before = clock.queued()  # (arming the sampler can cost a thread switch)
-        result = run_chunk(fn, items, 0, retry, after=values)
-        queued = clock.queued() - queued_before
-        ended = time.perf_counter()
-    if not sample.helped:
-        if spare:
-            feed.give_back(spare)
-        return result, sample, queued, result
-    if result.error is not None:  # the item beside it ran, but the call stops at this one
-        return result, sample, queued, result
-    (other,) = second
-    values.extend(other.values)
-    # Did the two compute at the same time? (Proof that the GIL was free, which the sampler's
-    # few wake-ups are not on a busy machine: see ``_gil.Pair``.)
-    wall = max(ended, *second_ended) - began
-    sample.together = (result.cpu_seconds + other.cpu_seconds) / max(wall, 1e-9)
-    joined = ChunkResult(
-        0,
-        values,
-        other.error,
-        result.seconds + other.seconds,
-        result.worker,
-        result.cpu_seconds + other.cpu_seconds,
-    )
-    return joined, sample, queued, result
-
-
-def measure_call(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], budget: float
-) -> Measurement:
-    """Probe ``fn(*args, **kwargs)`` called repeatedly (for ``classify``); raise its error."""
-
-    def call(_: object) -> Any:
-        return fn(*args, **kwargs)
-
-    probe = probe_items(call, Feed(itertools.repeat(None)), max_items=10_000, max_seconds=budget)
-    if probe.failed is not None:
-        assert probe.failed.error is not None
-        raise probe.failed.error
-    picklable, _, _ = _pickling_cost([(args, kwargs)], [])
-    if picklable is not False:
-        try:
-            dump_function(fn)
-            picklable = True
-        except SerializationError:
-            picklable = False
-    return replace(probe.measurement, picklable=picklable)
-
-
-def _since(clock: ThreadClock, later_from: float, first_queued: float) -> float:
-    """The time queued for a core while the first item ran, and since the later items began."""
-    return first_queued + clock.queued() - later_from
-
-
-def _long(elapsed: float, queued: float) -> bool:
-    """Whether one item took ``LONG_ITEM_SECONDS``, not counting time queued for a core: on a
-    busy machine a 6 ms item can take 12 ms of wall time, and is still a short one."""
-    return elapsed - queued >= LONG_ITEM_SECONDS
-
-
-#: A first call counts as paying a one-time cost when it took this many times as long as the
-#: calls after it, and this much longer...
-ONE_TIME_FACTOR = 4.0
-ONE_TIME_SECONDS = 0.0005
-
-
-def _first_far_above(first: float, later: float, later_count: int) -> bool:
-    """Whether the first call, which took ``first`` seconds, stands far above the
-    ``later_count`` calls after it, which took ``later``."""
-    later_each = max(later, 0.0) / later_count
-    return first > ONE_TIME_FACTOR * later_each and first - later_each > ONE_TIME_SECONDS
 
 
 #: The calling thread must have been queued for a core this share of its items' time for the
