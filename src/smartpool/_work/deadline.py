@@ -9,7 +9,7 @@ sampling the GIL only once an item has run for a while.
 
 The watcher holds no lock while user code could need one, and never imports; it is one of the
 two kinds of smartpool thread that may be running when the fork server is forked (see
-``launcher``), the other being probe threads waiting for work (``_spare_threads``).
+``_process.forkserver``), the other being probe threads waiting for work (``spare_threads``).
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Starting a thread costs ~0.1 ms, and a GIL sample of short items needs two: a te
 sample takes. Finished jobs leave their thread waiting here for the next one instead.
 
 A waiting thread holds no lock and runs nothing, so forking while it waits is as safe as with
-the deadline watcher alone: ``launcher`` forks its fork server inside :meth:`SpareThreads.quiet`,
-which names the waiting threads and keeps them waiting until the fork is done. A thread that is
-running a job (an item, which could hold any lock) is not named, and the fork is not made.
+the deadline watcher alone: ``_process.forkserver`` forks its server inside
+:meth:`SpareThreads.quiet`, which names the waiting threads and keeps them waiting until the
+fork is done. A thread that is running a job (an item, which could hold any lock) is not named,
+and the fork is not made.
 """
 
 from __future__ import annotations
