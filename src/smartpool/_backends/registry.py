@@ -99,11 +99,13 @@ class Lease:
             if self._released:
                 return
             self._released = True
+            evicted: list[Backend] = []
             if self._key is not None:
                 entry = _pools.get(self._key)
                 if entry is not None and entry.backend is self.backend:
                     entry.holders -= 1
-                evicted = _evict_idle(self.backend.name)
+                    if entry.holders <= 0:  # one more idle pool of its kind
+                        evicted = _evict_idle(self.backend.name)
             else:
                 evicted = [self.backend]
         for backend in evicted:
@@ -131,14 +133,15 @@ def lease(name: str, workers: int, *, private: bool = False, **settings: Any) ->
     if private:
         return Lease(cls(workers, **settings), None)
     key = (name, workers, tuple(sorted(settings.items())))
+    evicted: list[Backend] = []
     with _lock:
         entry = _pools.get(key)
-        if entry is None:
+        if entry is None:  # a new pool: the idle ones of its kind may now be too many
             entry = _pools[key] = _Pool(cls(workers, **settings))
+            evicted = _evict_idle(name)
         else:
             _pools.move_to_end(key)
         entry.holders += 1
-        evicted = _evict_idle(name)
     for backend in evicted:
         backend.shutdown(wait=False)
     return Lease(entry.backend, key)
