@@ -52,10 +52,20 @@ class Progress:
         self.backend, self.workers = "serial", 1
         self._began = time.perf_counter()
         self._lock = threading.Lock()
+        self._counted: set[object] = set()
+        self._finished = False
 
-    def chunk_done(self, result: ChunkResult, ran: int | None = None) -> None:
-        """Count a settled chunk (``ran``: how many of its items it ran, if not all it holds)."""
+    def chunk_done(self, result: ChunkResult, ran: int | None = None, key: object = None) -> None:
+        """Count a settled chunk (``ran``: how many of its items it ran, if not all it holds).
+
+        ``key`` names a chunk that may be counted from two places (its Future's callback, which
+        can run after the caller already woke, and the run's end): it counts once, and nothing
+        counts after the last event."""
         with self._lock:
+            if self._finished or (key is not None and key in self._counted):
+                return
+            if key is not None:
+                self._counted.add(key)
             self.done += len(result.values) if ran is None else ran
             self.failed += result.error is not None
             self.retried += result.retried
@@ -68,7 +78,9 @@ class Progress:
 
     def finish(self) -> None:
         with self._lock:
-            self._emit(True)
+            if not self._finished:
+                self._finished = True
+                self._emit(True)
 
     def _emit(self, finished: bool) -> None:
         event = RunEvent(

@@ -74,6 +74,7 @@ class Run:
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
         self._progress = Progress(observers, self._n_items) if observers else None
+        self._watched: list[Future[ChunkResult]] = []  # chunks whose progress is counted
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
@@ -302,6 +303,7 @@ class Run:
             self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
         if self._progress is not None:
+            self._watched.append(future)
             future.add_done_callback(self._progress_of)
         if self._feed.reading:  # the caller may wait for this result or for more input
             future.add_done_callback(self._wake_up)
@@ -323,7 +325,7 @@ class Run:
     def _progress_of(self, future: Future[ChunkResult]) -> None:
         assert self._progress is not None
         if not future.cancelled() and future.exception() is None:
-            self._progress.chunk_done(future.result())
+            self._progress.chunk_done(future.result(), key=future)
 
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
@@ -399,4 +401,8 @@ class Run:
                 f", re-planned {self._replans} times" if self._replans else "",
             )
         if self._progress is not None:
+            # A chunk's callback may not have run yet though the caller saw its result.
+            for future in self._watched:
+                if future.done():
+                    self._progress_of(future)
             self._progress.finish()
