@@ -389,16 +389,8 @@ class Run:
         for lease in leases:
             lease.release()
         if logger.isEnabledFor(logging.DEBUG):
-            plan = self.plan
-            logger.debug(
-                "%s %s: %d items read in %.3f s, on %s x%d%s",
-                steering.name(self._fn),
-                self._outcome,
-                self._feed.read,
-                time.perf_counter() - self._began,
-                "serial (probe)" if plan is None else plan.backend,
-                1 if plan is None else plan.max_workers,
-                f", re-planned {self._replans} times" if self._replans else "",
+            steering.log_end(
+                self._fn, self._outcome, self._feed.read, self._began, self.plan, self._replans
             )
         if self._progress is not None:
             # A chunk's callback may not have run yet though the caller saw its result.

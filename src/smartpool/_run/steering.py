@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -137,6 +138,27 @@ def described(m: Measurement) -> str:
     return (
         f"{m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, "
         f"{gil[m.releases_gil]}, picklable: {m.picklable}"
+    )
+
+
+def log_end(
+    fn: Callable[..., Any],
+    outcome: str,
+    items: int,
+    began: float,
+    plan: planner.Plan | None,
+    replans: int,
+) -> None:
+    """One readable DEBUG line when a call ends: what it did, where, how long."""
+    logger.debug(
+        "%s %s: %d items read in %.3f s, on %s x%d%s",
+        name(fn),
+        outcome,
+        items,
+        time.perf_counter() - began,
+        "serial (probe)" if plan is None else plan.backend,
+        1 if plan is None else plan.max_workers,
+        f", re-planned {replans} times" if replans else "",
     )
 
 
