@@ -14,7 +14,10 @@ from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
 from ._backends import shutdown as shutdown
+from ._config import Config as Config
+from ._config import config as config
 from ._config import configure as configure
+from ._config import current_config as current_config
 from ._decorators import TaskFunction as TaskFunction
 from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
@@ -64,6 +67,7 @@ __all__ = [
     "AbandonedLockWarning",
     "BoundedSemaphore",
     "Classification",
+    "Config",
     "Event",
     "Lock",
     "MapOptions",
@@ -81,8 +85,10 @@ __all__ = [
     "WorkerCrashedError",
     "auto",
     "classify",
+    "config",
     "configure",
     "cpu_bound",
+    "current_config",
     "explain",
     "forget",
     "imap",
