@@ -67,7 +67,9 @@ def _wait_for(directory: Path, pattern: str, deadline: float) -> None:
         time.sleep(0.005)  # polling for the file, not synchronising on time
 
 
-@pytest.mark.timeout(60)
+# Room above the test's own deadlines (30 s to start, 20 s to exit): a slow, loaded machine gets
+# their clear assertion, not a pytest timeout.
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("api", ["parallel_map", "imap"])
 @pytest.mark.parametrize(("backend", "method"), CASES)
 def test_ctrl_c_stops_everything(tmp_path: Path, backend: str, method: str, api: str) -> None:
