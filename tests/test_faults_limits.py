@@ -128,3 +128,63 @@ def test_a_fork_server_out_of_descriptors_refuses_the_worker_and_keeps_serving()
     assert smartpool.parallel_map(abs, range(-9, 0), backend="process", max_workers=2) == list(
         range(9, 0, -1)
     )
+
+
+HELPER_THREAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading
+    import smartpool
+
+    name, call = sys.argv[1], sys.argv[2]
+    start = threading.Thread.start
+
+    def refuse(thread):
+        if thread.name == name:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    def spin(n):  # pure Python, ~1 ms: whether it holds the GIL decides the plan
+        total = 0
+        for i in range(n):
+            total += i % 7
+        return n
+
+    def run():
+        if call == "imap":
+            return list(smartpool.imap(abs, (x for x in range(-9, 0)), backend="thread"))
+        if call == "timeout":
+            return smartpool.parallel_map(abs, range(-9, 0), backend="thread", timeout=60)
+        return smartpool.parallel_map(spin, [9, 8, 7] + [20_000] * 200)
+
+    threading.Thread.start = refuse
+    try:
+        run()
+        report = {"raised": None}
+    except Exception as error:
+        report = {"raised": type(error).__name__, "message": str(error)}
+    threading.Thread.start = start  # threads can start again
+    report["again"] = run()[:3]
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("thread", "call", "what"),
+    [
+        ("smartpool-input", "imap", "the thread that reads the input iterator"),
+        ("smartpool-thread-watchdog", "timeout", "a watchdog thread"),
+        ("smartpool-probe", "auto", "a thread to time the function on"),
+        ("smartpool-deadlines", "auto", "the thread that enforces timeouts"),
+    ],
+)
+def test_helper_threads_that_cannot_start_are_a_clear_error(
+    thread: str, call: str, what: str
+) -> None:
+    done = run_python("-c", HELPER_THREAD_SCRIPT, thread, call, timeout=90)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["raised"] == "ResourceLimitError", report
+    assert f"could not start {what}" in report["message"] and "ulimit -u" in report["message"]
+    assert report["again"] == [9, 8, 7]

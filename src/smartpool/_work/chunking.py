@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any, Protocol
 
+from .limits import start_thread
+
 
 def length_of(iterable: Iterable[Any]) -> int | None:
     """The number of items if the input knows it without being consumed, else None."""
@@ -273,7 +275,8 @@ class _Reader:
         self._mark = (0, 0.0)  # (items read, when that count was first seen): tells a pause
         self._ended = self._stopped = self._batch = False
         self.failed: BaseException | None = None
-        threading.Thread(target=self._run, name="smartpool-input", daemon=True).start()
+        reader = threading.Thread(target=self._run, name="smartpool-input", daemon=True)
+        start_thread(reader, "the thread that reads the input iterator")
 
     def _run(self) -> None:
         iterator, cond, items = self._iterator, self._cond, self._items

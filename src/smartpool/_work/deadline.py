@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .limits import start_thread
+
 _counter = itertools.count()
 
 #: A deadline this close after the watcher's next wake-up does not wake it early: it is acted on
@@ -46,7 +48,8 @@ class _Watcher:
                 thread = threading.Thread(
                     target=self._watch, name="smartpool-deadlines", daemon=True
                 )
-                thread.start()  # out of threads: RuntimeError, and the next call tries again
+                # Out of threads: ResourceLimitError, and the next call tries again.
+                start_thread(thread, "the thread that enforces timeouts")
                 self._thread = thread
 
     def arm(self, iterator: Any, length: int, deadline: float) -> int:

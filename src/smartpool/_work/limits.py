@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import resource
+import threading
 
 from .._errors import ResourceLimitError, SmartpoolError
 
@@ -34,6 +35,16 @@ def start_error(exc: BaseException, what: str, workers: int) -> SmartpoolError:
     other = SmartpoolError(f"smartpool could not start {what}: {type(exc).__name__}: {exc}")
     other.__cause__ = exc
     return other
+
+
+def start_thread(thread: threading.Thread, what: str) -> None:
+    """Start one of smartpool's own helper threads (``what``: "the input reader", say); when
+    the system refuses it, raise a :class:`ResourceLimitError` that says so, not a bare
+    ``RuntimeError``."""
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        raise start_error(exc, what, 1) from exc
 
 
 def as_resource_error(exc: BaseException, what: str, workers: int) -> ResourceLimitError | None:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 
+from .limits import start_thread
+
 #: Threads kept waiting at most; more are only started while more jobs run at once.
 MAX_WAITING = 4
 
@@ -97,7 +99,7 @@ class _Thread:
         thread = threading.Thread(
             target=self._serve, args=(owner,), name="smartpool-probe", daemon=True
         )
-        thread.start()
+        start_thread(thread, "a thread to time the function on")
 
     def _serve(self, owner: SpareThreads) -> None:
         self.native_id = threading.get_native_id()
