@@ -38,6 +38,7 @@ REFERENCE = "reference.md"
 REPO_FILES = "_repo"
 
 _LINK = re.compile(r"(\]\()((?:\.\./)+[^)\s#]+)")
+_SESSION_FENCE = re.compile(r"^([ \t]*)```python[ \t]*\n(?=[ \t]*>>>)", re.MULTILINE)
 _GUIDE_HEADING = re.compile(r"^(#{2,3}) +(.*?)\s*$")
 _GUIDE_NAME = re.compile(r"^`(?:smartpool\.)?([A-Za-z_]\w*)`$")
 
@@ -126,7 +127,8 @@ def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: 
             return match.group(0)
         return match.group(1) + posixpath.relpath(f"{REPO_FILES}/{path}", here or ".")
 
-    return _LINK.sub(relink, markdown)
+    # Sessions are highlighted as sessions: prompts and output apart from the code.
+    return _SESSION_FENCE.sub(r"\1```pycon\n", _LINK.sub(relink, markdown))
 
 
 def on_page_content(html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
