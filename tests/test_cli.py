@@ -96,17 +96,3 @@ def test_the_lazily_loaded_names_are_listed_for_help_and_completion() -> None:
     listed = dir(smartpool)
     assert {"Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Value"} <= set(listed)
     assert set(smartpool.__all__) <= set(listed)
-
-
-@pytest.mark.timeout(120)
-def test_examples_run() -> None:
-    from pathlib import Path
-
-    examples = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.py"))
-    assert examples
-    for example in examples:
-        done = subprocess.run(
-            [sys.executable, str(example)], capture_output=True, text=True, timeout=100
-        )
-        assert done.returncode == 0, f"{example.name}: {done.stderr}"
-        assert done.stdout.strip(), f"{example.name} printed nothing"

@@ -150,6 +150,9 @@ cpu_bound = RoutingDecorator(
     "cpu_bound",
     """Mark ``fn`` as CPU-bound: ``.map`` and ``parallel_map`` run it on worker processes.
 
+    Use it bare (``@cpu_bound``) or with default options for the function's calls, any of
+    :class:`MapOptions` (``@cpu_bound(max_workers=4)``); a call's own options override them.
+
     Example:
         >>> import smartpool
         >>> @smartpool.cpu_bound
@@ -165,6 +168,9 @@ io_bound = RoutingDecorator(
     "io_bound",
     """Mark ``fn`` as I/O-bound: ``.map`` and ``parallel_map`` run it on many threads.
 
+    Use it bare (``@io_bound``) or with default options for the function's calls, any of
+    :class:`MapOptions` (``@io_bound(max_workers=4)``); a call's own options override them.
+
     Example:
         >>> import smartpool
         >>> @smartpool.io_bound(max_workers=8)
@@ -179,6 +185,9 @@ auto = RoutingDecorator(
     None,
     "auto",
     """Let smartpool measure ``fn`` on its first items and route it (the probe, not a hint).
+
+    Use it bare (``@auto``) or with default options for the function's calls, any of
+    :class:`MapOptions` (``@auto(max_workers=4)``); a call's own options override them.
 
     Example:
         >>> import smartpool
