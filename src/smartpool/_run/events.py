@@ -37,9 +37,17 @@ class RunEvent:
     replans: int
     #: True for the last event of a run (done, failed or cancelled).
     finished: bool = False
+    #: Steps the function reported (``smartpool.report_progress``), over all its items.
+    steps: int = 0
+    #: The current plan's estimate of an item's cost, in seconds (None: not measured).
+    item_seconds: float | None = None
 
 
 Observer = Callable[[RunEvent], None]
+
+#: Steps reported by the function make at most one event per this many seconds (the counts stay
+#: exact: the next event, and the last, carry them).
+STEP_EVENT_SECONDS = 0.05
 
 
 class Progress:
@@ -48,9 +56,10 @@ class Progress:
     def __init__(self, observers: tuple[Observer, ...], total: int | None) -> None:
         self.observers = observers
         self.total = total
-        self.done = self.failed = self.retried = self.replans = 0
+        self.done = self.failed = self.retried = self.replans = self.steps = 0
         self.backend, self.workers = "serial", 1
-        self._began = time.perf_counter()
+        self.item_seconds: float | None = None
+        self._began = self._stepped = time.perf_counter()
         self._lock = threading.Lock()
         self._counted: set[object] = set()
         self._finished = False
@@ -71,10 +80,31 @@ class Progress:
             self.retried += result.retried
             self._emit(False)
 
-    def moved(self, backend: str, workers: int, replanned: bool) -> None:
+    def begin(self) -> None:
+        """Tell the observers that the run starts working (nothing done yet)."""
+        with self._lock:
+            if not self._finished:
+                self._emit(False)
+
+    def step(self, n: int) -> None:
+        """Count ``n`` steps the function reported (``smartpool.report_progress``); from any
+        thread, at most one event per ``STEP_EVENT_SECONDS``."""
+        with self._lock:
+            if self._finished:
+                return
+            self.steps += n
+            now = time.perf_counter()
+            if now - self._stepped >= STEP_EVENT_SECONDS:
+                self._stepped = now
+                self._emit(False)
+
+    def moved(
+        self, backend: str, workers: int, replanned: bool, item_seconds: float | None = None
+    ) -> None:
         with self._lock:
             self.backend, self.workers = backend, workers
             self.replans += replanned
+            self.item_seconds = item_seconds
 
     def finish(self) -> None:
         with self._lock:
@@ -93,6 +123,8 @@ class Progress:
             self.workers,
             self.replans,
             finished,
+            self.steps,
+            self.item_seconds,
         )
         for observer in self.observers:
             observer(event)

@@ -40,6 +40,7 @@ from .._work.task import Call, ChunkResult, settle
 from . import steering
 from .events import Observer, Progress
 from .flight import Entry, StartsWith, cancel_chunks, first_done, gather_completed, with_note
+from .inner import InnerThreads
 
 logger = logging.getLogger("smartpool")
 
@@ -73,7 +74,10 @@ class Run:
         self._pending: deque[Entry] = deque()
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
+        self._inner = InnerThreads()
         self._progress = Progress(observers, self._n_items) if observers else None
+        if self._progress is not None:
+            self._call = call.reporting_to(self._progress.step)
         self._watched: list[Future[ChunkResult]] = []  # chunks whose progress is counted
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
@@ -116,6 +120,8 @@ class Run:
         try:
             if self._cancelled:
                 raise CancelledError()
+            if self._progress is not None:
+                self._progress.begin()
             # An iterator is read on a thread of its own, so that results are handed out while
             # it waits (a crawler's input is fed by its results); a sequence never waits.
             self._feed.read_ahead(self._wake_up)
@@ -331,12 +337,14 @@ class Run:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers)
         try:
-            prepared = lease.backend.prepare(self._call)  # may raise SerializationError
+            # May raise SerializationError:
+            prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))
         except BaseException:
             lease.release()
             raise
         with self._lock:
             self._leases.append(lease)
+        self._inner.use(plan)
         logger.debug("plan for %s: %s", steering.name(self._fn), plan)
         replanned = self.plan is not None
         self._replans += replanned
@@ -355,7 +363,7 @@ class Run:
         if self._replanner is not None:
             self._replanner.reset()
         if self._progress is not None:
-            self._progress.moved(plan.backend, plan.max_workers, replanned)
+            self._progress.moved(plan.backend, plan.max_workers, replanned, plan.item_seconds)
 
     def _backend_traits(self) -> BackendTraits:
         assert self.plan is not None
@@ -388,6 +396,7 @@ class Run:
         self._feed.stop()
         for lease in leases:
             lease.release()
+        self._inner.close()
         if logger.isEnabledFor(logging.DEBUG):
             steering.log_end(
                 self._fn, self._outcome, self._feed.read, self._began, self.plan, self._replans

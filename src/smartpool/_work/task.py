@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
 from .chunking import Tail
+from .reporting import Reporting
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class Call:
     #: True when the items come from a list or tuple made before the call: one object holds the
     #: same contents for all the items that refer to it (its large buffers can be sent once).
     stored_items: bool = False
+    #: Receives the steps the function reports (``smartpool.report_progress``); None: nobody
+    #: listens, and workers send none.
+    report: Callable[[int], None] | None = None
+    #: BLAS/OpenMP threads each worker process gives its libraries; None: leave them alone.
+    inner_threads: int | None = None
+
+    def reporting_to(self, report: Callable[[int], None]) -> Call:
+        """This call with the function's step reports going to ``report``."""
+        return replace(self, fn=Reporting(self.fn, report), report=report)
 
 
 @dataclass
