@@ -14,7 +14,10 @@ from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
 from ._backends import shutdown as shutdown
+from ._config import Config as Config
+from ._config import config as config
 from ._config import configure as configure
+from ._config import current_config as current_config
 from ._decorators import TaskFunction as TaskFunction
 from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
@@ -29,6 +32,7 @@ from ._options import MapOptions as MapOptions
 from ._progress_event import ProgressEvent as ProgressEvent
 from ._routing.classify import Classification as Classification
 from ._routing.classify import classify as classify
+from ._routing.cpus import cpu_count as cpu_count
 from ._routing.memory import forget as forget
 from ._routing.planner import Plan as Plan
 from ._version import __version__ as __version__
@@ -66,6 +70,7 @@ __all__ = [
     "AbandonedLockWarning",
     "BoundedSemaphore",
     "Classification",
+    "Config",
     "Event",
     "Lock",
     "MapOptions",
@@ -84,8 +89,11 @@ __all__ = [
     "WorkerCrashedError",
     "auto",
     "classify",
+    "config",
     "configure",
     "cpu_bound",
+    "cpu_count",
+    "current_config",
     "explain",
     "forget",
     "imap",

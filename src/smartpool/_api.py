@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from typing_extensions import Unpack
 
-from . import _options
+from . import _config
 from . import _progress as progress
 from ._errors import SmartpoolError
 from ._options import MapOptions, Options
@@ -253,15 +253,15 @@ class StarCall:
 
 
 def resolve_options(fn: Callable[..., Any], given: Mapping[str, Any]) -> Options:
-    """The call's keywords over the decorator's defaults over smartpool's defaults.
+    """The call's keywords over the configuration's layers (``_config.resolve``).
 
     Every keyword passed counts, even one equal to smartpool's default (``ordered=True`` for a
     function decorated with ``ordered=False``).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r}")
-    base: Options | None = getattr(fn, "_smartpool_options", None)
-    return _options.resolve(given, base)
+    decorated: Mapping[str, Any] | None = getattr(fn, "_smartpool_given", None)
+    return _config.resolve(given, decorated)
 
 
 def hint_of(fn: Callable[..., Any]) -> Hint | None:

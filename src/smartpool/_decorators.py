@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -28,12 +28,21 @@ class TaskFunction(Generic[P, R]):
     _smartpool_wrapped: Callable[P, R]
     _smartpool_hint: Hint | None
     _smartpool_options: Options
+    _smartpool_given: dict[str, Any]
 
-    def __init__(self, fn: Callable[P, R], hint: Hint | None, options: Options) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        hint: Hint | None,
+        options: Options,
+        given: Mapping[str, Any] | None = None,
+    ) -> None:
         functools.update_wrapper(self, fn)
         self._smartpool_wrapped = fn
         self._smartpool_hint = hint
         self._smartpool_options = options
+        # The options the decorator was given: a layer between config() scopes and configure().
+        self._smartpool_given = dict(given or {})
 
     @property
     def hint(self) -> Hint | None:
@@ -88,7 +97,12 @@ class TaskFunction(Generic[P, R]):
                 return (_load_by_name, (module, name))
         return (
             TaskFunction,
-            (self._smartpool_wrapped, self._smartpool_hint, self._smartpool_options),
+            (
+                self._smartpool_wrapped,
+                self._smartpool_hint,
+                self._smartpool_options,
+                self._smartpool_given,
+            ),
         )
 
 
@@ -123,7 +137,7 @@ class RoutingDecorator:
         def wrap(f: Callable[..., Any]) -> TaskFunction[..., Any]:
             if not callable(f):
                 raise TypeError(f"@{self.__name__} decorates a callable, got {type(f).__name__}")
-            return TaskFunction(f, self._hint, opts)
+            return TaskFunction(f, self._hint, opts, options)
 
         return wrap(fn) if fn is not None else wrap
 

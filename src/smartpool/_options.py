@@ -1,10 +1,10 @@
 """The options of a call, in one place: their names and types, validation, and precedence.
 
-A call's options come from, in order of precedence: the keywords the caller passed (each one
-explicit, even when equal to smartpool's default), the defaults given to a decorator
-(``@io_bound(ordered=False)``), and smartpool's defaults. :class:`MapOptions` types the keywords
-for type checkers; :class:`Options` holds the resolved, validated values. Adding an option is a
-field in each (``tests/test_options.py`` checks that the two agree).
+A call's options come from layers (the call's keywords, each one explicit even when equal to
+smartpool's default; ``config()`` scopes; a decorator's options; ``configure()``; the
+environment; smartpool's defaults), stacked by ``_config.resolve``. :class:`MapOptions` types
+the keywords for type checkers; :class:`Options` holds the resolved, validated values. Adding an
+option is a field in each (``tests/test_config.py`` checks that the two agree).
 
 This module is a leaf: it imports nothing from the rest of smartpool.
 """
@@ -148,11 +148,6 @@ def check_names(given: Mapping[str, Any]) -> None:
             f"unexpected option(s) {', '.join(map(repr, unknown))}; valid options are: "
             + ", ".join(OPTION_NAMES)
         )
-
-
-def resolve(given: Mapping[str, Any], base: Options | None = None) -> Options:
-    """The options of a call: ``given`` (explicit keywords) over ``base`` (a decorator's)."""
-    return (base or DEFAULTS).merged(given)
 
 
 def _check_count(name: str, value: object) -> None:

@@ -42,7 +42,7 @@ class ProcessBackend(Backend):
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
-        return {"start_method": _config.current().start_method}
+        return {"start_method": _config.start_method()}
 
     @classmethod
     def release_resources(cls) -> None:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import _config
+
 #: Where the cgroup file systems are mounted.
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: The process's cgroup membership.
@@ -31,6 +33,25 @@ class CpuLimit:
     #: Which limit: "the CPU affinity", "the cgroup CPU quota 150000/100000 in .../cpu.max,
     #: rounded up" or "max_cpus=2".
     reason: str
+
+
+def cpu_count() -> int:
+    """The CPUs smartpool's plans count on here: the least of this process's CPU affinity, its
+    cgroup's CPU quota (a container's ``--cpus``), and ``max_cpus`` (a call option, also set by
+    ``config()``, ``configure()`` or ``SMARTPOOL_MAX_CPUS``); at least 1.
+
+    Process plans and CPU-bound thread plans use at most this many workers' worth of CPUs
+    (``explain()`` names the limit); plans for I/O-bound threads do not depend on it.
+
+    Example:
+        >>> import os, smartpool
+        >>> 1 <= smartpool.cpu_count() <= os.cpu_count()
+        True
+        >>> with smartpool.config(max_cpus=1):
+        ...     smartpool.cpu_count()
+        1
+    """
+    return cpu_limit(_config.resolve({}).max_cpus).count
 
 
 def cpu_limit(

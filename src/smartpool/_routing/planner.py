@@ -146,28 +146,25 @@ def make_plan(
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
     workers = 1 if backend == "serial" else _capped(backend, workers, env, reasons)
+    inner = _inner_threads(options.inner_threads, backend, workers, env)
     cpu_bound = hint == "cpu" or (measurement is not None and measurement.cpu_fraction >= 0.95)
-    if env.cores_reason and (backend == "process" or (backend == "thread" and cpu_bound)):
-        reasons.append(f"{env.cores} usable CPU(s), limited by {env.cores_reason}")
-    inner = _inner_threads(options, backend, workers, env, reasons)
+    if backend == "process" or (backend == "thread" and cpu_bound):  # the CPUs count here
+        reasons.append(f"{env.cores} usable CPU(s), limited by {env.cores_reason or 'the caller'}")
+        if inner is not None:
+            reasons.append(f"{inner} BLAS/OpenMP thread(s) in each of the {workers} workers")
     return Plan(backend, workers, chunksize, tuple(reasons), item_seconds, inner)
 
 
 def _inner_threads(
-    options: Options, backend: BackendName, workers: int, env: Environment, reasons: list[str]
+    setting: int | str | None, backend: BackendName, workers: int, env: Environment
 ) -> int | None:
     """BLAS/OpenMP threads per worker: the usable CPUs shared among the workers (``"auto"``),
     so that workers each running a multi-threaded library do not oversubscribe the CPUs."""
-    setting = options.inner_threads
     if setting is None or backend == "serial":
         return None
-    if setting != "auto":
+    if isinstance(setting, int):
         return setting
-    threads = max(1, env.cores // workers)
-    reasons.append(
-        f"{threads} BLAS/OpenMP thread(s) per worker ({env.cores} CPUs, {workers} workers)"
-    )
-    return threads
+    return max(1, env.cores // workers)
 
 
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
