@@ -288,3 +288,15 @@ def test_reporting_outside_a_call_or_without_progress_does_nothing() -> None:
         smartpool.report_progress(1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n >= 0"):
         smartpool.report_progress(-1)
+
+
+def test_the_traceback_starts_at_the_function_with_progress_on(backend: str) -> None:
+    import traceback
+
+    def fails(x: int) -> int:
+        return 1 // x
+
+    with pytest.raises(ZeroDivisionError) as caught:
+        smartpool.parallel_map(fails, [1, 0], backend=backend, progress=lambda e: None)
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert not any(frame.filename.endswith("reporting.py") for frame in frames)

@@ -76,3 +76,7 @@ class Reporting:
             return self.fn(item)
         finally:
             _reporter.reset(token)
+
+
+#: The wrapper's frame, which tracebacks leave out (they start at the user's function).
+REPORTING_CODE = Reporting.__call__.__code__

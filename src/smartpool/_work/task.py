@@ -19,7 +19,7 @@ from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
 from .chunking import Tail
-from .reporting import Reporting
+from .reporting import REPORTING_CODE, Reporting
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def run_chunk(
         except BaseException as exc:
             if _may_be_ctrl_c(exc):
                 raise
-            drop_first_frame(exc)
+            _drop_own_frames(exc)
             error = exc
     elif retry.retries == 0:
         error = _run_within(fn, items, values, began + (budget or 0.0))
@@ -179,7 +179,7 @@ def _run_within(
     except BaseException as exc:
         if _may_be_ctrl_c(exc):
             raise
-        drop_first_frame(exc)
+        _drop_own_frames(exc)
         return exc
     finally:
         deadlines.watcher.disarm(token)
@@ -205,10 +205,19 @@ def _call_with_retries(
                 time.sleep(retry.delay(attempt))
                 attempt += 1
                 continue
-            drop_first_frame(exc)
+            _drop_own_frames(exc)
             if attempt > 1:
                 add_note(exc, retry.failed_after(attempt))
             return False, exc, attempt
+
+
+def _drop_own_frames(exc: BaseException) -> None:
+    """Start the traceback at the user's function: past the chunk's loop here, and past the
+    wrapper that routes ``report_progress`` when the call shows progress."""
+    drop_first_frame(exc)
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is REPORTING_CODE:
+        exc.__traceback__ = tb.tb_next
 
 
 def _may_be_ctrl_c(exc: BaseException) -> bool:
