@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .._work.task import ChunkResult
@@ -62,6 +63,7 @@ class Progress:
         self._began = self._stepped = time.perf_counter()
         self._lock = threading.Lock()
         self._counted: set[object] = set()
+        self._watched: list[Future[ChunkResult]] = []  # chunks counted when they complete
         self._finished = False
 
     def chunk_done(self, result: ChunkResult, ran: int | None = None, key: object = None) -> None:
@@ -98,6 +100,15 @@ class Progress:
                 self._stepped = now
                 self._emit(False)
 
+    def watch(self, future: Future[ChunkResult]) -> None:
+        """Count the chunk of ``future`` when it completes (unless cancelled or failed)."""
+        self._watched.append(future)
+        future.add_done_callback(self._count)
+
+    def _count(self, future: Future[ChunkResult]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.chunk_done(future.result(), key=future)
+
     def moved(
         self, backend: str, workers: int, replanned: bool, item_seconds: float | None = None
     ) -> None:
@@ -107,6 +118,11 @@ class Progress:
             self.item_seconds = item_seconds
 
     def finish(self) -> None:
+        """The last event; first the chunks whose callbacks have not run yet, though the
+        caller saw their results."""
+        for future in self._watched:
+            if future.done():
+                self._count(future)
         with self._lock:
             if not self._finished:
                 self._finished = True

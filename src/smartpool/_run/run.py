@@ -78,7 +78,6 @@ class Run:
         self._progress = Progress(observers, self._n_items) if observers else None
         if self._progress is not None:
             self._call = call.reporting_to(self._progress.step)
-        self._watched: list[Future[ChunkResult]] = []  # chunks whose progress is counted
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
@@ -309,8 +308,7 @@ class Run:
             self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
         if self._progress is not None:
-            self._watched.append(future)
-            future.add_done_callback(self._progress_of)
+            self._progress.watch(future)
         if self._feed.reading:  # the caller may wait for this result or for more input
             future.add_done_callback(self._wake_up)
         self._list(Entry(start, len(items), future, backend))
@@ -328,17 +326,11 @@ class Run:
     def _wake_up(self, _: object = None) -> None:
         self._wake.set()
 
-    def _progress_of(self, future: Future[ChunkResult]) -> None:
-        assert self._progress is not None
-        if not future.cancelled() and future.exception() is None:
-            self._progress.chunk_done(future.result(), key=future)
-
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers)
         try:
-            # May raise SerializationError:
-            prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))
+            prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))  # pickling
         except BaseException:
             lease.release()
             raise
@@ -402,8 +394,4 @@ class Run:
                 self._fn, self._outcome, self._feed.read, self._began, self.plan, self._replans
             )
         if self._progress is not None:
-            # A chunk's callback may not have run yet though the caller saw its result.
-            for future in self._watched:
-                if future.done():
-                    self._progress_of(future)
             self._progress.finish()
