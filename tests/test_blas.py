@@ -97,3 +97,19 @@ def test_bad_inner_threads_are_refused() -> None:
         smartpool.parallel_map(abs, [1], inner_threads=0)
     with pytest.raises(TypeError, match="inner_threads must be an int, 'auto' or None"):
         smartpool.parallel_map(abs, [1], inner_threads="many")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("last_out", ["first", "second"])
+def test_overlapping_runs_on_threads_restore_the_limits_from_before_the_first(
+    last_out: str,
+) -> None:
+    with threadpoolctl.threadpool_limits(limits=3):  # the caller's own setting
+        first, second = blas.limited(1), blas.limited(1)
+        first.__enter__()
+        second.__enter__()
+        assert _caller_threads() == [1]
+        ending = [first, second] if last_out == "second" else [second, first]
+        ending[0].__exit__(None, None, None)
+        assert _caller_threads() == [1]  # the other run still holds its limit
+        ending[1].__exit__(None, None, None)
+        assert _caller_threads() == [3]

@@ -65,8 +65,39 @@ def limited(threads: int | None) -> AbstractContextManager[Any]:
     if threadpoolctl is None:
         warn_if_unlimited()
         return nullcontext()
-    limits: AbstractContextManager[Any] = threadpoolctl.threadpool_limits(limits=threads)
-    return limits
+    return _CallerLimit(threadpoolctl, threads)
+
+
+class _CallerLimit:
+    """The caller's libraries limited while at least one run on threads holds a limit.
+
+    The limit is process-wide, and runs overlap (two threads of the caller, say) and end in any
+    order: the limits from before the first are put back when the last one ends, never the
+    limit of a run that ended in between.
+    """
+
+    _lock = threading.Lock()
+    _holders = 0
+    _first: Any = None  # threadpoolctl's limiter that remembers the limits before any run
+
+    def __init__(self, threadpoolctl: Any, threads: int) -> None:
+        self._threadpoolctl, self._threads = threadpoolctl, threads
+
+    def __enter__(self) -> None:
+        cls = _CallerLimit
+        with cls._lock:
+            limiter = self._threadpoolctl.threadpool_limits(limits=self._threads)
+            if cls._holders == 0:
+                cls._first = limiter
+            cls._holders += 1
+
+    def __exit__(self, *exc: object) -> None:
+        cls = _CallerLimit
+        with cls._lock:
+            cls._holders -= 1
+            if cls._holders == 0:
+                first, cls._first = cls._first, None
+                first.restore_original_limits()
 
 
 def warn_if_unlimited() -> None:
