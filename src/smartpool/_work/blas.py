@@ -50,7 +50,7 @@ def limit(threads: int) -> None:
     _applied = threads
     for name in ENV_VARS:
         os.environ[name] = str(threads)
-    if _pool_library_loaded():
+    if pool_library_loaded():
         threadpoolctl = _threadpoolctl()
         if threadpoolctl is not None:
             threadpoolctl.threadpool_limits(limits=threads)
@@ -59,7 +59,7 @@ def limit(threads: int) -> None:
 def limited(threads: int | None) -> AbstractContextManager[Any]:
     """In the caller, around a run on threads: the libraries' threads limited to ``threads``
     while it runs (nothing when None, or without threadpoolctl)."""
-    if threads is None:
+    if threads is None or not pool_library_loaded():  # nothing to limit (nor to import)
         return nullcontext()
     threadpoolctl = _threadpoolctl()
     if threadpoolctl is None:
@@ -132,12 +132,24 @@ def _threadpoolctl() -> Any:
     return threadpoolctl
 
 
-def _pool_library_loaded() -> bool:
+_modules_seen = -1  # len(sys.modules) when the memory map was last read
+_pool_loaded = False
+
+
+def pool_library_loaded() -> bool:
     """Whether a library with a thread pool is loaded in this process (Linux: from its memory
-    map; elsewhere, NumPy loaded stands for it)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            text = maps.read()
-    except OSError:  # pragma: no cover - not Linux
-        return "numpy" in sys.modules
-    return any(name in text for name in _POOL_LIBRARIES)
+    map, read again only after modules were imported; elsewhere, NumPy loaded stands for it).
+
+    Without one, there is nothing to limit: no threadpoolctl import (tens of ms), no limits
+    set and restored around each run on threads."""
+    global _modules_seen, _pool_loaded
+    if len(sys.modules) != _modules_seen:
+        _modules_seen = len(sys.modules)
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                text = maps.read()
+        except OSError:  # pragma: no cover - not Linux
+            _pool_loaded = "numpy" in sys.modules
+        else:
+            _pool_loaded = any(name in text for name in _POOL_LIBRARIES)
+    return _pool_loaded
