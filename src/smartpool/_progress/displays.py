@@ -80,10 +80,9 @@ class TqdmBar:
                 return  # ended before it began (an iterator closed unused): nothing to show
             from tqdm.auto import tqdm
 
+            counted = "{l_bar}{bar}| {n_fmt}/{total_fmt}" if event.total is not None else "{n_fmt}"
             self._bar = tqdm(
-                total=event.total,
-                unit="item",
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+                total=event.total, unit="item", bar_format=counted + " items [{elapsed}{postfix}]"
             )
         count = event.done + event.failed
         self._bar.set_postfix_str(describe(event), refresh=False)
