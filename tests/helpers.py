@@ -159,3 +159,10 @@ def blas_threads(_: object) -> list[int]:
 
     numpy.ones(2) @ numpy.ones(2)  # the BLAS is loaded and used
     return sorted({int(info["num_threads"]) for info in threadpoolctl.threadpool_info()})
+
+
+def nested_with_progress(n: int) -> int:
+    """A nested call that asks for progress (drawn nowhere: it runs inside a worker)."""
+    import smartpool
+
+    return sum(smartpool.parallel_map(double, range(n), progress="log"))

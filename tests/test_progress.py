@@ -17,7 +17,7 @@ from smartpool._progress import displays, observers_for
 from smartpool._progress.tracker import Estimate, Tracker
 from smartpool._run.events import RunEvent
 
-from .helpers import double, fail_first_attempt, report_steps
+from .helpers import double, fail_first_attempt, nested_with_progress, report_steps
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +107,12 @@ def test_nested_calls_in_workers_show_no_progress_of_their_own() -> None:
 
     _, seen = _watch(outer, [3, 4], backend="thread")
     assert seen[-1].done == 2 and inner_seen == []
+
+
+def test_nested_calls_in_worker_processes_draw_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    results = smartpool.parallel_map(nested_with_progress, [3, 4], backend="process")
+    assert results == [6, 12]
+    assert "smartpool:" not in capfd.readouterr().err
 
 
 def test_progress_is_checked_before_any_work() -> None:
