@@ -140,3 +140,29 @@ def fail_first_attempt(item: tuple[str, int]) -> int:
 def recurse(depth: int) -> int:
     """Calls itself until Python's recursion limit stops it with a RecursionError."""
     return recurse(depth + 1)
+
+
+def report_steps(item: tuple[int, int]) -> int:
+    """Report ``steps`` steps (``smartpool.report_progress``), one at a time; return ``x``."""
+    import smartpool
+
+    x, steps = item
+    for _ in range(steps):
+        smartpool.report_progress()
+    return x
+
+
+def blas_threads(_: object) -> list[int]:
+    """The thread counts of the BLAS/OpenMP libraries loaded here (threadpoolctl's view)."""
+    import numpy
+    import threadpoolctl
+
+    numpy.ones(2) @ numpy.ones(2)  # the BLAS is loaded and used
+    return sorted({int(info["num_threads"]) for info in threadpoolctl.threadpool_info()})
+
+
+def nested_with_progress(n: int) -> int:
+    """A nested call that asks for progress (drawn nowhere: it runs inside a worker)."""
+    import smartpool
+
+    return sum(smartpool.parallel_map(double, range(n), progress="log"))

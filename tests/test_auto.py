@@ -346,12 +346,17 @@ def test_an_interrupted_first_item_gives_the_watcher_back() -> None:
     """Ctrl-C during a sampled item reaches the caller, and the deadline watcher goes back to
     its deadlines instead of napping on for the item that is gone."""
 
-    def interrupted() -> None:
-        spin(200_000)
+    def interrupted(during: _gil.DuringItem) -> None:
+        # Compute until the sampler has started on the watcher's thread (it needs the GIL,
+        # which a loaded machine may give it late), then stop as Ctrl-C would.
+        deadline = time.monotonic() + 60
+        while not during._sampling and time.monotonic() < deadline:
+            spin(20_000)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt), _gil.DuringItem() as during:
-        interrupted()
+        interrupted(during)
+    assert during._sampling, "the sampler never started within 60 s"
     assert during.held is None
     assert during._finished.wait(timeout=30)  # the sampler's loop ended...
     assert during._naps < _gil.MAX_WAKE_UPS  # ...because it was told to, not at its cap

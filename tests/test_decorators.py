@@ -173,6 +173,10 @@ def test_a_misspelled_option_is_the_same_type_error_everywhere(call: Any) -> Non
     with pytest.raises(TypeError) as caught:
         call()
     assert str(caught.value) == (
+        "unexpected option(s) 'max_wrokers'; valid options are: "
+        + ", ".join(smartpool._options.OPTION_NAMES)
+    )
+    assert str(caught.value).startswith(
         "unexpected option(s) 'max_wrokers'; valid options are: backend, max_workers, "
         "chunksize, ordered, timeout, retries, retry_on"
     )

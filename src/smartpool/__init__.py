@@ -29,11 +29,14 @@ from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._options import MapOptions as MapOptions
+from ._progress_event import ProgressEvent as ProgressEvent
 from ._routing.classify import Classification as Classification
 from ._routing.classify import classify as classify
+from ._routing.cpus import cpu_count as cpu_count
 from ._routing.memory import forget as forget
 from ._routing.planner import Plan as Plan
 from ._version import __version__ as __version__
+from ._work.reporting import report_progress as report_progress
 
 if TYPE_CHECKING:
     from ._sync import AbandonedLockWarning as AbandonedLockWarning
@@ -72,6 +75,7 @@ __all__ = [
     "Lock",
     "MapOptions",
     "Plan",
+    "ProgressEvent",
     "RLock",
     "RemoteError",
     "ResourceLimitError",
@@ -88,12 +92,14 @@ __all__ = [
     "config",
     "configure",
     "cpu_bound",
+    "cpu_count",
     "current_config",
     "explain",
     "forget",
     "imap",
     "io_bound",
     "parallel_map",
+    "report_progress",
     "shutdown",
     "submit",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 from typing_extensions import Unpack
 
 from . import _config
+from . import _progress as progress
 from ._errors import SmartpoolError
 from ._options import MapOptions, Options
 from ._routing import planner
@@ -196,10 +197,11 @@ def start(
 ) -> tuple[Run, bool]:
     """The run of ``parallel_map(fn, iterable, **given)``, and whether its results are ordered.
 
-    ``observers`` receive the run's :class:`~smartpool._run.events.RunEvent` s (the layers above,
-    such as progress bars, attach here).
+    ``observers`` receive the run's :class:`~smartpool._run.events.RunEvent` s; those showing
+    the call's ``progress=`` option are added here.
     """
     options = resolve_options(fn, given)
+    observers = (*observers, *progress.observers_for(options))
     call = make_call(raw_function(fn), options, portable=fn, items=iterable)
     run = Run(fn, call, iterable, options, hint=hint_of(fn), observers=observers)
     return run, options.ordered

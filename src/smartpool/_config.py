@@ -3,7 +3,8 @@
 From strongest to weakest: the keywords of the call itself, the innermost ``smartpool.config()``
 scope, the decorator's options (``@io_bound(ordered=False)``), ``smartpool.configure()``
 (process-wide), the environment (``SMARTPOOL_BACKEND``, ``SMARTPOOL_MAX_WORKERS``,
-``SMARTPOOL_START_METHOD``), and smartpool's defaults. The environment is read once, at
+``SMARTPOOL_MAX_CPUS``, ``SMARTPOOL_PROGRESS``, ``SMARTPOOL_START_METHOD``), and smartpool's
+defaults. The environment is read once, at
 the first call. Every field of :class:`~smartpool._options.Options` is a configuration key;
 :func:`resolve` is the one place that stacks the layers.
 
@@ -60,11 +61,23 @@ def _count(text: str) -> int:
     return value
 
 
+def _progress(text: str) -> bool | str:
+    """``SMARTPOOL_PROGRESS``: 1/true/yes/on, 0/false/no/off, or a display's name."""
+    word = text.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    return word  # a display's name, or a bad value that the option's validation refuses
+
+
 #: Environment variables read once, at import: name -> (option, parser). A parser raises
 #: ValueError for a bad value, which is then ignored with a RuntimeWarning.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], object]]] = {
     "SMARTPOOL_BACKEND": ("backend", lambda text: text.lower()),
     "SMARTPOOL_MAX_WORKERS": ("max_workers", _count),
+    "SMARTPOOL_MAX_CPUS": ("max_cpus", _count),
+    "SMARTPOOL_PROGRESS": ("progress", _progress),
 }
 
 

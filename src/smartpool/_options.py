@@ -12,14 +12,23 @@ This module is a leaf: it imports nothing from the rest of smartpool.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypedDict, cast
+
+from ._progress_event import ProgressEvent
 
 #: What a caller may pass as ``backend=``: "auto", or a registered backend's name.
 BackendChoice = Literal["auto", "serial", "thread", "process"]
 #: The valid ``backend=`` values: "auto" and every registered backend (the registry adds them).
 BACKEND_NAMES: list[str] = ["auto"]
+#: The display kinds ``progress=`` names (True picks the first one installed, "log" last).
+PROGRESS_KINDS = ("tqdm", "rich", "log")
+#: What a caller may pass as ``progress=``: off, on (the best display installed), a display, or a
+#: callable receiving each :class:`ProgressEvent`.
+ProgressChoice = bool | Literal["tqdm", "rich", "log"] | Callable[[ProgressEvent], object]
+#: What a caller may pass as ``inner_threads=``: "auto", a number of threads, or None.
+InnerThreadsChoice = Literal["auto"] | int | None
 
 
 class MapOptions(TypedDict, total=False):
@@ -46,6 +55,14 @@ class MapOptions(TypedDict, total=False):
     retries: int
     #: The exception types that are retried.
     retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    #: Show progress: False, True (tqdm, else rich, else a log line a second), "tqdm", "rich",
+    #: "log", or a callable receiving each :class:`ProgressEvent`.
+    progress: ProgressChoice
+    #: Use at most this many CPUs (None: all the affinity mask and cgroup quota allow).
+    max_cpus: int | None
+    #: BLAS/OpenMP threads in each worker: "auto" (the CPUs shared among the workers), a number,
+    #: or None (leave the libraries' own settings alone).
+    inner_threads: InnerThreadsChoice
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,9 @@ class Options:
     timeout: float | None = None
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    progress: ProgressChoice = False
+    max_cpus: int | None = None
+    inner_threads: InnerThreadsChoice = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -97,6 +117,22 @@ class Options:
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in kinds):
             raise TypeError(f"retry_on must be exception types, got {retry_on!r}")
         object.__setattr__(self, "retry_on", kinds)
+        _check_count("max_cpus", self.max_cpus)
+        progress = cast(object, self.progress)
+        if isinstance(progress, str) and progress not in PROGRESS_KINDS:
+            raise ValueError(
+                f"unknown progress display {progress!r}; valid ones are: True, False, "
+                + ", ".join(repr(k) for k in PROGRESS_KINDS)
+                + ", or a callable receiving smartpool.ProgressEvent"
+            )
+        if not (isinstance(progress, (bool, str)) or callable(progress)):
+            raise TypeError(
+                "progress must be True, False, 'tqdm', 'rich', 'log' or a callable receiving "
+                f"smartpool.ProgressEvent, got {progress!r}"
+            )
+        inner = cast(object, self.inner_threads)
+        if inner != "auto":
+            _check_count("inner_threads", inner)
 
     def merged(self, given: Mapping[str, Any]) -> Options:
         """These options with ``given`` (keywords a caller passed) taking precedence."""
@@ -118,7 +154,8 @@ def _check_count(name: str, value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+        also = ", 'auto'" if name == "inner_threads" else ""
+        raise TypeError(f"{name} must be an int{also} or None, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
 

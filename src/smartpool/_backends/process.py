@@ -94,6 +94,8 @@ class ProcessBackend(Backend):
             call.timeout,
             buffer_paths=paths,
             release_buffers=release,
+            report=call.report,
+            inner_threads=call.inner_threads or 0,
         )
         if self._pool.closed:  # broken by a failure in its manager: start afresh
             self._pool = ProcessPool(self.workers, self.start_method)

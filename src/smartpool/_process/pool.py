@@ -245,7 +245,11 @@ class ProcessPool:
                 except (EOFError, OSError):
                     self._lost(worker, worker.proc.exitcode(), timed_out=False)
                     continue
-                self._finished(worker, protocol.decode_reply(data))
+                reply = protocol.decode_reply(data)
+                if isinstance(reply, int):  # steps reported while the chunk runs
+                    self._reported(worker, reply)
+                else:
+                    self._finished(worker, reply)
             self._expire_deadlines()
             self._kill_cancelled()
 
@@ -266,6 +270,11 @@ class ProcessPool:
             settle_task(task, result, reusable=reply.let_go)
         if following is not None:
             self._send(worker)
+
+    def _reported(self, worker: _Worker, steps: int) -> None:
+        task = worker.task
+        if task is not None and task.report is not None and not task.cancelled:
+            task.report(steps)
 
     def _expire_deadlines(self) -> None:
         now = time.monotonic()

@@ -7,17 +7,20 @@ Messages on the worker's socket (length-prefixed, see ``channel``):
   module-level shared objects the worker must attach to rather than create anew), then one byte
   saying where faulthandler reports go, with the report file attached (see ``crash_reports``)
 * caller -> worker, per chunk: pickle of
-  ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths)``,
+  ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths, report, inner_threads)``,
   where ``fn_bytes`` is empty when the worker already has that function (workers keep the last
   ``FUNCTION_CACHE_SIZE`` by key) and ``retry_bytes`` (the call's RetryPolicy, by value) is empty
-  when there are no retries.
+  when there are no retries; ``report`` asks for the steps the function reports, and
+  ``inner_threads`` (0: leave them alone) sets the BLAS/OpenMP threads of the worker's libraries.
+* worker -> caller, while a chunk runs that asked for them, any number of: pickle of an int, the
+  steps the function reported (``smartpool.report_progress``) since the last such message.
 * worker -> caller, per chunk: pickle of
   ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, let_go)``, where
   ``retried`` counts failed attempts that were run again and ``let_go`` says that nothing in
   the worker uses the chunk's shared-memory files any more (they may be reused).
 
-One message each way per chunk: every write wakes the other side, which costs far more than
-copying the bytes into one buffer.
+One message each way per chunk (steps aside): every write wakes the other side, which costs far
+more than copying the bytes into one buffer.
 
 This module only frames: the user's objects inside (functions, items, results, exceptions) are
 pickled and unpickled by ``smartpool._transport`` (``serialize``, ``remote``), and arrive here
@@ -95,6 +98,10 @@ class Chunk(NamedTuple):
     items_bytes: bytes
     #: Shared-memory files holding the items' large buffers (see ``buffers``).
     buffer_paths: tuple[str, ...]
+    #: Send the steps the function reports to the caller (see ``step_sender``).
+    report: bool = False
+    #: BLAS/OpenMP threads for the worker's libraries; 0: leave them as they are.
+    inner_threads: int = 0
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
@@ -126,8 +133,14 @@ def encode_reply(reply: Reply) -> bytes:
     return pickle.dumps(tuple(reply), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_reply(data: bytes | bytearray) -> Reply:
-    return Reply._make(pickle.loads(data))
+def decode_reply(data: bytes | bytearray) -> Reply | int:
+    """A chunk's reply, or (an int) the steps its function reported while it runs."""
+    message = pickle.loads(data)
+    return message if type(message) is int else Reply._make(message)
+
+
+def encode_steps(n: int) -> bytes:
+    return pickle.dumps(n, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def reply_for(result: ChunkResult) -> Reply:

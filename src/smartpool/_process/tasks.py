@@ -39,6 +39,10 @@ class Task:
     release_buffers: Callable[[bool], None] | None = None
     #: Set when the task's run was cancelled while a worker ran it: the manager kills the worker.
     cancelled: bool = False
+    #: Receives the steps the function reports while it runs (None: the worker sends none).
+    report: Callable[[int], None] | None = None
+    #: BLAS/OpenMP threads for the worker's libraries; 0: leave them as they are.
+    inner_threads: int = 0
 
     def describe_items(self) -> str:
         last = self.start + self.n_items - 1
@@ -48,7 +52,14 @@ class Task:
         """The message that runs this task; the function's bytes only ``with_function``."""
         fn_bytes = self.fn_bytes if with_function else b""
         return Chunk(
-            self.fn_key, fn_bytes, self.start, self.retry_bytes, self.items_bytes, self.buffer_paths
+            self.fn_key,
+            fn_bytes,
+            self.start,
+            self.retry_bytes,
+            self.items_bytes,
+            self.buffer_paths,
+            self.report is not None,
+            self.inner_threads,
         )
 
 

@@ -18,17 +18,19 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from .._transport.remote import add_note
 from .._transport.serialize import loads
-from .._work import context
+from .._work import blas, context
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 from . import crash_reports, protocol
 from .channel import Channel, keep_from_children
 from .mappings import IDLE_SWEEP_SECONDS, Mappings
 from .protocol import FUNCTION_CACHE_SIZE
 from .signals import ignore_sigint
+from .step_sender import StepSender
 
 
 def main(fd: int) -> None:
@@ -98,9 +100,9 @@ def reseed_random() -> None:
 def _serve(conn: Channel, mappings: Mappings) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
-        fn_key, fn_bytes, start, retry_bytes, items_bytes, paths = protocol.decode_chunk(
-            conn.recv_bytes()
-        )
+        chunk = protocol.decode_chunk(conn.recv_bytes())
+        fn_key, fn_bytes, start, retry_bytes, items_bytes, paths, report, inner = chunk
+        blas.limit(inner)  # before unpickling: NumPy imported by the items reads it
         retry: RetryPolicy = NO_RETRY
         load_error: BaseException | None = None
         if fn_bytes:
@@ -125,7 +127,8 @@ def _serve(conn: Channel, mappings: Mappings) -> None:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
         if load_error is None:
             functions.move_to_end(fn_key)
-            result = run_chunk(functions[fn_key], items, start, retry)
+            with StepSender(conn) if report else nullcontext():
+                result = run_chunk(functions[fn_key], items, start, retry)
         else:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
         reply = protocol.reply_for(result)

@@ -8,12 +8,12 @@ that the planner's margins absorb.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 
 from .._backends import registry
 from .._work import context
+from .cpus import cpu_limit
 from .measurement import Measurement
 
 #: Upper bound on threads sized from a measured wait fraction.
@@ -34,12 +34,16 @@ class Environment:
     nested: bool
     #: Worker processes already running in the default process pool (no start-up to pay).
     warm_processes: int = 0
+    #: Which limit set ``cores`` (affinity, cgroup quota, max_cpus), for the plan's reasons.
+    cores_reason: str = ""
 
     @classmethod
-    def current(cls) -> Environment:
+    def current(cls, max_cpus: int | None = None) -> Environment:
         is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+        cpus = cpu_limit(max_cpus)
         return cls(
-            cores=cpu_count(),
+            cores=cpus.count,
+            cores_reason=cpus.reason,
             gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
             nested=context.in_worker(),
             warm_processes=_warm_processes(),
@@ -50,12 +54,9 @@ def _warm_processes() -> int:
     return registry.warm_workers("process")
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (affinity-aware where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+def cpu_count(max_cpus: int | None = None) -> int:
+    """CPUs this process may use: affinity, cgroup quota and ``max_cpus`` (see ``cpus``)."""
+    return cpu_limit(max_cpus).count
 
 
 def thread_workers(m: Measurement, env: Environment, n: int) -> int:

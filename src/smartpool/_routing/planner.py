@@ -69,6 +69,9 @@ class Plan:
     reasons: tuple[str, ...] = field(default=())
     #: Measured seconds per item when the plan came from a probe.
     item_seconds: float | None = None
+    #: BLAS/OpenMP threads each worker gives its libraries (None: left alone; see
+    #: ``inner_threads=``).
+    inner_threads: int | None = None
 
     @property
     def target_chunk_seconds(self) -> float:
@@ -105,7 +108,7 @@ def make_plan(
     ``measurement`` is what the probe saw on the first items (``n_items`` then counts the items
     left after it); without one, an unhinted auto call gets the documented default (threads).
     """
-    env = env or Environment.current()
+    env = env or Environment.current(options.max_cpus)
     reasons: list[str] = []
     backend: BackendName
     workers: int | None = options.max_workers
@@ -143,7 +146,25 @@ def make_plan(
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
     workers = 1 if backend == "serial" else _capped(backend, workers, env, reasons)
-    return Plan(backend, workers, chunksize, tuple(reasons), item_seconds)
+    inner = _inner_threads(options.inner_threads, backend, workers, env)
+    cpu_bound = hint == "cpu" or (measurement is not None and measurement.cpu_fraction >= 0.95)
+    if backend == "process" or (backend == "thread" and cpu_bound):  # the CPUs count here
+        reasons.append(f"{env.cores} usable CPU(s), limited by {env.cores_reason or 'the caller'}")
+        if inner is not None:
+            reasons.append(f"{inner} BLAS/OpenMP thread(s) in each of the {workers} workers")
+    return Plan(backend, workers, chunksize, tuple(reasons), item_seconds, inner)
+
+
+def _inner_threads(
+    setting: int | str | None, backend: BackendName, workers: int, env: Environment
+) -> int | None:
+    """BLAS/OpenMP threads per worker: the usable CPUs shared among the workers (``"auto"``),
+    so that workers each running a multi-threaded library do not oversubscribe the CPUs."""
+    if setting is None or backend == "serial":
+        return None
+    if isinstance(setting, int):
+        return setting
+    return max(1, env.cores // workers)
 
 
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
@@ -226,7 +247,7 @@ def gil_matters(
     It often cannot: calls too cheap for any parallelism, or processes within reach of even
     GIL-free threads, get the same plan either way, and the probe saves the items it would cost.
     """
-    env = env or Environment.current()
+    env = env or Environment.current(options.max_cpus)
     held = replace(m, releases_gil=False, gil_held=1.0)
     free = replace(m, releases_gil=True, gil_held=0.0)
     requested = options.max_workers

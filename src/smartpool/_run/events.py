@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .._work.task import ChunkResult
@@ -37,9 +38,17 @@ class RunEvent:
     replans: int
     #: True for the last event of a run (done, failed or cancelled).
     finished: bool = False
+    #: Steps the function reported (``smartpool.report_progress``), over all its items.
+    steps: int = 0
+    #: The current plan's estimate of an item's cost, in seconds (None: not measured).
+    item_seconds: float | None = None
 
 
 Observer = Callable[[RunEvent], None]
+
+#: Steps reported by the function make at most one event per this many seconds (the counts stay
+#: exact: the next event, and the last, carry them).
+STEP_EVENT_SECONDS = 0.05
 
 
 class Progress:
@@ -48,11 +57,13 @@ class Progress:
     def __init__(self, observers: tuple[Observer, ...], total: int | None) -> None:
         self.observers = observers
         self.total = total
-        self.done = self.failed = self.retried = self.replans = 0
+        self.done = self.failed = self.retried = self.replans = self.steps = 0
         self.backend, self.workers = "serial", 1
-        self._began = time.perf_counter()
+        self.item_seconds: float | None = None
+        self._began = self._stepped = time.perf_counter()
         self._lock = threading.Lock()
         self._counted: set[object] = set()
+        self._watched: list[Future[ChunkResult]] = []  # chunks counted when they complete
         self._finished = False
 
     def chunk_done(self, result: ChunkResult, ran: int | None = None, key: object = None) -> None:
@@ -71,12 +82,47 @@ class Progress:
             self.retried += result.retried
             self._emit(False)
 
-    def moved(self, backend: str, workers: int, replanned: bool) -> None:
+    def begin(self) -> None:
+        """Tell the observers that the run starts working (nothing done yet)."""
+        with self._lock:
+            if not self._finished:
+                self._emit(False)
+
+    def step(self, n: int) -> None:
+        """Count ``n`` steps the function reported (``smartpool.report_progress``); from any
+        thread, at most one event per ``STEP_EVENT_SECONDS``."""
+        with self._lock:
+            if self._finished:
+                return
+            self.steps += n
+            now = time.perf_counter()
+            if now - self._stepped >= STEP_EVENT_SECONDS:
+                self._stepped = now
+                self._emit(False)
+
+    def watch(self, future: Future[ChunkResult]) -> None:
+        """Count the chunk of ``future`` when it completes (unless cancelled or failed)."""
+        self._watched.append(future)
+        future.add_done_callback(self._count)
+
+    def _count(self, future: Future[ChunkResult]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.chunk_done(future.result(), key=future)
+
+    def moved(
+        self, backend: str, workers: int, replanned: bool, item_seconds: float | None = None
+    ) -> None:
         with self._lock:
             self.backend, self.workers = backend, workers
             self.replans += replanned
+            self.item_seconds = item_seconds
 
     def finish(self) -> None:
+        """The last event; first the chunks whose callbacks have not run yet, though the
+        caller saw their results."""
+        for future in self._watched:
+            if future.done():
+                self._count(future)
         with self._lock:
             if not self._finished:
                 self._finished = True
@@ -93,6 +139,8 @@ class Progress:
             self.workers,
             self.replans,
             finished,
+            self.steps,
+            self.item_seconds,
         )
         for observer in self.observers:
             observer(event)

@@ -40,6 +40,7 @@ from .._work.task import Call, ChunkResult, settle
 from . import steering
 from .events import Observer, Progress
 from .flight import Entry, StartsWith, cancel_chunks, first_done, gather_completed, with_note
+from .inner import InnerThreads
 
 logger = logging.getLogger("smartpool")
 
@@ -73,8 +74,10 @@ class Run:
         self._pending: deque[Entry] = deque()
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
+        self._inner = InnerThreads()
         self._progress = Progress(observers, self._n_items) if observers else None
-        self._watched: list[Future[ChunkResult]] = []  # chunks whose progress is counted
+        if self._progress is not None:
+            self._call = call.reporting_to(self._progress.step)
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
@@ -116,6 +119,8 @@ class Run:
         try:
             if self._cancelled:
                 raise CancelledError()
+            if self._progress is not None:
+                self._progress.begin()
             # An iterator is read on a thread of its own, so that results are handed out while
             # it waits (a crawler's input is fed by its results); a sequence never waits.
             self._feed.read_ahead(self._wake_up)
@@ -303,8 +308,7 @@ class Run:
             self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
         if self._progress is not None:
-            self._watched.append(future)
-            future.add_done_callback(self._progress_of)
+            self._progress.watch(future)
         if self._feed.reading:  # the caller may wait for this result or for more input
             future.add_done_callback(self._wake_up)
         self._list(Entry(start, len(items), future, backend))
@@ -322,21 +326,17 @@ class Run:
     def _wake_up(self, _: object = None) -> None:
         self._wake.set()
 
-    def _progress_of(self, future: Future[ChunkResult]) -> None:
-        assert self._progress is not None
-        if not future.cancelled() and future.exception() is None:
-            self._progress.chunk_done(future.result(), key=future)
-
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers)
         try:
-            prepared = lease.backend.prepare(self._call)  # may raise SerializationError
+            prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))  # pickling
         except BaseException:
             lease.release()
             raise
         with self._lock:
             self._leases.append(lease)
+        self._inner.use(plan)
         logger.debug("plan for %s: %s", steering.name(self._fn), plan)
         replanned = self.plan is not None
         self._replans += replanned
@@ -355,7 +355,7 @@ class Run:
         if self._replanner is not None:
             self._replanner.reset()
         if self._progress is not None:
-            self._progress.moved(plan.backend, plan.max_workers, replanned)
+            self._progress.moved(plan.backend, plan.max_workers, replanned, plan.item_seconds)
 
     def _backend_traits(self) -> BackendTraits:
         assert self.plan is not None
@@ -388,13 +388,10 @@ class Run:
         self._feed.stop()
         for lease in leases:
             lease.release()
+        self._inner.close()
         if logger.isEnabledFor(logging.DEBUG):
             steering.log_end(
                 self._fn, self._outcome, self._feed.read, self._began, self.plan, self._replans
             )
         if self._progress is not None:
-            # A chunk's callback may not have run yet though the caller saw its result.
-            for future in self._watched:
-                if future.done():
-                    self._progress_of(future)
             self._progress.finish()

@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
 from .chunking import Tail
+from .reporting import REPORTING_CODE, Reporting
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class Call:
     #: True when the items come from a list or tuple made before the call: one object holds the
     #: same contents for all the items that refer to it (its large buffers can be sent once).
     stored_items: bool = False
+    #: Receives the steps the function reports (``smartpool.report_progress``); None: nobody
+    #: listens, and workers send none.
+    report: Callable[[int], None] | None = None
+    #: BLAS/OpenMP threads each worker process gives its libraries; None: leave them alone.
+    inner_threads: int | None = None
+
+    def reporting_to(self, report: Callable[[int], None]) -> Call:
+        """This call with the function's step reports going to ``report``."""
+        return replace(self, fn=Reporting(self.fn, report), report=report)
 
 
 @dataclass
@@ -135,7 +145,7 @@ def run_chunk(
         except BaseException as exc:
             if _may_be_ctrl_c(exc):
                 raise
-            drop_first_frame(exc)
+            _drop_own_frames(exc)
             error = exc
     elif retry.retries == 0:
         error = _run_within(fn, items, values, began + (budget or 0.0))
@@ -169,7 +179,7 @@ def _run_within(
     except BaseException as exc:
         if _may_be_ctrl_c(exc):
             raise
-        drop_first_frame(exc)
+        _drop_own_frames(exc)
         return exc
     finally:
         deadlines.watcher.disarm(token)
@@ -195,10 +205,19 @@ def _call_with_retries(
                 time.sleep(retry.delay(attempt))
                 attempt += 1
                 continue
-            drop_first_frame(exc)
+            _drop_own_frames(exc)
             if attempt > 1:
                 add_note(exc, retry.failed_after(attempt))
             return False, exc, attempt
+
+
+def _drop_own_frames(exc: BaseException) -> None:
+    """Start the traceback at the user's function: past the chunk's loop here, and past the
+    wrapper that routes ``report_progress`` when the call shows progress."""
+    drop_first_frame(exc)
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is REPORTING_CODE:
+        exc.__traceback__ = tb.tb_next
 
 
 def _may_be_ctrl_c(exc: BaseException) -> bool:

@@ -1,0 +1,118 @@
+"""``inner_threads=``: BLAS/OpenMP threads per worker, observed with threadpoolctl inside the
+workers; the caller's limits restored after a run on threads; a warning without threadpoolctl."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy
+import pytest
+import threadpoolctl
+
+import smartpool
+from smartpool._work import blas
+
+from .helpers import blas_threads
+
+
+@pytest.fixture(autouse=True)
+def _numpy_blas_loaded() -> Iterator[None]:
+    numpy.ones(2) @ numpy.ones(2)
+    yield
+
+
+def _caller_threads() -> list[int]:
+    return sorted({int(i["num_threads"]) for i in threadpoolctl.threadpool_info()})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_worker_process_gets_its_share_of_the_cpus(workers: int) -> None:
+    expected = max(1, smartpool.cpu_count() // workers)
+    seen = smartpool.parallel_map(
+        blas_threads, range(2 * workers), backend="process", max_workers=workers, chunksize=1
+    )
+    assert all(threads == [expected] for threads in seen), seen
+
+
+def test_a_number_of_inner_threads_is_kept_and_max_cpus_counts() -> None:
+    seen = smartpool.parallel_map(
+        blas_threads, range(2), backend="process", max_workers=1, inner_threads=3
+    )
+    assert seen == [[3], [3]]
+    seen = smartpool.parallel_map(
+        blas_threads, range(2), backend="process", max_workers=1, max_cpus=1
+    )
+    assert seen == [[1], [1]]
+
+
+def test_a_fresh_worker_reads_the_limit_before_numpy_loads() -> None:
+    """A spawned worker has no NumPy until the chunk's function imports it: the environment
+    variables set before the chunk is unpickled limit it."""
+    previous = smartpool.current_config().start_method
+    smartpool.configure(start_method="spawn")
+    try:
+        seen = smartpool.parallel_map(
+            blas_threads, range(2), backend="process", max_workers=1, inner_threads=1
+        )
+    finally:
+        smartpool.configure(start_method=previous)
+    assert seen == [[1], [1]]
+
+
+def test_a_run_on_threads_limits_the_caller_and_restores_it_after() -> None:
+    before = _caller_threads()
+    seen = smartpool.parallel_map(blas_threads, range(4), backend="thread", max_workers=2)
+    assert all(threads == [max(1, smartpool.cpu_count() // 2)] for threads in seen), seen
+    assert _caller_threads() == before
+    with pytest.raises(ZeroDivisionError):
+        smartpool.parallel_map(lambda x: 1 // x, [1, 0], backend="thread", inner_threads=1)
+    assert _caller_threads() == before
+
+
+def test_none_leaves_the_libraries_alone() -> None:
+    before = _caller_threads()
+    seen = smartpool.parallel_map(
+        blas_threads, range(2), backend="thread", max_workers=2, inner_threads=None
+    )
+    assert seen == [before, before]
+
+
+def test_without_threadpoolctl_a_warning_once_when_numpy_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(blas, "_threadpoolctl", lambda: None)
+    monkeypatch.setattr(blas, "available", lambda: False)
+    monkeypatch.setattr(blas, "_warned", False)
+    with pytest.warns(RuntimeWarning, match=r"smartpool\[blas\]"):
+        smartpool.parallel_map(abs, range(4), backend="thread", max_workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smartpool.parallel_map(abs, range(4), backend="thread", max_workers=2)
+        smartpool.parallel_map(abs, range(4), backend="thread", inner_threads=None)
+
+
+def test_bad_inner_threads_are_refused() -> None:
+    with pytest.raises(ValueError, match="inner_threads must be at least 1"):
+        smartpool.parallel_map(abs, [1], inner_threads=0)
+    with pytest.raises(TypeError, match="inner_threads must be an int, 'auto' or None"):
+        smartpool.parallel_map(abs, [1], inner_threads="many")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("last_out", ["first", "second"])
+def test_overlapping_runs_on_threads_restore_the_limits_from_before_the_first(
+    last_out: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if no other run on threads were open (an imap left open elsewhere holds a limit).
+    monkeypatch.setattr(blas._CallerLimit, "_holders", 0)
+    monkeypatch.setattr(blas._CallerLimit, "_first", None)
+    with threadpoolctl.threadpool_limits(limits=3):  # the caller's own setting
+        first, second = blas.limited(1), blas.limited(1)
+        first.__enter__()
+        second.__enter__()
+        assert _caller_threads() == [1]
+        ending = [first, second] if last_out == "second" else [second, first]
+        ending[0].__exit__(None, None, None)
+        assert _caller_threads() == [1]  # the other run still holds its limit
+        ending[1].__exit__(None, None, None)
+        assert _caller_threads() == [3]
