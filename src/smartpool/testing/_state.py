@@ -124,9 +124,13 @@ def _see(value: object) -> _Seen:
     return _Seen(value, _contents(value))
 
 
+def _is_container(value: object) -> bool:
+    return isinstance(value, _CONTAINERS)
+
+
 def _contents(value: object) -> object:
     """A shallow copy of a container (to tell a change in place later), else None."""
-    if not isinstance(value, _CONTAINERS):
+    if not _is_container(value):
         return None
     try:
         return _copy(value)
