@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md")])
 #: Pages whose examples are written as sessions: each must keep at least one runnable block.
-SESSION_PAGES = ("index.md", "routing.md", "api.md", "processes.md")
+SESSION_PAGES = ("index.md", "routing.md", "api.md", "processes.md", "testing.md")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)

@@ -131,6 +131,8 @@ def test_loading_the_plugin_imports_neither_smartpool_nor_hypothesis(tmp_path: P
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    helpers = "import sys, smartpool.testing\nassert 'hypothesis' not in sys.modules\n"
+    subprocess.run([sys.executable, "-c", helpers], check=True, timeout=120)
     (tmp_path / "test_user.py").write_text(
         "import sys\n\n"
         "def test_nothing_loaded(request):\n"
