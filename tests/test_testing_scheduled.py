@@ -159,3 +159,22 @@ def test_a_bad_schedule_is_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(error, match=match), scheduled(**keywords):
         pytest.fail("the block must not run")
+
+
+def test_waiting_for_all_or_each_chunk_completes_them_all() -> None:
+    """Other ways of waiting on the chunks' Futures than the run's own still end."""
+    from concurrent.futures import ALL_COMPLETED, Future, as_completed, wait
+
+    from smartpool._work.task import Call
+    from smartpool.testing._scheduled import ScheduledBackend, _Plan, _Schedule
+
+    backend = ScheduledBackend(1)
+    for how in ("all", "each"):
+        schedule = _Schedule(Call(tasks.square), _Plan((2, 0, 1)))
+        futures = [backend.submit(schedule, [i], i, Future()) for i in range(3)]
+        if how == "all":
+            done, _ = wait(futures, timeout=60, return_when=ALL_COMPLETED)
+            assert len(done) == 3
+        else:
+            assert len(list(as_completed(futures, timeout=60))) == 3
+        assert [f.result().values for f in futures] == [[0], [1], [4]]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import threading
-from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures._base import _FirstCompletedWaiter
 from contextlib import contextmanager
@@ -100,7 +100,9 @@ def scheduled(
       retried (``retries=`` would meet them again).
 
     Indices count from 0 in each call; ``submit()`` is a call of one item (index 0), completed
-    at once. Items run only when the caller waits for a result, so nothing runs ahead of it.
+    at once. Items run only when the caller waits for a result, so nothing runs ahead of it
+    (and an input that waits for the call's own results, as a crawler's may, would wait for
+    ever: feed such a call a list).
 
     Example:
         >>> import smartpool
@@ -181,14 +183,16 @@ class _Schedule:
     def waiter_added(self, future: Future[ChunkResult], waiter: object) -> None:
         """(``concurrent.futures.wait`` on several chunks.) Complete one chunk for the waiter:
         the next in order, when its Future is the one the waiter was just added to."""
-        if not isinstance(waiter, _FirstCompletedWaiter):
-            self.release_until(future)  # this waiter is told only by Futures it was added to
-            return
+        first = isinstance(waiter, _FirstCompletedWaiter)
+        chunk: _Chunk | None
         with self._lock:
-            if self._served is waiter or not self._held:
+            if first and (self._served is waiter or not self._held):
                 return
-            chunk = min(self._held, key=lambda c: c.rank)
-            if chunk.future is not future:
+            if first:
+                chunk = min(self._held, key=lambda c: c.rank)
+            else:  # it waits for all or each: complete this one, the only one sure to tell it
+                chunk = next((c for c in self._held if c.future is future), None)
+            if chunk is None or chunk.future is not future:
                 return
             self._held.remove(chunk)
             self._served = waiter
@@ -296,9 +300,6 @@ class ScheduledBackend(Backend):
         else:  # a Future someone else waits through (submit()'s): nothing to pace, complete it
             schedule.complete(chunk)
         return future
-
-    def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
-        super().cancel(futures)  # held chunks are still pending: they never run
 
     def shutdown(self, wait: bool = True) -> None:
         return None
