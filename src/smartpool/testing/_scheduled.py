@@ -158,9 +158,8 @@ class _Schedule:
     def rank(self, start: int, size: int) -> tuple[int, int]:
         """(0, position) for an item named in the order, (1, index) after them; a chunk of
         several items completes with its last."""
-        named = len(self._ranks)
         return max(
-            (0, self._ranks[i]) if i in self._ranks else (1, named + i)
+            (0, self._ranks[i]) if i in self._ranks else (1, i)
             for i in range(start, start + max(size, 1))
         )
 
@@ -186,6 +185,7 @@ class _Schedule:
         first = isinstance(waiter, _FirstCompletedWaiter)
         chunk: _Chunk | None
         with self._lock:
+            self._held = [c for c in self._held if not c.future.done()]  # cancelled ones
             if first and (self._served is waiter or not self._held):
                 return
             if first:
