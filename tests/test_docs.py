@@ -42,6 +42,7 @@ SESSION_PAGES = (
     "routing.md",
     "api.md",
     "processes.md",
+    "testing.md",
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
