@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import smartpool
 
@@ -86,3 +87,8 @@ def count_into(item: tuple[smartpool.Value, int]) -> int:
     counter, x = item
     counter.add(1)
     return x
+
+
+def checksum(item: tuple[Any, int]) -> tuple[int, float]:
+    data, x = item
+    return x, float(data[::4096].sum())

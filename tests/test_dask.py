@@ -150,6 +150,26 @@ def test_shared_memory_state_works_on_a_local_cluster(client: Any) -> None:
     assert counter.get() == 20
 
 
+def test_a_large_buffer_shared_by_many_items_is_scattered_once(client: Any) -> None:
+    import numpy
+
+    from smartpool._backends import registry
+    from smartpool._work.task import Call
+
+    data = numpy.arange(512 * 1024, dtype=numpy.float64)  # 4 MiB: pickled out of band
+    expected = float(data[::4096].sum())
+    with registry.lease("dask", 2) as backend:
+        prepared = backend.prepare(Call(tasks.checksum, portable=tasks.checksum, stored_items=True))
+        chunks = [backend.submit(prepared, [(data, x)], x) for x in range(6)]
+        results = [chunk.result(timeout=DEADLINE) for chunk in chunks]
+        assert len(prepared.shared) == 1  # one scatter for the six chunks
+    assert [r.values for r in results] == [[(x, expected)] for x in range(6)]
+    items = [(data, x) for x in range(6)]
+    assert smartpool.parallel_map(tasks.checksum, items, backend="dask", chunksize=1) == [
+        (x, expected) for x in range(6)
+    ]
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 

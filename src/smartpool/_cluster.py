@@ -151,7 +151,13 @@ def _start_local(n_workers: int | None, threads_per_worker: int | None) -> _Conn
     dask: Any = importlib.import_module("dask")
     distributed = _distributed()
     security = temporary_security()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # The scheduler serves HTTP even without a dashboard (distributed#7207): no routes, and a
+    # port of its own on 127.0.0.1 rather than 8787 (taken by the first cluster on the machine).
+    quiet: dict[str, object] = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.http.routes": [],
+    }
+    with dask.config.set(quiet):
         cluster: Any = distributed.LocalCluster(
             n_workers=n_workers or len(os.sched_getaffinity(0)),
             threads_per_worker=threads_per_worker or 1,
@@ -160,6 +166,7 @@ def _start_local(n_workers: int | None, threads_per_worker: int | None) -> _Conn
             dashboard_address=None,
             protocol="tls://" if security is not None else "tcp://",
             security=security,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         )
     try:
         client = distributed.Client(cluster, security=security, set_as_default=False)

@@ -11,7 +11,9 @@ remote-error path (type, args, frames, notes), never through dask's.
 
 The function is pickled once per call; one pickled by reference is loaded on a worker before
 any chunk is sent, so that a module missing there is a :class:`~smartpool.SerializationError`
-naming it. A large pickled function is scattered once per call rather than sent with each task.
+naming it. A large pickled function is scattered once per call rather than sent with each task,
+and so is each large out-of-band buffer (NumPy arrays) of items in a list or tuple: many items that
+share one array ship it once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Collection, Sequence
 from concurrent.futures import CancelledError, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _cluster, _config
@@ -52,6 +54,22 @@ class _Prepared:
     retry_bytes: bytes
     start_method: str
     name: str
+    #: Large buffers of the call's items scattered so far: (id, size) -> (owner, dask Future).
+    shared: dict[tuple[int, int], tuple[object, Any]] = field(default_factory=dict[Any, Any])
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def scattered(self, client: Any, large: Sequence[pickle.PickleBuffer]) -> list[Any]:
+        """The dask Futures of ``large``, each scattered once per call (``hash=False``)."""
+        found: list[Any] = []
+        with self.lock:
+            for buffer in large:
+                view = buffer.raw()
+                key = (id(view.obj), view.nbytes)
+                known = self.shared.get(key)
+                if known is None or known[0] is not view.obj:
+                    known = self.shared[key] = (view.obj, client.scatter(bytes(view), hash=False))
+                found.append(known[1])
+        return found
 
 
 class DaskBackend(Backend):
@@ -104,7 +122,11 @@ class DaskBackend(Backend):
         future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
-        items_bytes = dump_items(items, start)
+        # Large buffers of items made before the call (a list, a tuple) may be shared by many
+        # items: each is scattered once, and tasks carry only its Future.
+        large: list[pickle.PickleBuffer] | None = [] if prepared.call.stored_items else None
+        items_bytes = dump_items(items, start, large=large)
+        shared = prepared.scattered(self._client, large) if large else []
         key = f"smartpool-{prepared.name}-{start}-{uuid.uuid4().hex}"
         task: Any = self._client.submit(
             run_on_worker,
@@ -117,6 +139,7 @@ class DaskBackend(Backend):
             prepared.retry_bytes,
             prepared.call.timeout,
             prepared.start_method,
+            shared,
             key=key,
             pure=False,
         )
@@ -243,6 +266,7 @@ def run_on_worker(
     retry_bytes: bytes,
     timeout: float | None,
     start_method: str,
+    shared: list[bytes],
 ) -> tuple[str, list[Any], bytes, float, str, float, int]:
     """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
 
@@ -253,6 +277,8 @@ def run_on_worker(
     distributed: Any = importlib.import_module("distributed")
     worker: Any = distributed.get_worker()
     pool = _pool(start_method, max(1, int(worker.state.nthreads)))
+    if shared:  # the items' large buffers came scattered: the child gets them in the stream
+        items_bytes = dump_items(loads(items_bytes, shared), start)
     retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
     future: Future[ChunkResult] = Future()
     pool.submit(
