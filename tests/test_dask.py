@@ -216,6 +216,21 @@ def test_a_task_that_kills_its_process_is_a_crash_and_the_cluster_lives_on(clien
     assert smartpool.parallel_map(tasks.square, range(5), backend="dask") == [0, 1, 4, 9, 16]
 
 
+def test_a_dask_worker_that_dies_is_a_crash_and_its_item_is_not_rerun(
+    client: Any, tmp_path: Path
+) -> None:
+    pids = frozenset(client.run(os.getpid).values())
+    items = [(pids, str(tmp_path), x) for x in range(6)]
+    with pytest.raises(smartpool.WorkerCrashedError, match="dask worker running item 2 died"):
+        smartpool.parallel_map(
+            tasks.kill_own_dask_worker_at_two, items, backend="dask", chunksize=1
+        )
+    eventually(lambda: sum(map(alive, pids)) == 1, "one dask worker to be gone")
+    client.wait_for_workers(2, timeout=DEADLINE)  # its nanny starts a new one
+    assert (tmp_path / "attempts").read_text() == "."  # allowed-failures 0: never run again
+    assert smartpool.parallel_map(tasks.square, range(5), backend="dask") == [0, 1, 4, 9, 16]
+
+
 def test_retries_run_inside_the_task_per_item(client: Any, tmp_path: Path) -> None:
     items = [(str(tmp_path), x) for x in range(4)]
     assert smartpool.parallel_map(tasks.fail_twice, items, backend="dask", retries=2) == [
