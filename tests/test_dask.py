@@ -274,6 +274,16 @@ def test_closing_imap_cancels_queued_tasks_and_stops_running_ones(
 # -- selecting a cluster -----------------------------------------------------------------------
 
 
+def test_smartpool_never_imports_dask_until_a_cluster_is_attached() -> None:
+    code = (
+        "import sys, smartpool\n"
+        "smartpool.parallel_map(abs, [-1, -2])\n"
+        "smartpool.explain(abs, [1, 2], backend='process')\n"
+        "assert not {'dask', 'distributed'} & set(sys.modules), 'dask was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)
+
+
 def test_backend_dask_without_a_cluster_is_a_clear_error() -> None:
     def call() -> None:
         smartpool.parallel_map(abs, [1, 2], backend="dask")
