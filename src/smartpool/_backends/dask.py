@@ -210,9 +210,10 @@ def _task_failure(exc: BaseException | None, start: int, n_items: int) -> BaseEx
     """What a failed dask task means to the caller: a dead dask worker is a crash."""
     items = f"item {start}" if n_items == 1 else f"items {start}..{start + n_items - 1}"
     if type(exc).__name__ == "KilledWorker":
+        # dask blames every task running or queued on the dead worker (distributed#5234).
         return WorkerCrashedError(
-            f"the dask worker running {items} died ({exc}); the cluster does not rerun it "
-            "(allowed-failures 0 on clusters smartpool starts)",
+            f"the dask worker that had {items} (running or queued there) died ({exc}); the "
+            "cluster does not rerun it (allowed-failures 0 on clusters smartpool starts)",
             index=start,
         )
     failure = exc if exc is not None else SmartpoolError(f"the dask task running {items} failed")
