@@ -287,6 +287,20 @@ def test_smartpool_never_imports_dask_until_a_cluster_is_attached() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)
 
 
+def test_without_dask_installed_using_says_which_extra_to_install() -> None:
+    code = (
+        "import sys, smartpool\n"
+        "sys.modules['distributed'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    smartpool.using('local').__enter__()\n"
+        "except ImportError as error:\n"
+        "    assert \"pip install 'smartpool[dask]'\" in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('no ImportError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)
+
+
 def test_backend_dask_without_a_cluster_is_a_clear_error() -> None:
     def call() -> None:
         smartpool.parallel_map(abs, [1, 2], backend="dask")

@@ -144,12 +144,18 @@ def connect(
 def _distributed() -> Any:
     """``distributed``, imported on first use (it ships partial type information: its objects
     are ``Any`` here, at the boundary)."""
-    return importlib.import_module("distributed")
+    try:
+        return importlib.import_module("distributed")
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            "smartpool's Dask backend needs dask.distributed, which is not installed: "
+            "pip install 'smartpool[dask]'"
+        ) from exc
 
 
 def _start_local(n_workers: int | None, threads_per_worker: int | None) -> _Connection:
-    dask: Any = importlib.import_module("dask")
     distributed = _distributed()
+    dask: Any = importlib.import_module("dask")
     security = temporary_security()
     # The scheduler serves HTTP even without a dashboard (distributed#7207): no routes, and a
     # port of its own on 127.0.0.1 rather than 8787 (taken by the first cluster on the machine).
