@@ -225,6 +225,19 @@ def test_process_timeout_kills_the_worker_and_the_pool_recovers(tmp_path: Path) 
 
 
 @pytest.mark.timeout(60)
+def test_process_timeout_is_enforced_on_a_warm_idle_worker() -> None:
+    # The worker is idle when the item arrives: the pool's manager, waiting with no deadline,
+    # must still learn of this one (it once slept until the item ended on its own).
+    assert smartpool.parallel_map(double, range(20), backend="process", max_workers=1) == [
+        2 * x for x in range(20)
+    ]
+    began = time.monotonic()
+    with pytest.raises(smartpool.TaskTimeoutError):
+        smartpool.parallel_map(time.sleep, [30], backend="process", max_workers=1, timeout=0.5)
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.timeout(60)
 def test_thread_timeout_abandons_the_thread_and_the_interpreter_still_exits() -> None:
     script = textwrap.dedent(
         """

@@ -14,6 +14,7 @@ from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
 from ._backends import shutdown as shutdown
+from ._cluster import using as using
 from ._config import Config as Config
 from ._config import config as config
 from ._config import configure as configure
@@ -102,4 +103,5 @@ __all__ = [
     "report_progress",
     "shutdown",
     "submit",
+    "using",
 ]

@@ -52,6 +52,9 @@ class Config:
     options: Options = DEFAULTS
     #: Where each option not at its default comes from.
     sources: Mapping[str, str] = field(default_factory=lambda: dict[str, str]())
+    #: The Dask cluster attached here (``using()`` scope, else ``configure(cluster=...)``): a
+    #: ``distributed.Client``, a cluster object or an address; None when none is attached.
+    cluster: object = None
 
 
 def _count(text: str) -> int:
@@ -122,7 +125,12 @@ _environment_read = False
 _configured: dict[str, Any] = {}
 _start_method = _start_method_from_environment()
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
+#: ``configure(cluster=...)`` not given: the attached cluster stays as it is.
+_KEEP: Any = object()
 _scoped: ContextVar[Mapping[str, Any]] = ContextVar("smartpool_config", default=_NOTHING)
+#: The cluster attached by ``configure(cluster=...)``, and by the innermost ``using()`` scope.
+_configured_cluster: object = None
+_scoped_cluster: ContextVar[object] = ContextVar("smartpool_cluster", default=None)
 
 
 def resolve(given: Mapping[str, Any], decorated: Mapping[str, Any] | None = None) -> Options:
@@ -174,6 +182,21 @@ def start_method() -> str:
     return _start_method
 
 
+def cluster() -> object:
+    """The cluster attached here: the innermost ``using()`` scope's, else ``configure()``'s."""
+    scoped = _scoped_cluster.get()
+    return scoped if scoped is not None else _configured_cluster
+
+
+def scope_cluster(attached: object) -> Token[object]:
+    """Attach ``attached`` for the current context (``using()``); reset with the token."""
+    return _scoped_cluster.set(attached)
+
+
+def end_cluster_scope(token: Token[object]) -> None:
+    _scoped_cluster.reset(token)
+
+
 def current() -> Config:
     """The configuration in force here (this thread, this task, this scope)."""
     if not _environment_read:
@@ -181,7 +204,13 @@ def current() -> Config:
     layers = (("environment", _environment), ("configure()", _configured))
     sources = {name: source for source, layer in layers for name in layer}
     sources.update(dict.fromkeys(_scoped.get(), "config()"))
-    return Config(start_method=_start_method, options=resolve({}), sources=sources)
+    if _scoped_cluster.get() is not None:
+        sources["cluster"] = "using()"
+    elif _configured_cluster is not None:
+        sources["cluster"] = "configure()"
+    return Config(
+        start_method=_start_method, options=resolve({}), sources=sources, cluster=cluster()
+    )
 
 
 def current_config() -> Config:
@@ -197,12 +226,22 @@ def current_config() -> Config:
     return current()
 
 
-def configure(*, start_method: str | None = None, **options: Unpack[MapOptions]) -> Config:
-    """Set process-wide defaults: any call option, and ``start_method``; returns what is in force.
+def configure(
+    *,
+    start_method: str | None = None,
+    cluster: object = _KEEP,
+    **options: Unpack[MapOptions],
+) -> Config:
+    """Set process-wide defaults: any call option, ``start_method`` and ``cluster``; returns what
+    is in force.
 
     Options set here are the defaults of every call in the process, below ``config()`` scopes,
     decorator options and the call's own keywords; ``None`` for an option removes its
     process-wide setting (``configure(max_workers=None)``).
+
+    ``cluster`` attaches a Dask cluster to the whole process (a ``distributed.Client``, a cluster
+    object such as ``LocalCluster``, or a scheduler address; ``None`` detaches it): calls with
+    ``backend="dask"`` run there, as inside ``smartpool.using()`` (see ``docs/dask.md``).
 
     Example:
         >>> import smartpool
@@ -212,7 +251,12 @@ def configure(*, start_method: str | None = None, **options: Unpack[MapOptions])
         4
         >>> _ = smartpool.configure(start_method="forkserver", max_workers=None)
     """
-    global _start_method
+    global _start_method, _configured_cluster
+    if cluster is not _KEEP and not _is_cluster(cluster):
+        raise TypeError(
+            "cluster must be a distributed.Client, a Dask cluster (LocalCluster...), a scheduler "
+            f"address such as 'tls://host:8786', or None; got {type(cluster).__name__}"
+        )
     if start_method is not None and start_method not in START_METHODS:
         raise ValueError(
             f"unknown start_method {start_method!r}; valid start methods are: "
@@ -227,7 +271,20 @@ def configure(*, start_method: str | None = None, **options: Unpack[MapOptions])
             _configured[name] = value
     if start_method is not None:
         _start_method = start_method
+    if cluster is not _KEEP:
+        _configured_cluster = cluster
     return current()
+
+
+def _is_cluster(value: object) -> bool:
+    """A client, a cluster, an address, or None (duck-typed: this module never imports dask)."""
+    kind = type(value)
+    return (
+        value is None
+        or isinstance(value, str)
+        or hasattr(kind, "scheduler_info")  # distributed.Client
+        or hasattr(kind, "scheduler_address")  # LocalCluster and other deployments
+    )
 
 
 class config:  # lower case: used like a function, ``with smartpool.config(...)``

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypedDict, cast
 from ._progress_event import ProgressEvent
 
 #: What a caller may pass as ``backend=``: "auto", or a registered backend's name.
-BackendChoice = Literal["auto", "serial", "thread", "process"]
+BackendChoice = Literal["auto", "serial", "thread", "process", "dask"]
 #: The valid ``backend=`` values: "auto" and every registered backend (the registry adds them).
 BACKEND_NAMES: list[str] = ["auto"]
 #: The display kinds ``progress=`` names (True picks the first one installed, "log" last).
@@ -41,7 +41,7 @@ class MapOptions(TypedDict, total=False):
         [1, 2]
     """
 
-    #: "auto" (smartpool decides), "serial", "thread" or "process".
+    #: "auto" (smartpool decides), "serial", "thread", "process", or "dask" (the attached cluster).
     backend: BackendChoice
     #: Workers to use; None: as many as the plan finds worth it.
     max_workers: int | None

@@ -209,6 +209,13 @@ register(
     "smartpool._backends.process:ProcessBackend",
     BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.02),
 )
+register(
+    "dask",
+    "smartpool._backends.dask:DaskBackend",
+    # A task's round trip goes through the scheduler, a dask worker and the child running it
+    # (a few milliseconds): chunks of ~0.1 s hide it.
+    BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.1),
+)
 
 atexit.register(shutdown)
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -112,6 +112,8 @@ class ProcessPool:
             self._fail_queued(failed)
         elif worker is not None:
             self._send(worker)
+            if task.timeout is not None:  # the manager waits for no deadline yet: wake it
+                os.write(self._wake_w, b"d")
         elif start_new:
             self._start_worker()
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from .. import _cluster
 from .._backends import registry
 from .._errors import SerializationError
 from .._options import Options
@@ -142,6 +143,8 @@ def make_plan(
     if options.timeout is not None and backend == "serial" and options.backend == "auto":
         backend = "thread"
         reasons.append("timeout= needs an interruptible backend")
+    if backend in ("dask", "process"):
+        backend, workers = _on_cluster(backend, workers, options, env, reasons)
     if workers is None:
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
@@ -167,9 +170,38 @@ def _inner_threads(
     return max(1, env.cores // workers)
 
 
+def _on_cluster(
+    backend: BackendName,
+    workers: int | None,
+    options: Options,
+    env: Environment,
+    reasons: list[str],
+) -> tuple[BackendName, int | None]:
+    """The Dask cluster's part of a plan: ``backend="dask"`` needs an attached cluster (a clear
+    ValueError otherwise) and uses its threads; an automatic plan for worker processes goes to
+    the cluster when one is attached (``using()``, ``configure(cluster=...)``). A call nested in
+    a task runs inline."""
+    if env.nested:
+        if backend == "dask":
+            reasons.append("nested call inside a smartpool worker runs in-process")
+            return "serial", 1
+        return backend, workers
+    if backend == "process":
+        if options.backend != "auto" or _cluster.attached_client() is None:
+            return backend, workers
+        reasons.append("a Dask cluster is attached: work worth worker processes runs there")
+        workers = options.max_workers
+    threads = _cluster.total_threads(_cluster.require_client())
+    if workers is None:
+        reasons.append(f"the Dask cluster has {threads} worker threads")
+    return "dask", workers or threads
+
+
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
     """``workers``, but no more than this machine can take (workers start only when work waits
-    for them, so a pool larger than a call's items costs nothing)."""
+    for them, so a pool larger than a call's items costs nothing). A cluster is not capped."""
+    if backend == "dask":
+        return workers
     cap = MAX_THREADS if backend == "thread" else MAX_PROCESSES_PER_CORE * env.cores
     if workers > cap:
         unit = "threads" if backend == "thread" else f"processes ({MAX_PROCESSES_PER_CORE} a core)"

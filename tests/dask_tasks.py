@@ -1,0 +1,111 @@
+"""Functions the dask tests run on the cluster (importable by the cluster's worker processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import smartpool
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def where(x: int) -> tuple[int, int]:
+    return x, os.getpid()
+
+
+def slower_first(x: int) -> int:
+    """Early items take longest: completion order is the reverse of input order."""
+    time.sleep(0.02 * (10 - x))
+    return x
+
+
+def fail_at_five(x: int) -> int:
+    if x == 5:
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+class Unpicklable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.handle = lambda: None  # an attribute pickle cannot take
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("cannot pickle this error")
+
+
+def raise_unpicklable(x: int) -> int:
+    raise Unpicklable(f"unpicklable error for {x}")
+
+
+def record_pid_then_sleep(item: tuple[str, int]) -> int:
+    """Item 0 returns at once; the others write their pid to a file and sleep for a minute."""
+    folder, x = item
+    if x == 0:
+        return 0
+    Path(folder, f"{x}.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return x
+
+
+def exit_at_three(x: int) -> int:
+    if x == 3:
+        os._exit(7)
+    return x
+
+
+def fail_twice(item: tuple[str, int]) -> int:
+    """Fails the first two attempts at each item (attempts counted in a file per item)."""
+    folder, x = item
+    log = Path(folder, f"{x}.attempts")
+    with log.open("a") as f:
+        f.write(".")
+    if len(log.read_text()) <= 2:
+        raise ConnectionError(f"attempt {len(log.read_text())} at item {x} failed")
+    return x
+
+
+def fail_with_key_error(item: tuple[str, int]) -> int:
+    folder, x = item
+    with Path(folder, f"{x}.attempts").open("a") as f:
+        f.write(".")
+    raise KeyError(x)
+
+
+def nested_backend(x: int) -> tuple[int, str]:
+    """A call made inside a task: it runs inline, even when it asks for the cluster."""
+    values = smartpool.parallel_map(square, range(x), backend="dask")
+    return sum(values), smartpool.explain(square, range(3), backend="dask").backend
+
+
+def count_into(item: tuple[smartpool.Value, int]) -> int:
+    counter, x = item
+    counter.add(1)
+    return x
+
+
+def checksum(item: tuple[Any, int]) -> tuple[int, float]:
+    data, x = item
+    return x, float(data[::4096].sum())
+
+
+def kill_own_dask_worker_at_two(item: tuple[frozenset[int], str, int]) -> int:
+    """Item 2 counts its attempts in a file, kills (SIGKILL) the dask worker it runs under,
+    found among the ancestors of this child process, then waits to be stopped."""
+    dask_workers, folder, x = item
+    if x == 2:
+        with Path(folder, "attempts").open("a") as f:
+            f.write(".")
+        pid = os.getppid()
+        while pid not in dask_workers and pid > 1:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(60)
+    return x

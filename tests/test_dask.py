@@ -1,0 +1,458 @@
+"""The dask backend against real clusters: one LocalCluster of 2 worker processes shared by the
+module (started by ``smartpool.using("local")``, closed after), and one scheduler and worker
+started as separate processes with the ``dask`` command. No part of dask is mocked."""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import smartpool
+from smartpool import _cluster
+
+from . import dask_tasks as tasks
+
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A LocalCluster of 2 worker processes (1 thread each), attached for the whole module."""
+    scope = smartpool.using("local", n_workers=2, threads_per_worker=1)
+    dask_client = scope.__enter__()
+    try:
+        yield dask_client
+    finally:
+        scope.__exit__(None, None, None)
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait (polling, with a generous deadline) for something another process does."""
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# -- running work ----------------------------------------------------------------------------
+
+
+def test_map_runs_on_the_cluster_in_input_order(client: Any) -> None:
+    assert smartpool.parallel_map(tasks.slower_first, range(10), backend="dask", chunksize=1) == (
+        list(range(10))
+    )
+    ran = smartpool.parallel_map(tasks.where, range(40), backend="dask", chunksize=1)
+    assert [x for x, _ in ran] == list(range(40))
+    assert os.getpid() not in {pid for _, pid in ran}
+    plan = smartpool.explain(tasks.square, range(10), backend="dask")
+    assert (plan.backend, plan.max_workers) == ("dask", 2)
+
+
+def test_many_items_are_chunked_and_come_back_whole(client: Any) -> None:
+    assert smartpool.parallel_map(tasks.square, range(20_000), backend="dask") == [
+        x * x for x in range(20_000)
+    ]
+    unordered = smartpool.parallel_map(tasks.slower_first, range(10), backend="dask", ordered=False)
+    assert sorted(unordered) == list(range(10))
+
+
+def test_lambdas_and_closures_travel_by_value(client: Any) -> None:
+    offset = 10
+    assert smartpool.parallel_map(lambda x: x + offset, range(5), backend="dask") == [
+        10,
+        11,
+        12,
+        13,
+        14,
+    ]
+
+
+def test_imap_streams_an_endless_input_with_a_bounded_window(client: Any) -> None:
+    read = itertools.count()
+    results = smartpool.imap(tasks.square, read, backend="dask", chunksize=1)
+    assert [next(results) for _ in range(30)] == [x * x for x in range(30)]
+    results.close()
+    # 2 worker threads, 2 chunks in flight each, plus what the input was read ahead.
+    assert next(read) < 30 + 50
+
+
+def test_submit_runs_one_call_on_the_cluster(client: Any) -> None:
+    with smartpool.config(backend="dask"):
+        future = smartpool.submit(tasks.where, 7)
+    x, pid = future.result(timeout=DEADLINE)
+    assert x == 7
+    assert pid != os.getpid()
+
+
+def test_configure_attaches_a_cluster_to_the_process(client: Any) -> None:
+    def outside_any_scope() -> tuple[list[int], smartpool.Config]:
+        return smartpool.parallel_map(abs, [-1, -2], backend="dask"), smartpool.current_config()
+
+    smartpool.configure(cluster=client)
+    try:
+        values, config = contextvars.Context().run(outside_any_scope)
+    finally:
+        smartpool.configure(cluster=None)
+    assert values == [1, 2]
+    assert config.cluster is client
+    assert config.sources["cluster"] == "configure()"
+    assert smartpool.current_config().sources["cluster"] == "using()"
+
+
+def test_automatic_cpu_work_goes_to_the_attached_cluster(client: Any) -> None:
+    @smartpool.cpu_bound
+    def crunch(n: int) -> int:
+        return sum(i * i for i in range(n))
+
+    plan = smartpool.explain(crunch)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert plan.backend == "dask"
+        assert "a Dask cluster is attached" in " ".join(plan.reasons)
+    else:  # one usable core: a CPU-bound call runs serially, cluster or not
+        assert plan.backend == "serial"
+    assert smartpool.explain(tasks.square, range(3), backend="thread").backend == "thread"
+
+
+def test_nested_calls_inside_a_task_run_inline(client: Any) -> None:
+    assert smartpool.parallel_map(tasks.nested_backend, [3, 4], backend="dask") == [
+        (5, "serial"),
+        (14, "serial"),
+    ]
+
+
+def test_shared_memory_state_works_on_a_local_cluster(client: Any) -> None:
+    counter = smartpool.Value(0)
+    items = [(counter, x) for x in range(20)]
+    assert smartpool.parallel_map(tasks.count_into, items, backend="dask", chunksize=1) == list(
+        range(20)
+    )
+    assert counter.get() == 20
+
+
+def test_a_large_buffer_shared_by_many_items_is_scattered_once(client: Any) -> None:
+    import numpy
+
+    from smartpool._backends import registry
+    from smartpool._work.task import Call
+
+    data = numpy.arange(512 * 1024, dtype=numpy.float64)  # 4 MiB: pickled out of band
+    expected = float(data[::4096].sum())
+    with registry.lease("dask", 2) as backend:
+        prepared = backend.prepare(Call(tasks.checksum, portable=tasks.checksum, stored_items=True))
+        chunks = [backend.submit(prepared, [(data, x)], x) for x in range(6)]
+        results = [chunk.result(timeout=DEADLINE) for chunk in chunks]
+        assert len(prepared.shared) == 1  # one scatter for the six chunks
+    assert [r.values for r in results] == [[(x, expected)] for x in range(6)]
+    items = [(data, x) for x in range(6)]
+    assert smartpool.parallel_map(tasks.checksum, items, backend="dask", chunksize=1) == [
+        (x, expected) for x in range(6)
+    ]
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+def test_an_error_comes_back_as_itself_with_frames_and_item(client: Any) -> None:
+    with pytest.raises(ValueError, match="item 5 is bad") as caught:
+        smartpool.parallel_map(tasks.fail_at_five, range(10), backend="dask", chunksize=2)
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert "fail_at_five" in frames
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "item 5 failed on the dask backend" in notes
+    assert f"dask worker {_cluster_protocol(client)}://127.0.0.1:" in notes
+
+
+def test_an_unpicklable_error_arrives_as_remote_error(client: Any) -> None:
+    with pytest.raises(smartpool.RemoteError) as caught:
+        smartpool.parallel_map(tasks.raise_unpicklable, [1], backend="dask")
+    assert "Unpicklable" in caught.value.type_name
+    assert "raise_unpicklable" in caught.value.remote_traceback
+
+
+def test_a_timeout_stops_the_sleeping_item(client: Any, tmp_path: Path) -> None:
+    began = time.monotonic()
+    with pytest.raises(smartpool.TaskTimeoutError) as caught:
+        smartpool.parallel_map(
+            tasks.record_pid_then_sleep, [(str(tmp_path), 1)], backend="dask", timeout=1.0
+        )
+    assert time.monotonic() - began < 30  # the item sleeps 60 s
+    assert caught.value.index == 0
+    pid = int((tmp_path / "1.pid").read_text())
+    eventually(lambda: not alive(pid), f"the child {pid} running the overrun item to die")
+
+
+def test_a_task_that_kills_its_process_is_a_crash_and_the_cluster_lives_on(client: Any) -> None:
+    workers_before = set(client.nthreads())
+    with pytest.raises(smartpool.WorkerCrashedError) as caught:
+        smartpool.parallel_map(tasks.exit_at_three, range(8), backend="dask", chunksize=1)
+    error = caught.value
+    assert error.index == 3
+    assert error.exitcode == 7
+    assert all(error.completed[i] == i for i in error.completed)
+    assert {0, 1, 2} <= set(error.completed)
+    # The dask workers were not touched: the item ran in a child of one of them.
+    assert set(client.nthreads()) == workers_before
+    assert smartpool.parallel_map(tasks.square, range(5), backend="dask") == [0, 1, 4, 9, 16]
+
+
+def test_a_dask_worker_that_dies_is_a_crash_and_its_item_is_not_rerun(
+    client: Any, tmp_path: Path
+) -> None:
+    pids = frozenset(client.run(os.getpid).values())
+    items = [(pids, str(tmp_path), x) for x in range(6)]
+    with pytest.raises(smartpool.WorkerCrashedError, match=r"dask worker that had item \d") as info:
+        smartpool.parallel_map(
+            tasks.kill_own_dask_worker_at_two, items, backend="dask", chunksize=1
+        )
+    # dask blames every task the dead worker had: item 2, or one queued there before it.
+    assert info.value.index is not None
+    assert info.value.index <= 2
+    eventually(lambda: sum(map(alive, pids)) == 1, "one dask worker to be gone")
+    client.wait_for_workers(2, timeout=DEADLINE)  # its nanny starts a new one
+    assert (tmp_path / "attempts").read_text() == "."  # allowed-failures 0: never run again
+    assert smartpool.parallel_map(tasks.square, range(5), backend="dask") == [0, 1, 4, 9, 16]
+
+
+def test_retries_run_inside_the_task_per_item(client: Any, tmp_path: Path) -> None:
+    items = [(str(tmp_path), x) for x in range(4)]
+    assert smartpool.parallel_map(tasks.fail_twice, items, backend="dask", retries=2) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert all((tmp_path / f"{x}.attempts").read_text() == "..." for x in range(4))
+
+
+def test_retries_keep_to_retry_on(client: Any, tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        smartpool.parallel_map(
+            tasks.fail_with_key_error,
+            [(str(tmp_path), 0)],
+            backend="dask",
+            retries=3,
+            retry_on=ConnectionError,
+        )
+    assert (tmp_path / "0.attempts").read_text() == "."
+
+
+def test_closing_imap_cancels_queued_tasks_and_stops_running_ones(
+    client: Any, tmp_path: Path
+) -> None:
+    items = [(str(tmp_path), x) for x in range(8)]
+    results = smartpool.imap(tasks.record_pid_then_sleep, items, backend="dask", chunksize=1)
+    assert next(results) == 0
+    eventually(lambda: any(tmp_path.glob("*.pid")), "an item to start sleeping")
+    results.close()
+    pids = [int(path.read_text()) for path in tmp_path.glob("*.pid")]
+    for pid in pids:
+        eventually(lambda pid=pid: not alive(pid), f"the child {pid} of a cancelled item to die")
+    eventually(
+        lambda: not any(client.processing().values()), "the cluster to drop the cancelled tasks"
+    )
+    assert len(list(tmp_path.glob("*.pid"))) <= 3  # queued items never started
+
+
+# -- selecting a cluster -----------------------------------------------------------------------
+
+
+def test_smartpool_never_imports_dask_until_a_cluster_is_attached() -> None:
+    code = (
+        "import sys, smartpool\n"
+        "smartpool.parallel_map(abs, [-1, -2])\n"
+        "smartpool.explain(abs, [1, 2], backend='process')\n"
+        "assert not {'dask', 'distributed'} & set(sys.modules), 'dask was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)
+
+
+def test_without_dask_installed_using_says_which_extra_to_install() -> None:
+    code = (
+        "import sys, smartpool\n"
+        "sys.modules['distributed'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    smartpool.using('local').__enter__()\n"
+        "except ImportError as error:\n"
+        "    assert \"pip install 'smartpool[dask]'\" in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('no ImportError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=DEADLINE)
+
+
+def test_backend_dask_without_a_cluster_is_a_clear_error() -> None:
+    def call() -> None:
+        smartpool.parallel_map(abs, [1, 2], backend="dask")
+
+    with pytest.raises(ValueError, match=r"needs a Dask cluster.*smartpool\.using.*configure"):
+        contextvars.Context().run(call)  # a context where no using() scope is in force
+
+
+def test_using_rejects_what_is_not_a_cluster() -> None:
+    with pytest.raises(TypeError, match="Client, a Dask cluster, a scheduler address"):
+        smartpool.using(42)
+    with pytest.raises(ValueError, match="size only using"):
+        smartpool.using("tls://127.0.0.1:8786", n_workers=2)
+    with pytest.raises(TypeError, match="cluster must be"):
+        smartpool.configure(cluster=3.5)
+
+
+def test_local_cluster_listens_on_loopback_only_with_tls(client: Any) -> None:
+    from distributed import default_client
+
+    assert client.scheduler.address.startswith("tls://")
+    with pytest.raises(ValueError):
+        default_client()  # smartpool's client is not dask's global default
+    pids = {os.getpid(), *client.run(os.getpid).values()}
+    listening = _listening_addresses(pids)
+    assert len(listening) >= 3  # the scheduler and the 2 workers at least
+    assert all(host in ("127.0.0.1", "::1") for host, _ in listening), listening
+
+
+def test_plain_tcp_to_another_machine_warns() -> None:
+    with pytest.warns(RuntimeWarning, match="anyone who can reach that port can run code"):
+        _cluster.warn_if_exposed("tcp://10.1.2.3:8786")
+    with pytest.warns(RuntimeWarning, match="plain tcp"):
+        _cluster.warn_if_exposed("scheduler.example.com:8786")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for safe in ("tcp://127.0.0.1:8786", "tcp://localhost:8786", "tcp://[::1]:8786"):
+            _cluster.warn_if_exposed(safe)
+        _cluster.warn_if_exposed("tls://10.1.2.3:8786")
+
+
+def test_a_scheduler_and_a_worker_started_as_separate_processes(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # tests/ not importable
+    scheduler_file = tmp_path / "scheduler.json"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def dask(*args: str) -> None:
+        command = [str(Path(sys.executable).parent / "dask"), *args]
+        command += ["--no-dashboard", "--host", "127.0.0.1"]
+        started.append(
+            subprocess.Popen(
+                command,
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+    try:
+        dask("scheduler", "--port", "0", "--scheduler-file", str(scheduler_file))
+        eventually(lambda: _address_in(scheduler_file) is not None, "the scheduler's address")
+        dask("worker", "--scheduler-file", str(scheduler_file), "--nthreads", "2")
+        address = _address_in(scheduler_file)
+        assert address is not None
+        assert address.startswith("tcp://127.0.0.1:")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # plain tcp on loopback: no warning
+            with smartpool.using(address) as remote:
+                remote.wait_for_workers(1, timeout=DEADLINE)
+                assert smartpool.parallel_map(lambda x: x * 3, range(10), backend="dask") == [
+                    3 * x for x in range(10)
+                ]
+                assert smartpool.explain(abs, [1], backend="dask").max_workers == 2
+                # tests.dask_tasks is not importable there: said before any work.
+                with pytest.raises(smartpool.SerializationError, match="module 'tests'"):
+                    smartpool.parallel_map(tasks.square, range(3), backend="dask")
+    finally:
+        for process in reversed(started):
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(started):
+            try:
+                process.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _address_in(scheduler_file: Path) -> str | None:
+    """The address the scheduler wrote to its file, once the file is whole."""
+    try:
+        return str(json.loads(scheduler_file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _cluster_protocol(client: Any) -> str:
+    return str(client.scheduler.address).split("://")[0]
+
+
+def _listening_addresses(pids: set[int]) -> list[tuple[str, int]]:
+    """(host, port) of every listening TCP socket of ``pids`` and their children, read from
+    /proc/net/tcp and tcp6 (state 0A is LISTEN)."""
+    inodes: set[str] = set()
+    for pid in _with_descendants(pids):
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in fd_dir.iterdir() if fd_dir.exists() else ():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:
+                found.append(_decode(local))
+    return found
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parent = int(text.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(pids), list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _decode(local: str) -> tuple[str, int]:
+    """'0100007F:1F90' -> ('127.0.0.1', 8080); the IPv6 form likewise (little-endian words)."""
+    address, port = local.split(":")
+    raw = bytes.fromhex(address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        return ".".join(str(b) for b in words), int(port, 16)
+    import ipaddress
+
+    return str(ipaddress.IPv6Address(words)), int(port, 16)
