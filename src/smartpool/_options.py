@@ -17,9 +17,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypedDict, cast
 
 #: What a caller may pass as ``backend=``: "auto", or a registered backend's name.
-BackendChoice = Literal["auto", "serial", "thread", "process"]
+BackendChoice = Literal["auto", "serial", "thread", "process", "interpreter"]
 #: The valid ``backend=`` values: "auto" and every registered backend (the registry adds them).
 BACKEND_NAMES: list[str] = ["auto"]
+#: Registered backends that cannot run in this Python, with the reason (the registry adds them).
+UNAVAILABLE_BACKENDS: dict[str, str] = {}
 
 
 class MapOptions(TypedDict, total=False):
@@ -66,6 +68,8 @@ class Options:
                 f"unknown backend {self.backend!r}; valid backends are: "
                 + ", ".join(repr(b) for b in BACKEND_NAMES)
             )
+        if self.backend in UNAVAILABLE_BACKENDS:
+            raise ValueError(UNAVAILABLE_BACKENDS[self.backend])
         for name in ("max_workers", "chunksize"):
             _check_count(name, getattr(self, name))
         if not isinstance(cast(object, self.ordered), bool):
