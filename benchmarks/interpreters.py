@@ -57,7 +57,7 @@ def parts(repeats: int) -> dict[str, float]:
     round trip of a trivial call into a warm one."""
     from concurrent import interpreters  # type: ignore[import-not-found,unused-ignore]
 
-    from smartpool._backends import interpreter
+    from smartpool._backends import interpreter_entry as interpreter
 
     starts, trips = [], []
     for _ in range(repeats):

@@ -22,6 +22,7 @@ from smartpool._routing.cost import Environment
 from smartpool._routing.measurement import Measurement
 
 from .conftest import INTERPRETERS
+from .interp_tasks import accelerated, spin, wait_for, where
 
 
 def _cpu(**changes: Any) -> Measurement:
@@ -85,13 +86,6 @@ def test_big_items_stay_on_processes() -> None:
     assert plan.backend == "process", plan
 
 
-def spin(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += i % 7
-    return total
-
-
 if not INTERPRETERS:
 
     def test_asking_for_interpreters_before_314_is_a_clear_error() -> None:
@@ -114,10 +108,12 @@ if INTERPRETERS:
     from smartpool._backends.interpreter import InterpreterBackend
     from smartpool._routing import memory
 
-    from . import no_subinterpreters
+    def _refusing() -> Any:
+        """The module that refuses subinterpreters, imported here only: a module-level import
+        would make this test module (and the functions above) refuse them too."""
+        import importlib
 
-    def where(x: int) -> tuple[int, int]:
-        return x * x, interpreters.get_current().id
+        return importlib.import_module("tests.no_subinterpreters")
 
     def test_chunks_run_in_subinterpreters_of_this_process() -> None:
         main = interpreters.get_main().id
@@ -126,24 +122,19 @@ if INTERPRETERS:
         assert {i for _, i in out} and main not in {i for _, i in out}
         assert registry.available("interpreter") and Environment.current().interpreters
 
-    def _accelerated() -> bool:
-        from smartpool._sync import _lock
-
-        return bool(_lock.ACCELERATED)
-
     def test_the_c_extensions_load_in_subinterpreters() -> None:
         """Both use multi-phase init and support a per-interpreter GIL; with single-phase init
         they would refuse, and a Lock passed to an interpreter would lose its fast path."""
         interp = interpreters.create()
         try:
             interp.exec("import smartpool._sync._fastlock, smartpool._process._copy")
-            assert interp.call(_accelerated) is True
+            assert interp.call(accelerated) is True
         finally:
             interp.close()
 
     def test_a_module_that_refuses_subinterpreters_is_a_clear_error() -> None:
         with pytest.raises(ImportError, match="does not support loading in subinterpreters") as e:
-            smartpool.parallel_map(no_subinterpreters.spin_here, [10, 20], backend="interpreter")
+            smartpool.parallel_map(_refusing().spin_here, [10, 20], backend="interpreter")
         assert "use backend='process'" in "".join(getattr(e.value, "__notes__", []))
 
     def test_numpy_functions_are_found_not_to_load_there() -> None:
@@ -155,7 +146,7 @@ if INTERPRETERS:
     def test_auto_falls_back_and_remembers(monkeypatch: pytest.MonkeyPatch) -> None:
         """A function planned on interpreters whose module does not load there runs on
         processes instead, and the finding is kept: the next plan does not check again."""
-        fn = no_subinterpreters.spin_here
+        fn = _refusing().spin_here
         smartpool.forget()
         checks: list[object] = []
         real = InterpreterBackend.runs_function.__func__  # type: ignore[attr-defined]
@@ -180,13 +171,32 @@ if INTERPRETERS:
             assert smartpool.parallel_map(fn, [10, 20], backend="process") == [fn(10), fn(20)]
         smartpool.forget()
 
+    def test_forking_after_interpreter_work_is_safe() -> None:
+        """CPython 3.14 crashes a child forked while subinterpreters exist; the backend closes
+        its idle interpreters before any fork, and makes new ones on its next chunk."""
+        import os
+
+        assert smartpool.parallel_map(where, range(4), backend="interpreter")[0][0] == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0  # exited normally, not SIGSEGV
+        assert [v for v, _ in smartpool.parallel_map(where, range(4), backend="interpreter")] == [
+            0,
+            1,
+            4,
+            9,
+        ]
+
     def test_item_timeout_abandons_the_interpreter_and_the_pool_goes_on() -> None:
         import threading
 
         release = smartpool.Event()
         with pytest.raises(smartpool.TaskTimeoutError, match="interpreter backend"):
             smartpool.parallel_map(
-                _wait_for, [release, release], backend="interpreter", timeout=0.2, max_workers=2
+                wait_for, [release, release], backend="interpreter", timeout=0.2, max_workers=2
             )
         release.set()
         assert smartpool.parallel_map(spin, [5, 6], backend="interpreter") == [
@@ -194,9 +204,6 @@ if INTERPRETERS:
             spin(6),
         ]
         assert threading.active_count() < 50
-
-    def _wait_for(event: Any) -> bool:
-        return bool(event.wait(30))
 
 
 def test_python_versions_agree_on_what_auto_may_pick() -> None:

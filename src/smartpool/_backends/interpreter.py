@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import queue
 import sys
 import threading
-from collections import OrderedDict
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -29,16 +30,14 @@ from typing import Any
 
 from .. import _options
 from .._errors import RemoteError, TaskTimeoutError
-from .._transport.remote import add_note
-from .._transport.serialize import dump_function, dump_items, dumps, loads
+from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.limits import start_error
-from .._work.task import NO_RETRY, Call, ChunkResult, RetryPolicy, describe_worker, settle
+from .._work.task import NO_RETRY, Call, ChunkResult, describe_worker, settle
+from . import interpreter_entry
 from .base import Backend
 
 #: Whether this Python has :mod:`concurrent.interpreters` (3.14+; the registry says why not).
 AVAILABLE = sys.version_info >= (3, 14)
-#: Functions an interpreter keeps unpickled, by key, most recently used last.
-FUNCTION_CACHE_SIZE = 8
 
 _keys = itertools.count(1)
 _ids = itertools.count(1)
@@ -49,74 +48,6 @@ def _interpreters() -> Any:
     import importlib
 
     return importlib.import_module("concurrent.interpreters")
-
-
-# -- in the subinterpreter --------------------------------------------------------------------
-
-_functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
-_applied: list[bytes] = [b""]
-
-
-def run_here(
-    init: bytes, fn_key: int, fn_bytes: bytes, start: int, retry_bytes: bytes, items: bytes
-) -> bytes:
-    """Run one chunk in this (sub)interpreter and return its reply, as a worker process does.
-
-    Called by reference through ``Interpreter.call``; everything crosses as bytes. ``init`` is
-    the caller's import path and module-level shared objects (a worker process's init message),
-    applied when it changed since the last chunk.
-    """
-    from .._process import protocol
-    from .._work.task import run_chunk
-
-    result: ChunkResult
-    _apply(init)
-    try:
-        fn = _functions.get(fn_key)
-        if fn is None:
-            fn = _functions[fn_key] = loads(fn_bytes)
-            while len(_functions) > FUNCTION_CACHE_SIZE:
-                _functions.popitem(last=False)
-        _functions.move_to_end(fn_key)
-        retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
-        values = loads(items)
-    except BaseException as exc:
-        note = "smartpool: the function or items could not be unpickled in a subinterpreter"
-        if isinstance(exc, ImportError) and "subinterpreters" in str(exc):
-            note += " (an extension module that does not support them; use backend='process')"
-        add_note(exc, note)
-        result = ChunkResult(start, [], exc, 0.0, describe_worker())
-    else:
-        result = run_chunk(fn, values, start, retry)
-    return protocol.encode_reply(protocol.reply_for(result))
-
-
-def _apply(init: bytes) -> None:
-    """Take the caller's import path and shared objects, unless already taken."""
-    if init == _applied[0]:
-        return
-    from .._process import protocol
-    from .._work import context
-
-    context.mark_worker_process()  # nested calls run here; KeyboardInterrupt is the fn's
-    state = protocol.decode_init(init)
-    if state.sys_path is not None:
-        sys.path[:] = state.sys_path
-    if state.sync_state:
-        from .. import _sync
-
-        _sync.install_state(state.sync_state)
-    _applied[0] = init
-
-
-def loads_here(init: bytes, fn_bytes: bytes) -> bool:
-    """Whether the function (and what importing it imports) loads in this interpreter."""
-    try:
-        _apply(init)
-        loads(fn_bytes)
-    except Exception:
-        return False
-    return True
 
 
 # -- in the caller ----------------------------------------------------------------------------
@@ -140,6 +71,45 @@ class _Work:
     start: int
     count: int
     timer: threading.Timer | None = field(default=None, repr=False)
+
+
+class _Slot:
+    """One worker thread's interpreter, made on first use. ``lock`` is held while it runs a
+    chunk, so that :func:`_close_idle_interpreters` only closes interpreters nobody uses."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.interp: Any = None
+
+    def close(self) -> None:
+        """Under ``lock``: close the interpreter (the next chunk makes a new one)."""
+        interp, self.interp = self.interp, None
+        if interp is not None:
+            with contextlib.suppress(Exception):
+                interp.close()
+
+
+_slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
+
+
+def _close_idle_interpreters() -> None:
+    """Before this process forks: close every interpreter not running a chunk.
+
+    A child forked while subinterpreters exist crashes (SIGSEGV) in CPython 3.14 while it
+    deletes them; with them closed, the fork is safe. Idle pools re-make their interpreters on
+    their next chunk. One running a chunk cannot be closed: fork then (start_method="fork")
+    only once the interpreter backend's calls have returned.
+    """
+    for slot in list(_slots):
+        if slot.lock.acquire(blocking=False):
+            try:
+                slot.close()
+            finally:
+                slot.lock.release()
+
+
+if AVAILABLE:
+    os.register_at_fork(before=_close_idle_interpreters)
 
 
 class InterpreterPool:
@@ -187,24 +157,30 @@ class InterpreterPool:
 
     def _worker(self) -> None:
         me = threading.current_thread()
-        interp: Any = None
+        slot = _Slot()
+        _slots.add(slot)
         try:
-            try:
-                interp = _interpreters().create()
-            except Exception as exc:  # out of memory, say: fail what no thread would take
-                self._strand(start_error(exc, "a subinterpreter", self.workers))
-                return
             while True:
                 work = self._queue.get()
-                if work is None or not self._run(interp, work, me):
+                if work is None:
                     return
+                with slot.lock:
+                    if slot.interp is None:
+                        try:
+                            slot.interp = _interpreters().create()
+                        except Exception as exc:  # out of memory, say: fail what is queued
+                            settle(work.future, error=start_error(exc, "a subinterpreter", 1))
+                            self._strand(start_error(exc, "a subinterpreter", self.workers))
+                            return
+                    if not self._run(slot.interp, work, me):
+                        return
         finally:
             with self._lock:
                 self._live.discard(me)
                 self._retired.discard(me)
-            if interp is not None:
-                with contextlib.suppress(Exception):
-                    interp.close()
+            with slot.lock:
+                slot.close()
+            _slots.discard(slot)
 
     def _strand(self, error: BaseException) -> None:
         """This thread could not start: if no other is left, fail the queued work with
@@ -251,7 +227,7 @@ class InterpreterPool:
         p = work.prepared
         args = (p.init, p.fn_key, p.fn_bytes, work.start, p.retry_bytes, work.items)
         try:
-            reply = interp.call(run_here, *args)
+            reply = interp.call(interpreter_entry.run_here, *args)
         except Exception as exc:  # the entry itself failed there (ExecutionFailed)
             return ChunkResult(work.start, [], _remote(exc), 0.0, describe_worker())
         last = work.start + work.count - 1
@@ -375,7 +351,7 @@ class InterpreterBackend(Backend):
         init = protocol.encode_init(protocol.current_init())
         interp = _interpreters().create()
         try:
-            return bool(interp.call(loads_here, init, fn_bytes))
+            return bool(interp.call(interpreter_entry.loads_here, init, fn_bytes))
         except Exception:
             return False
         finally:
