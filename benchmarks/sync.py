@@ -6,6 +6,10 @@ for the locks ``with lock: counter += 1``, the ``multiprocessing`` issue's workl
 kinds of a pair are measured alternately, A/B then B/A, round after round, so a slow spell of a
 shared machine weighs on both alike; the ratio is smartpool's median over multiprocessing's.
 
+For Lock and Semaphore a third mode, ``handoff``, passes control back and forth between two
+processes through two locks (each releases one and blocks on the other), so that every acquire
+blocks: the contended path alone, whatever the load of the machine. Seconds per round trip.
+
 Operations, smartpool against multiprocessing:
 
 * Lock, RLock, Semaphore: ``with obj: pass`` uncontended; contended, ``with obj: counter += 1``
@@ -152,13 +156,41 @@ def contended(kind: str, op: Op, n: int, procs: int = 2) -> float:
     return max(ends) - min(starts)
 
 
+def _handoff_child(a: Any, b: Any, n: int) -> None:
+    for _ in range(n):
+        a.acquire()
+        b.release()
+
+
+def handoff(kind: str, n: int) -> float:
+    """Seconds per round trip of ``n`` handoffs between this process and a forked one."""
+    ctx = multiprocessing.get_context("fork")
+    a, b = _make(kind), _make(kind)
+    a.acquire()
+    b.acquire()
+    child = ctx.Process(target=_handoff_child, args=(a, b, n))
+    child.start()
+    start = time.perf_counter()
+    for _ in range(n):
+        a.release()
+        b.acquire()
+    elapsed = time.perf_counter() - start
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"{kind}: the handoff process exited with {child.exitcode}")
+    return elapsed / n
+
+
 def measure(rounds: int, ops: int, rows: Sequence[str] | None) -> list[dict[str, Any]]:
     """Every row, uncontended and contended, A/B-interleaved; one record per (row, mode)."""
     results = []
     for name, sp, mp, sp_op, mp_op in ROWS:
         if rows and name.split()[0] not in rows:
             continue
-        for mode in ("uncontended", "contended"):
+        modes = ["uncontended", "contended"]
+        if name.split()[0] in ("Lock", "Semaphore"):
+            modes.append("handoff")
+        for mode in modes:
             samples: dict[str, list[float]] = {sp: [], mp: []}
             for r in range(rounds):
                 order = [(sp, sp_op), (mp, mp_op)]
@@ -166,6 +198,8 @@ def measure(rounds: int, ops: int, rows: Sequence[str] | None) -> list[dict[str,
                     if mode == "uncontended":
                         plain = _with_pass if op is _with_block else op
                         samples[kind].append(uncontended(kind, plain, ops * 5))
+                    elif mode == "handoff":
+                        samples[kind].append(handoff(kind, ops // 10))
                     else:
                         samples[kind].append(contended(kind, op, ops))
             a, b = statistics.median(samples[sp]), statistics.median(samples[mp])
