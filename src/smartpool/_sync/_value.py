@@ -34,10 +34,13 @@ _VERSION = HEADER_WORDS
 _LEN = HEADER_WORDS + 1  # lengths of buffer 0 and 1 at _LEN and _LEN + 1
 _MAXB = HEADER_WORDS + 3
 _NWORDS = HEADER_WORDS + 4
+_DATA = _NWORDS * 8  # byte offset of buffer 0
 DEFAULT_MAX_BYTES = 64 * 1024
 #: Types (exactly, not subclasses) whose values may be handed out again: nobody can change them.
 _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
 _NO_CACHE: tuple[int, Any] = (-1, None)
+#: What ``add`` writes on its shortest path (pickled as is, size checked).
+_NUMBERS = frozenset({int, float, complex, bool})
 
 
 class Value(SharedObject, Generic[T]):
@@ -134,9 +137,26 @@ class Value(SharedObject, Generic[T]):
 
     def add(self, n: Any) -> T:
         """Atomically add ``n`` to a numeric value and return the sum."""
-        with self._lock:  # update(lambda v: v + n), spelled out: a shared counter's hot path
-            current: Any = self._current()
+        # update(lambda v: v + n), spelled out with no method call on the way for a number: a
+        # shared counter's hot path, which multiprocessing.Value makes a few attribute accesses.
+        with self._lock:
+            w = self._w
+            version = w[_VERSION]
+            cached = self._cache
+            current: Any = cached[1] if cached[0] == version else self._current()
             new: T = current + n
+            if type(new) in _NUMBERS:
+                data = pickle.dumps(new, pickle.HIGHEST_PROTOCOL)
+                size = len(data)
+                if size <= self._max:  # else _encode below raises, naming the size
+                    version += 1
+                    index = version & 1
+                    start = _DATA + index * self._max
+                    self._raw[start : start + size] = data
+                    w[_LEN + index] = size
+                    w[_VERSION] = version
+                    self._cache = (version, new)
+                    return new
             self._remember(self._write(self._encode(new, self._max)), new)
             return new
 
@@ -169,7 +189,7 @@ class Value(SharedObject, Generic[T]):
     def _view(self, version: int) -> memoryview:
         """``version``'s buffer in place: for a caller holding the lock (no writer can run)."""
         index = version & 1
-        start = _NWORDS * 8 + index * self._max
+        start = _DATA + index * self._max
         return self._raw[start : start + self._w[_LEN + index]]
 
     def _remember(self, version: int, value: T) -> None:
@@ -181,7 +201,7 @@ class Value(SharedObject, Generic[T]):
         w = self._w
         version = w[_VERSION] + 1
         index = version & 1
-        start = _NWORDS * 8 + index * self._max
+        start = _DATA + index * self._max
         self._raw[start : start + len(data)] = data
         w[_LEN + index] = len(data)
         w[_VERSION] = version
