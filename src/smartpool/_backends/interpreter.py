@@ -162,18 +162,8 @@ class InterpreterPool:
         try:
             while True:
                 work = self._queue.get()
-                if work is None:
+                if work is None or not self._run(slot, work, me):
                     return
-                with slot.lock:
-                    if slot.interp is None:
-                        try:
-                            slot.interp = _interpreters().create()
-                        except Exception as exc:  # out of memory, say: fail what is queued
-                            settle(work.future, error=start_error(exc, "a subinterpreter", 1))
-                            self._strand(start_error(exc, "a subinterpreter", self.workers))
-                            return
-                    if not self._run(slot.interp, work, me):
-                        return
         finally:
             with self._lock:
                 self._live.discard(me)
@@ -196,8 +186,9 @@ class InterpreterPool:
             if work is not None and work.future.set_running_or_notify_cancel():
                 settle(work.future, error=error)
 
-    def _run(self, interp: Any, work: _Work, me: threading.Thread) -> bool:
-        """Run one chunk; False when this thread must exit (shut down, or abandoned)."""
+    def _run(self, slot: _Slot, work: _Work, me: threading.Thread) -> bool:
+        """Run one chunk in ``slot``'s interpreter (made now if it has none, or was closed for a
+        fork); False when this thread must exit (shut down, abandoned, or no interpreter)."""
         if self._closed:
             if not work.future.cancel():
                 settle(work.future, error=CancelledError())
@@ -210,9 +201,25 @@ class InterpreterPool:
                 work.timer = threading.Timer(timeout, self._expire, (work,))
                 work.timer.daemon = True
                 work.timer.start()
-            settle(work.future, self._call(interp, work))
+            result: ChunkResult | None = None
+            error: BaseException | None = None
+            with slot.lock:  # held while the interpreter runs: a fork then leaves it alone
+                try:
+                    if slot.interp is None:
+                        slot.interp = _interpreters().create()
+                except Exception as exc:  # out of memory, say: fail this and what is queued
+                    error = start_error(exc, "a subinterpreter", self.workers)
+                else:
+                    result = self._call(slot.interp, work)
+            # Settled outside the slot's lock: the Future's callbacks may fork.
             if work.timer is not None:
                 work.timer.cancel()
+            if result is None:
+                assert error is not None
+                settle(work.future, error=error)
+                self._strand(error)
+                return False
+            settle(work.future, result)
         with self._lock:
             self._running.pop(work.future, None)
             if me in self._retired or me not in self._live:
