@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 import smartpool
 
-BACKENDS = ("serial", "thread", "process")
-PARALLEL = ("thread", "process")
+#: Python 3.14+ has subinterpreters: the interpreter backend joins every backend-parametrised
+#: test there. (On older Pythons asking for it is an error, see test_interpreter_backend.py.)
+INTERPRETERS = sys.version_info >= (3, 14)
+BACKENDS = ("serial", "thread", "process") + (("interpreter",) if INTERPRETERS else ())
+PARALLEL = ("thread", "process") + (("interpreter",) if INTERPRETERS else ())
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

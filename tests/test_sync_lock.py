@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smartpool._sync import Lock, RLock, _lock
+from smartpool._sync import BoundedSemaphore, Lock, RLock, Semaphore, _lock, _semaphore
 from smartpool._sync._proc import current_token
 
 from .subprocesses import ENV
@@ -102,10 +102,41 @@ def test_holder_token_is_recorded_and_cleared() -> None:
 
 
 def test_fast_path_is_compiled_unless_disabled() -> None:
-    """A build that silently lost the C fast path would fail the lock benchmark target; catch it."""
+    """A build that silently lost the C fast paths would fail the sync benchmark targets; catch
+    it, for each primitive that has one."""
     disabled = os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0")
     assert _lock.ACCELERATED is not disabled
     assert isinstance(Lock(), _lock.PyLockCore) is disabled
+    assert isinstance(RLock(), _lock.PyRLockCore) is disabled
+    assert isinstance(Semaphore(), _semaphore.PySemCore) is disabled
+    assert isinstance(BoundedSemaphore(), _semaphore.PySemCore) is disabled
+
+
+def test_blocked_c_acquire_checks_for_a_dead_holder_as_often_as_python() -> None:
+    """A contended acquire sleeps in C for one slice before the Python slow path looks for a
+    dead holder: the slice is the one the slow path waits between two looks. (The extension is
+    built wherever the tests run, see above, even when a run disables it.)"""
+    from smartpool._sync import _fastlock, _owner
+
+    assert _fastlock.POLL == _owner.POLL
+
+
+def test_semaphore_release_takes_n_as_threading() -> None:
+    """The C core parses release's argument as ``threading.Semaphore.release`` does."""
+    sem = Semaphore(0)
+    sem.release()
+    sem.release(2)
+    sem.release(n=3)
+    assert sem._value() == 6
+    with pytest.raises(ValueError, match="n must be one or more"):
+        sem.release(0)
+    with pytest.raises(TypeError):
+        sem.release(1, 2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        sem.release(m=1)  # type: ignore[call-arg]
+    for _ in range(6):
+        assert sem.acquire(False)
+    assert not sem.acquire(False)
 
 
 @pytest.mark.timeout(300)

@@ -326,3 +326,18 @@ def test_value_contents_that_cannot_be_pickled_are_a_typed_error_naming_them() -
     with pytest.raises(TypeError, match="cannot be pickled"):  # SerializationError is a TypeError
         value.set(threading.Lock())
     assert value.get() == 1
+
+
+def test_value_add_checks_the_size_and_its_kept_copy_follows_other_writers() -> None:
+    """``add``'s short path for numbers still refuses a sum too large for the Value (leaving it
+    unchanged), and the copy a process keeps of the last value is dropped as soon as anyone
+    else writes (here: another handle on the same block, as another process would be)."""
+    value = Value(0, max_bytes=64)
+    assert value.add(2) == 2
+    with pytest.raises(ValueError, match="at most 64 bytes"):
+        value.add(10**200)
+    assert value.get() == 2
+    other = pickle.loads(pickle.dumps(value))
+    other._cache = (-1, None)  # a handle of its own, as in another process
+    other.set(40)
+    assert value.get() == 40 and value.add(2) == 42 and other.get() == 42

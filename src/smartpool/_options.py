@@ -19,9 +19,11 @@ from typing import Any, Literal, TypedDict, cast
 from ._progress_event import ProgressEvent
 
 #: What a caller may pass as ``backend=``: "auto", or a registered backend's name.
-BackendChoice = Literal["auto", "serial", "thread", "process", "dask"]
+BackendChoice = Literal["auto", "serial", "thread", "process", "interpreter", "dask"]
 #: The valid ``backend=`` values: "auto" and every registered backend (the registry adds them).
 BACKEND_NAMES: list[str] = ["auto"]
+#: Registered backends that cannot run in this Python, with the reason (the registry adds them).
+UNAVAILABLE_BACKENDS: dict[str, str] = {}
 #: The display kinds ``progress=`` names (True picks the first one installed, "log" last).
 PROGRESS_KINDS = ("tqdm", "rich", "log")
 #: What a caller may pass as ``progress=``: off, on (the best display installed), a display, or a
@@ -86,6 +88,8 @@ class Options:
                 f"unknown backend {self.backend!r}; valid backends are: "
                 + ", ".join(repr(b) for b in BACKEND_NAMES)
             )
+        if self.backend in UNAVAILABLE_BACKENDS:
+            raise ValueError(UNAVAILABLE_BACKENDS[self.backend])
         for name in ("max_workers", "chunksize"):
             _check_count(name, getattr(self, name))
         if not isinstance(cast(object, self.ordered), bool):

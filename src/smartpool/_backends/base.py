@@ -9,7 +9,7 @@ kept by the registry, so that neither imports a backend to reason about it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -83,6 +83,12 @@ class Backend(ABC):
     def warm_workers(self) -> int:
         """Workers already started and idle or busy: no start-up cost to pay for them."""
         return 0
+
+    @classmethod
+    def runs_function(cls, fn: Callable[..., Any]) -> bool:
+        """Whether ``fn`` can run on this backend at all, checked before automatic routing picks
+        it (the interpreter backend: whether ``fn``'s modules load in a subinterpreter)."""
+        return True
 
     @abstractmethod
     def shutdown(self, wait: bool = True) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -35,17 +36,27 @@ class Registration:
     #: "module:Class", imported on first use.
     target: str
     traits: BackendTraits
+    #: Why this backend cannot run in this interpreter (asking for it is an error), or None.
+    unavailable: str | None = None
 
 
 _registered: dict[str, Registration] = {}
 _classes: dict[str, type[Backend]] = {}
 
 
-def register(name: str, target: str, traits: BackendTraits) -> None:
-    """Make ``backend=name`` available; ``target`` is "module:Class" of a :class:`Backend`."""
-    _registered[name] = Registration(name, target, traits)
+def register(name: str, target: str, traits: BackendTraits, unavailable: str | None = None) -> None:
+    """Make ``backend=name`` available; ``target`` is "module:Class" of a :class:`Backend`.
+
+    With ``unavailable`` (the reason, and how to get it), the name is known but asking for it
+    fails with that message (a backend that needs a newer Python, say).
+    """
+    _registered[name] = Registration(name, target, traits, unavailable)
     if name not in _options.BACKEND_NAMES:
         _options.BACKEND_NAMES.append(name)
+    if unavailable is not None:
+        _options.UNAVAILABLE_BACKENDS[name] = unavailable
+    else:
+        _options.UNAVAILABLE_BACKENDS.pop(name, None)
 
 
 def unregister(name: str) -> None:
@@ -54,6 +65,7 @@ def unregister(name: str) -> None:
     _classes.pop(name, None)
     if name in _options.BACKEND_NAMES:
         _options.BACKEND_NAMES.remove(name)
+    _options.UNAVAILABLE_BACKENDS.pop(name, None)
     with _lock:
         idle = [k for k, p in _pools.items() if p.backend.name == name and p.holders <= 0]
         evicted = [_pools.pop(k).backend for k in idle]
@@ -64,6 +76,12 @@ def unregister(name: str) -> None:
 def names() -> tuple[str, ...]:
     """The registered backends, in registration order."""
     return tuple(_registered)
+
+
+def available(name: str) -> bool:
+    """Whether backend ``name`` is registered and can run in this interpreter."""
+    entry = _registered.get(name)
+    return entry is not None and entry.unavailable is None
 
 
 def traits(name: str) -> BackendTraits:
@@ -215,6 +233,19 @@ register(
     # A task's round trip goes through the scheduler, a dask worker and the child running it
     # (a few milliseconds): chunks of ~0.1 s hide it.
     BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.1),
+)
+
+register(
+    "interpreter",
+    "smartpool._backends.interpreter:InterpreterBackend",
+    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=True, chunk_seconds=0.005),
+    unavailable=None
+    if sys.version_info >= (3, 14)
+    else (
+        "backend='interpreter' needs Python 3.14 or later (it runs on concurrent.interpreters); "
+        f"this is Python {sys.version_info.major}.{sys.version_info.minor}. Run under CPython "
+        "3.14+ to use it, or use backend='process' for CPU parallelism on this Python"
+    ),
 )
 
 atexit.register(shutdown)

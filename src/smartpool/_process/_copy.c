@@ -49,12 +49,29 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyModuleDef_Slot slots[] = {
+#if PY_VERSION_HEX >= 0x030C0000
+    /* No state at all: the module may load in any interpreter. */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    /* Needs no GIL: copy_into holds both buffer exports for the whole copy, and the copy itself
+     * runs without the GIL already. Importing it keeps a free-threaded build free. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "smartpool._process._copy", NULL, 0, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "smartpool._process._copy",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
 };
 
 PyMODINIT_FUNC
 PyInit__copy(void)
 {
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module);
 }

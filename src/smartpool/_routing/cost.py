@@ -23,6 +23,12 @@ THREAD_TASK_SECONDS = 30e-6
 THREAD_START_SECONDS = 80e-6
 PROCESS_TASK_SECONDS = 150e-6
 PROCESS_START_SECONDS = 0.03
+#: A chunk's round trip into a subinterpreter, and starting the pool's interpreters (they start
+#: on threads of their own, in parallel): a new interpreter imports everything afresh, the
+#: standard library included, about what a new process pays, where a fork-server worker
+#: inherits its imports. Measured under CPython 3.14 on the same VM (benchmarks/interpreters.py).
+INTERPRETER_TASK_SECONDS = 150e-6
+INTERPRETER_START_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class Environment:
     warm_processes: int = 0
     #: Which limit set ``cores`` (affinity, cgroup quota, max_cpus), for the plan's reasons.
     cores_reason: str = ""
+    #: Whether the interpreter backend can run here (Python 3.14+).
+    interpreters: bool = False
+    #: Interpreters already running in the interpreter backend's pools.
+    warm_interpreters: int = 0
 
     @classmethod
     def current(cls, max_cpus: int | None = None) -> Environment:
@@ -47,6 +57,8 @@ class Environment:
             gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
             nested=context.in_worker(),
             warm_processes=_warm_processes(),
+            interpreters=registry.available("interpreter"),
+            warm_interpreters=registry.warm_workers("interpreter"),
         )
 
 
@@ -117,6 +129,22 @@ def process_time(m: Measurement, env: Environment, n: int, p: int) -> float:
         + n * m.transfer_seconds
         + m.shared_transfer_seconds
         + chunks * PROCESS_TASK_SECONDS
+        + start
+    )
+
+
+def interpreter_time(m: Measurement, env: Environment, n: int, w: int) -> float:
+    """The job on ``w`` subinterpreters: parallel like processes, but every item carries its
+    own copy of any buffer it shares with others (nothing goes through shared memory), and
+    interpreters not yet running must start first."""
+    total, cpu = n * m.call_seconds, n * m.call_seconds * m.cpu_fraction
+    chunks = max(total / registry.traits("interpreter").chunk_seconds, min(n, 2 * w))
+    start = INTERPRETER_START_SECONDS if env.warm_interpreters < w else 0.0
+    return (
+        max(cpu / effective_cores(m, env, w), total / w)
+        + n * m.transfer_seconds
+        + n * m.shared_transfer_seconds
+        + chunks * INTERPRETER_TASK_SECONDS
         + start
     )
 

@@ -34,3 +34,6 @@ class Measurement:
     #: Seconds the first call took when it stood far above the calls after it (a one-time cost:
     #: an import, a cache filled) and was left out of ``call_seconds``; None: it was not.
     first_call_seconds: float | None = None
+    #: Whether the function loads in a subinterpreter (its modules' extensions support them);
+    #: None: not checked yet (it is, once the interpreter backend is on the table).
+    runs_in_interpreter: bool | None = None

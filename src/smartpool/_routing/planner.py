@@ -21,6 +21,7 @@ from .cost import (
     Environment,
     effective_cores,
     fmt_seconds,
+    interpreter_time,
     process_time,
     process_workers,
     serial_time,
@@ -226,6 +227,16 @@ def plan_measured(
             measurement = replace(measurement, picklable=False)
             remember(fn, measurement)
             plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+    if plan.backend == "interpreter" and measurement.runs_in_interpreter is None:
+        # Once per function: does it load in a subinterpreter? (Not if its modules import an
+        # extension that refuses them, such as NumPy.) If not, remember it and plan again.
+        loads = registry.backend_class("interpreter").runs_function(fn)
+        measurement = replace(measurement, runs_in_interpreter=loads)
+        remember(fn, measurement)
+        if not loads:
+            plan = make_plan(fn, options, hint=None, n_items=n_items, measurement=measurement)
+            why = "its modules do not load in a subinterpreter: not on interpreters"
+            plan = replace(plan, reasons=(*plan.reasons, why))
     return plan, measurement
 
 
@@ -255,6 +266,7 @@ def replan(
         picklable=probed.picklable,
         transfer_seconds=probed.transfer_seconds,
         shared_transfer_seconds=probed.shared_transfer_seconds,
+        runs_in_interpreter=probed.runs_in_interpreter,
     )
     new = make_plan(_no_function, options, hint=None, n_items=n_left, measurement=merged, env=env)
     if new.backend == plan.backend:
@@ -328,30 +340,38 @@ def _decide(
     serial_t = serial_time(m, env, n)
     thread_t = thread_time(m, env, n, threads, parallel_cpu)
     process_t = process_time(m, env, n, procs) if env.cores > 1 else math.inf
+    # Subinterpreters: only on Python 3.14+, only for functions that load there, and only
+    # where they beat processes (below).
+    interp_ok = env.interpreters and env.cores > 1 and m.runs_in_interpreter is not False
+    interp_t = interpreter_time(m, env, n, procs) if interp_ok else math.inf
     if m.picklable is False:
-        if process_t < min(thread_t, serial_t * MARGIN):
+        if min(process_t, interp_t) < min(thread_t, serial_t * MARGIN):
             why.append(
                 "WARNING: processes would be fastest, but the function, its items or its "
                 "results cannot be pickled, so this runs on threads (make it picklable, e.g. a "
                 "module-level function without locks or open files in its closure)"
             )
             return "thread", threads, why
-        process_t = math.inf
+        process_t = interp_t = math.inf
     why.append(
         f"estimated for {n}{'' if n_items is not None else ' (assumed)'} items: serial "
         f"{fmt_seconds(serial_t)}, threads x{threads} {fmt_seconds(thread_t)}, processes x{procs} "
         f"{fmt_seconds(process_t)}"
+        + (f", interpreters x{procs} {fmt_seconds(interp_t)}" if interp_ok else "")
     )
-    best_parallel = min(thread_t, process_t)
+    best_parallel = min(thread_t, process_t, interp_t)
     if best_parallel > serial_t * MARGIN or serial_t - best_parallel < MIN_SAVING_SECONDS:
         if env.cores == 1 and m.cpu_fraction >= 0.5:
             why.append("one usable core: CPU work runs serially")
         else:
             why.append("dispatch would cost about as much as it saves: serial")
         return "serial", 1, why
-    if thread_t <= process_t * PREFER_THREADS:
+    if thread_t <= min(process_t, interp_t) * PREFER_THREADS:
         why.append("threads: fastest estimate, and nothing needs pickling")
         return "thread", threads, why
+    if interp_t < process_t:
+        why.append("interpreters: faster than processes (no process to start)")
+        return "interpreter", procs, why
     why.append("processes: fastest estimate")
     return "process", procs, why
 

@@ -54,6 +54,10 @@ class Event(SemaphoreObject):
     def set(self) -> None:
         """Set the flag and wake every waiter."""
         w = self._w
+        if w[_FLAG]:
+            # Already set: the set that set it woke (or is waking, under the meta lock) every
+            # waiter registered before it, and later ones see the flag when they register.
+            return
         with self._h.meta:
             w[_FLAG] = 1
             w[_GEN] += 1
@@ -63,8 +67,9 @@ class Event(SemaphoreObject):
 
     def clear(self) -> None:
         """Reset the flag; later ``wait`` calls block until the next ``set``."""
-        with self._h.meta:
-            self._w[_FLAG] = 0
+        # One store, no meta lock: waiters watch the generation, not the flag, so a clear
+        # racing with a set or a wait leaves either order's outcome, as in ``threading``.
+        self._w[_FLAG] = 0
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout`` seconds passed; return True if it was set."""

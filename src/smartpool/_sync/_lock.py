@@ -10,10 +10,14 @@ the holder's token into shared memory. The token (pid and start time) is what le
 acquirer notice that the holder died and take the lock over (see ``_owner``). ``RLock`` needs no
 ``held``: only its owning thread may release it.
 
-That uncontended path lives in a small C extension (``_fastlock.c``): in Python, the method
-calls alone would cost more than twice ``multiprocessing.Lock``'s whole pair. Where the
-extension was not built (or ``SMARTPOOL_PURE_PYTHON=1`` is set) :class:`PyLockCore`, its
-pure-Python twin, takes its place with the same behaviour.
+Both locks' fast paths live in a small C extension (``_fastlock.c``, ``_fastrlock.c``): in
+Python, the method calls alone would cost more than twice ``multiprocessing.Lock``'s whole pair.
+A plain ``acquire()`` of a lock held elsewhere also sleeps there, without the GIL, for one slice
+of :data:`~smartpool._sync._owner.POLL` seconds before the Python slow path looks for a dead
+holder (looking on every contended acquire made a contended Lock 5x slower than
+``multiprocessing.Lock``). Where the extension was not built (or ``SMARTPOOL_PURE_PYTHON=1`` is
+set) :class:`PyLockCore` and :class:`PyRLockCore`, the pure-Python twins, take their place with
+the same behaviour.
 """
 
 from __future__ import annotations
@@ -82,58 +86,107 @@ class PyLockCore:
         self.release()
 
 
-def _load_core() -> type[PyLockCore]:
-    """The C core if it was built and not disabled, else the pure-Python one."""
+class PyRLockCore:
+    """:class:`RLock`'s acquire and release in Python (the C extension's twin and fallback).
+
+    Arguments, and acquires that must wait, go to ``_acquire_slow``, as in the C version.
+    """
+
+    __slots__ = ()
+    _sem: Any
+    _w: memoryview
+    _acquire_slow: Callable[[bool, float], bool]
+
+    def _bind_core(self, sem: Any, held: Any, words: memoryview, index: int) -> None:
+        """Nothing to do: the Python methods read ``_sem`` and ``_w`` directly."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire, or re-enter if this thread holds it; as :meth:`threading.RLock.acquire`."""
+        if blocking is not True or timeout != -1:
+            return self._acquire_slow(blocking, timeout)
+        w = self._w
+        me = get_ident()
+        token = _current[0]
+        if w[_TID] == me and w[_OWNER] == token:
+            w[_COUNT] += 1
+            return True
+        if not self._sem.acquire(False):
+            return self._acquire_slow(blocking, timeout)
+        w[_TID] = me
+        w[_COUNT] = 1
+        w[_OWNER] = token
+        return True
+
+    def release(self) -> None:
+        """Release one level; RuntimeError unless the calling thread holds the lock."""
+        w = self._w
+        if w[_OWNER] != _current[0] or w[_TID] != get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = w[_COUNT] - 1
+        w[_COUNT] = count
+        if count == 0:
+            w[_OWNER] = 0
+            w[_TID] = 0
+            self._sem.release()
+
+    def locked(self) -> bool:
+        """Whether some thread of some process holds the lock."""
+        return bool(self._sem._is_zero())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _load_cores() -> tuple[type[PyLockCore], type[PyRLockCore]]:
+    """The C cores if they were built and not disabled, else the pure-Python ones."""
     if os.environ.get("SMARTPOOL_PURE_PYTHON", "") not in ("", "0"):
-        return PyLockCore
+        return PyLockCore, PyRLockCore
     try:
         from . import _fastlock
     except ImportError:
-        return PyLockCore
+        return PyLockCore, PyRLockCore
 
     def refresh_token() -> None:
         _fastlock.set_token(_current[0])
 
     refresh_token()
     on_fork_in_child(refresh_token)
-    return cast("type[PyLockCore]", _fastlock.LockCore)  # its twin, method for method
+    # The C types are their twins, method for method.
+    return (
+        cast("type[PyLockCore]", _fastlock.LockCore),
+        cast("type[PyRLockCore]", _fastlock.RLockCore),
+    )
 
 
 if TYPE_CHECKING:
     _LockCore = PyLockCore
+    _RLockCore = PyRLockCore
 else:
-    _LockCore = _load_core()
+    _LockCore, _RLockCore = _load_cores()
 
-#: Whether ``Lock``'s fast path runs in C (False: the pure-Python fallback).
+#: Whether the locks' fast paths run in C (False: the pure-Python fallback).
 ACCELERATED = _LockCore is not PyLockCore
 
 
-class Lock(_LockCore, SemaphoreBinding, SharedObject):
-    """A mutual-exclusion lock with the semantics of :class:`threading.Lock`, for every backend.
+class _LockBase(SemaphoreBinding, SharedObject):
+    """What :class:`Lock` and :class:`RLock` share: creation, binding, owner-death recovery.
 
-    Any thread of any process may release it (as with ``threading.Lock``). If the holding process
-    dies, the next acquirer gets the lock within about 50 ms and an
-    :class:`AbandonedLockWarning` names the dead pid.
-
-    Example::
-
-        lock = smartpool.Lock()
-
-        def task(x):
-            with lock:  # same meaning inline, on a thread, in a worker process
-                append_to_log(x)
-
-        smartpool.parallel_map(task, items, backend="process")
+    Each puts its core (C, or its pure-Python twin) first among its bases; a base class with
+    instance slots of its own would conflict with the C core's layout, so the slots are declared
+    by the concrete classes.
     """
 
-    __slots__ = ("_h", "_held", "_sem", "_w")
-    _KIND = _LOCK_KIND
-    _NWORDS = HEADER_WORDS + 1
-    #: (value, maxvalue) of the block's semaphores: free, held.
-    _SEMS: tuple[tuple[int, int], ...] = ((1, 1), (0, 1))
-
-    def __init__(self) -> None:
-        self._init_shared()
+    __slots__ = ()
+    _NWORDS: int
+    #: (value, maxvalue) of the block's semaphores.
+    _SEMS: tuple[tuple[int, int], ...]
+    _held: Any
+    _bind_core: Callable[[Any, Any, memoryview, int], None]
 
     def _create(self) -> None:
         self._bind(new_handle(self._KIND, self._NWORDS, 0, list(self._SEMS)))
@@ -142,18 +195,6 @@ class Lock(_LockCore, SemaphoreBinding, SharedObject):
         super()._bind(handle)
         self._held = handle.sems[1] if len(handle.sems) > 1 else None
         self._bind_core(self._sem, self._held, self._w, _OWNER)
-
-    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """``acquire`` with arguments or on a taken lock: wait, watching for a dead holder."""
-        if timeout != -1:
-            check_lock_args(blocking, timeout)
-        if not self._sem.acquire(False) and not (
-            blocking and wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover)
-        ):
-            return False
-        self._held.release()
-        self._w[_OWNER] = _current[0]
-        return True
 
     def _recover(self) -> bool:
         """Take the lock over if its recorded holder is dead (called while blocked).
@@ -182,11 +223,50 @@ class Lock(_LockCore, SemaphoreBinding, SharedObject):
         pass
 
     def __repr__(self) -> str:
-        state = "locked" if self.locked() else "unlocked"
+        state = "locked" if self.locked() else "unlocked"  # type: ignore[attr-defined]
         return f"<{type(self).__module__}.{type(self).__qualname__} {self._h.name} {state}>"
 
 
-class RLock(Lock):
+class Lock(_LockCore, _LockBase):
+    """A mutual-exclusion lock with the semantics of :class:`threading.Lock`, for every backend.
+
+    Any thread of any process may release it (as with ``threading.Lock``). If the holding process
+    dies, the next acquirer gets the lock within about 50 ms and an
+    :class:`AbandonedLockWarning` names the dead pid.
+
+    Example::
+
+        lock = smartpool.Lock()
+
+        def task(x):
+            with lock:  # same meaning inline, on a thread, in a worker process
+                append_to_log(x)
+
+        smartpool.parallel_map(task, items, backend="process")
+    """
+
+    __slots__ = ("_h", "_held", "_sem", "_w")
+    _KIND = _LOCK_KIND
+    _NWORDS = HEADER_WORDS + 1
+    _SEMS = ((1, 1), (0, 1))  # free, held
+
+    def __init__(self) -> None:
+        self._init_shared()
+
+    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """``acquire`` with arguments or on a taken lock: wait, watching for a dead holder."""
+        if timeout != -1:
+            check_lock_args(blocking, timeout)
+        if not self._sem.acquire(False) and not (
+            blocking and wait_for_permit(self._sem, None if timeout < 0 else timeout, self._recover)
+        ):
+            return False
+        self._held.release()
+        self._w[_OWNER] = _current[0]
+        return True
+
+
+class RLock(_RLockCore, _LockBase):
     """A re-entrant lock with the semantics of :class:`threading.RLock`, for every backend.
 
     It is owned by one thread of one process; that thread may acquire it again and must release
@@ -203,13 +283,17 @@ class RLock(Lock):
                     return x
     """
 
-    __slots__ = ()
+    __slots__ = ("_h", "_held", "_sem", "_w")
     _KIND = _RLOCK_KIND
     _NWORDS = HEADER_WORDS + 3
     _SEMS = ((1, 1),)
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Acquire, or re-enter if this thread holds it; as :meth:`threading.RLock.acquire`."""
+    def __init__(self) -> None:
+        self._init_shared()
+
+    def _acquire_slow(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """``acquire`` with arguments or on a lock held elsewhere: re-enter, or wait watching
+        for a dead holder."""
         if timeout != -1:
             check_lock_args(blocking, timeout)
         w = self._w
@@ -225,37 +309,6 @@ class RLock(Lock):
         w[_COUNT] = 1
         w[_OWNER] = _current[0]
         return True
-
-    def release(self) -> None:
-        """Release one level; RuntimeError unless the calling thread holds the lock."""
-        w = self._w
-        if w[_OWNER] != _current[0] or w[_TID] != get_ident():
-            raise RuntimeError("cannot release un-acquired lock")
-        count = w[_COUNT] - 1
-        w[_COUNT] = count
-        if count == 0:
-            w[_OWNER] = 0
-            w[_TID] = 0
-            self._sem.release()
-
-    def __enter__(self) -> bool:
-        w = self._w
-        me = get_ident()
-        token = _current[0]
-        if w[_TID] == me and w[_OWNER] == token:
-            w[_COUNT] += 1
-            return True
-        if self._sem.acquire(False) or wait_for_permit(self._sem, None, self._recover):
-            w[_TID] = me
-            w[_COUNT] = 1
-            w[_OWNER] = token
-            return True
-        return False  # pragma: no cover - an untimed wait only ends by acquiring
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
     def _prepare_take_over(self) -> None:
         self._w[_TID] = get_ident()

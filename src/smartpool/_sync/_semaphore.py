@@ -14,9 +14,12 @@ the value and then posting, in two steps, let two racing releasers both through)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from ._base import SemaphoreObject
+from ._base import SemaphoreBinding, SharedObject
+from ._lock import ACCELERATED
 from ._owner import wait_for_permit, warn_abandoned
 from ._proc import _current, is_alive
 from ._shm import HEADER_WORDS, SEM_VALUE_MAX, Handle, new_handle
@@ -28,7 +31,86 @@ NSLOTS = 128
 _NO_SLOT = -1
 
 
-class Semaphore(SemaphoreObject):
+class PySemCore:
+    """:class:`Semaphore`'s acquire, release and accounting in Python (the C extension's twin
+    and fallback). Acquires with arguments or without a free permit go to ``_acquire_slow``."""
+
+    __slots__ = ()
+    _h: Handle
+    _sem: Any
+    _taken: Any
+    _w: memoryview
+    _mine: tuple[int, int]
+    _acquire_slow: Callable[[bool, float | None], bool]
+    _slot: Callable[[], int]
+
+    def _bind_core(self, sem: Any, taken: Any, words: memoryview) -> None:
+        # (token, slot) cache; the token changes in a forked child. (The slot is declared by
+        # the concrete class, see Semaphore.)
+        self._mine = (0, _NO_SLOT)  # type: ignore[misc]
+
+    def _set_slot(self, token: int, slot: int) -> None:
+        self._mine = (token, slot)  # type: ignore[misc]
+
+    def _count(self, n: int) -> None:
+        """Record ``n`` more permits held by this process in its slot."""
+        mine = self._mine
+        slot = mine[1] if mine[0] == _current[0] else self._slot()
+        if slot != _NO_SLOT:
+            with self._h.local_lock:
+                self._w[slot + 1] += n
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take one permit; arguments and result as :meth:`threading.Semaphore.acquire`."""
+        return self._acquire_slow(blocking, timeout)
+
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` permits, waking up to ``n`` waiters."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        taken = self._taken
+        if taken is not None:
+            for got in range(n):
+                if not taken.acquire(False):
+                    # Fewer than n permits are out. (Until the ones taken here are given
+                    # back, a concurrent release may fail instead of this one: which of
+                    # several releases that together exceed the bound fails is not fixed.)
+                    for _ in range(got):
+                        taken.release()
+                    raise ValueError("Semaphore released too many times")
+        self._count(-n)
+        for done in range(n):
+            try:
+                self._sem.release()
+            except ValueError:
+                self._count(n - done)
+                raise ValueError("Semaphore released too many times") from None
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _load_core() -> type[PySemCore]:
+    """The C core if it was built and not disabled, else the pure-Python one."""
+    if not ACCELERATED:  # not built, or SMARTPOOL_PURE_PYTHON=1
+        return PySemCore
+    from . import _fastlock  # built, and its process token set by ``_lock``
+
+    return cast("type[PySemCore]", _fastlock.SemCore)  # its twin, method for method
+
+
+if TYPE_CHECKING:
+    _SemCore = PySemCore
+else:
+    _SemCore = _load_core()
+
+
+class Semaphore(_SemCore, SemaphoreBinding, SharedObject):
     """A counting semaphore with the semantics of :class:`threading.Semaphore`, for every backend.
 
     If a process dies holding permits, a blocked acquirer returns them to the semaphore within
@@ -44,7 +126,7 @@ class Semaphore(SemaphoreObject):
                 return download(url)
     """
 
-    __slots__ = ("_mine", "_taken")
+    __slots__ = ("_h", "_mine", "_sem", "_taken", "_w")
     _KIND = _SEMAPHORE_KIND
     _bounded = False
 
@@ -61,79 +143,42 @@ class Semaphore(SemaphoreObject):
 
     def _bind(self, handle: Handle) -> None:
         super()._bind(handle)
-        self._mine = (0, _NO_SLOT)  # (token, slot) cache; the token changes in a forked child
         #: Permits out, for a bounded semaphore (see the module's docstring); else None.
         self._taken = handle.sems[1] if len(handle.sems) > 1 else None
+        self._bind_core(self._sem, self._taken, self._w)
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take one permit; arguments and result as :meth:`threading.Semaphore.acquire`."""
+    def _acquire_slow(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """``acquire`` with arguments or without a free permit: wait, recovering the permits
+        of dead holders."""
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        mine = self._mine  # slot claimed before taking a permit: a death right after counts
-        slot = mine[1] if mine[0] == _current[0] else self._slot()
+        self._slot()  # claimed before taking a permit: a death right after counts
         if not self._sem.acquire(False) and not (
             blocking and wait_for_permit(self._sem, timeout, self._recover)
         ):
             return False
         if self._taken is not None:
             self._taken.release()
-        if slot != _NO_SLOT:
-            with self._h.local_lock:
-                self._w[slot + 1] += 1
+        self._count(1)
         return True
-
-    __enter__ = acquire
-
-    def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits, waking up to ``n`` waiters."""
-        if n < 1:
-            raise ValueError("n must be one or more")
-        taken = self._taken
-        if taken is not None:
-            for got in range(n):
-                if not taken.acquire(False):
-                    # Fewer than n permits are out. (Until the ones taken here are given
-                    # back, a concurrent release may fail instead of this one: which of
-                    # several releases that together exceed the bound fails is not fixed.)
-                    for _ in range(got):
-                        taken.release()
-                    raise ValueError("Semaphore released too many times")
-        self._account(-n)
-        for done in range(n):
-            try:
-                self._sem.release()
-            except ValueError:
-                self._account(n - done)
-                raise ValueError("Semaphore released too many times") from None
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
     def _value(self) -> int:
         """Current number of free permits (for tests and repr; racy by nature)."""
         return int(self._sem._get_value())
 
     def _slot(self) -> int:
-        """Index of this process's slot, claimed on first use (``_NO_SLOT`` if all are busy)."""
+        """Index of this process's slot, claimed on first use (``_NO_SLOT`` if all are busy),
+        and cached in the core."""
         handle = self._h
-        slot = handle.local.get(_current[0])
+        token = _current[0]
+        slot = handle.local.get(token)
         if slot is None:
             with handle.local_lock:
-                token = _current[0]
                 slot = handle.local.get(token)
                 if slot is None:
                     slot = handle.local[token] = self._claim_slot(token)
-        self._mine = (_current[0], slot)
+        self._set_slot(token, slot)
         return slot
-
-    def _account(self, n: int) -> None:
-        """Record ``n`` more permits held by this process in its slot."""
-        slot = self._slot()
-        if slot != _NO_SLOT:
-            with self._h.local_lock:
-                self._w[slot + 1] += n
 
     def _claim_slot(self, token: int) -> int:
         w = self._w

@@ -12,7 +12,8 @@ primitive's own int64 words and an optional byte area. Lifetime rules:
   workers that end with ``os._exit`` (never detaching) do not keep a block alive.
 * At interpreter exit the creator unlinks regardless: processes still attached keep their
   mappings, only new attachments fail.
-* A process that inherits a handle through ``fork`` is not in the table and never unlinks.
+* A process that inherits a handle through ``fork`` is not in the table and never unlinks; nor
+  does a subinterpreter that attaches (its process's main interpreter holds the entry).
 
 Mutations of the header and the slow paths of the primitives run under the block's *meta lock*:
 a process-local ``threading.Lock`` plus a POSIX record lock (``fcntl.lockf``) on the block's file
@@ -29,6 +30,7 @@ import importlib
 import mmap
 import os
 import secrets
+import sys
 import threading
 import weakref
 from multiprocessing import resource_tracker
@@ -41,6 +43,20 @@ from ._proc import current_token, is_alive, on_fork_in_child
 _multiprocessing: Any = importlib.import_module("_multiprocessing")
 _posixshmem: Any = importlib.import_module("_posixshmem")
 SemLock = Any
+
+
+def _in_subinterpreter() -> bool:
+    """Whether this code runs in a subinterpreter (Python 3.14+'s interpreter backend)."""
+    if sys.version_info < (3, 14):
+        return False
+    interpreters: Any = importlib.import_module("concurrent.interpreters")
+    return bool(interpreters.get_current().id != interpreters.get_main().id)
+
+
+#: Running in a subinterpreter. The user table holds one entry per process (its token), so
+#: objects attached here neither enter it nor leave it: leaving would drop the entry of this
+#: process's main interpreter, which shares the token, and unlink a block still in use.
+SUBINTERPRETER = _in_subinterpreter()
 
 MAGIC = 0x5350_5359_4E43_0001  # "SPSYNC" + layout version
 _MAGIC, _KIND, _GONE, _NWORDS, _NSEMS = range(5)
@@ -107,6 +123,9 @@ class _Resources:
         """Detach: leave the user table, unlink if no other live user remains, unmap."""
         if os.getpid() != self.pid:
             return  # inherited through fork: the parent's attachment, not ours
+        if SUBINTERPRETER and not self.tracked:
+            self._unmap(words)  # the table entry, if any, is this process's main interpreter's
+            return
         with self.meta:
             me = current_token()
             others = False
@@ -124,6 +143,9 @@ class _Resources:
             resource_tracker.unregister(self.name, "shared_memory")
             for sem in self.sem_names():
                 resource_tracker.unregister(sem, "semaphore")
+        self._unmap(words)
+
+    def _unmap(self, words: memoryview) -> None:
         try:
             words.release()
             self.raw.release()
@@ -252,6 +274,8 @@ class Handle:
                         for i in range(nsems)
                     )
                     for i in range(_USERS, _USERS + NUSERS):
+                        if SUBINTERPRETER:
+                            break  # one entry per process: its main interpreter's (see close)
                         if header[i] == 0 or header[i] == me or not is_alive(header[i]):
                             header[i] = me
                             break  # a full table leaves us out: we then never unlink
