@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 from typing_extensions import Unpack
 
 from . import _options
-from ._errors import SmartpoolError
+from ._errors import SerializationError, SmartpoolError
 from ._options import MapOptions, Options
 from ._routing import planner
 from ._routing.memory import recall, remember
@@ -63,8 +63,11 @@ def parallel_map(
         >>> smartpool.parallel_map(abs, [-1, 2, -3], backend="thread")
         [1, 2, 3]
     """
-    run, ordered = start(fn, iterable, options)
-    return _collect(run.results(), ordered)
+    try:
+        run, ordered = start(fn, iterable, options)
+        return _collect(run.results(), ordered)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
 
 
 def imap(
@@ -84,7 +87,10 @@ def imap(
         [0, 1, 4, 9]
         >>> squares.close()
     """
-    run, _ = start(fn, iterable, options)
+    try:
+        run, _ = start(fn, iterable, options)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
     return ResultIterator(run)
 
 
@@ -106,6 +112,8 @@ class ResultIterator(Iterator[R], Generic[R]):
     def __next__(self) -> R:
         try:
             return cast(R, next(self._items))
+        except SerializationError as error:
+            raise from_users_call(error) from error.__cause__
         except StopIteration:
             if self._run.cancelled:  # every ``next()`` after a cancel says so
                 raise CancelledError() from None
@@ -137,7 +145,10 @@ def submit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
     """
     options = resolve_options(fn, {})
     call = make_call(StarCall(raw_function(fn)), options, portable=StarCall(fn))
-    run = Run(fn, call, [(args, kwargs)], options, hint=hint_of(fn), standalone=True)
+    try:
+        run = Run(fn, call, [(args, kwargs)], options, hint=hint_of(fn), standalone=True)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
     future: Future[R] = Future()
     run.submit_one(future)
     return future
@@ -221,6 +232,13 @@ def _collect(chunks: Iterator[list[R]], ordered: bool) -> list[R]:
             cast("dict[int, Any]", completed).update(enumerate(results))
         raise
     return results
+
+
+def from_users_call(error: SerializationError) -> SerializationError:
+    """``error`` raised afresh where the user called: its traceback ends at their line. Which
+    part of smartpool found that an object cannot be pickled says nothing they can act on; the
+    message says what and where, and the pickler's own error stays chained as the cause."""
+    return error.with_traceback(None)
 
 
 def _flatten(chunks: Iterator[list[R]]) -> Generator[R, None, None]:
