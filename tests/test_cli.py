@@ -5,19 +5,64 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import smartpool
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "smartpool", *args],
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=cwd,
     )
+
+
+USER_MODULE = """
+def parse(text):
+    return double(text)
+
+def double(text):
+    return int(text) * 2
+
+def add(a, b):
+    return a + b
+"""
+
+
+def test_advise_shows_the_users_exception_with_only_their_frames(tmp_path: Path) -> None:
+    (tmp_path / "usercode.py").write_text(USER_MODULE)
+    done = run_cli("advise", "usercode:parse", "abc", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "smartpool advise: usercode:parse('abc') raised ValueError; your frames:"
+    assert lines[-1] == "ValueError: invalid literal for int() with base 10: 'abc'"
+    frames = [line.strip() for line in lines if line.lstrip().startswith('File "')]
+    assert [frame.rsplit(" in ", 1)[1] for frame in frames] == ["parse", "double"]
+    assert all("usercode.py" in frame for frame in frames), done.stderr
+    assert "smartpool/" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["1"], "usercode:add(a, b) cannot be called with the argument 1: missing a required"),
+        (["1", "2", "3"], "cannot be called with the arguments 1, 2, 3: too many positional"),
+        ([], "cannot be called with no arguments: missing a required argument: 'a'"),
+    ],
+)
+def test_advise_refuses_wrong_arguments_in_one_line(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    (tmp_path / "usercode.py").write_text(USER_MODULE)
+    done = run_cli("advise", "usercode:add", *args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.mark.timeout(300)
@@ -100,8 +145,6 @@ def test_the_lazily_loaded_names_are_listed_for_help_and_completion() -> None:
 
 @pytest.mark.timeout(120)
 def test_examples_run() -> None:
-    from pathlib import Path
-
     examples = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.py"))
     assert examples
     for example in examples:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
 from . import _api, _demo_workloads
 from ._advise import BACKENDS, Advice, advise, compare
+from ._errors import SmartpoolError
 from ._routing import cost, memory
+from ._transport.frames import only_users_frames
 from ._version import __version__
 
 
@@ -89,6 +93,33 @@ def load_function(target: str) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
+def check_arguments(fn: Callable[..., Any], args: Sequence[Any], target: str) -> None:
+    """Exit with one clear line when ``fn`` cannot take ``args``, before calling it at all."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: the call itself will tell
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        listed = ", ".join(map(repr, args))
+        given = {0: "no arguments", 1: f"the argument {listed}"}.get(
+            len(args), f"the arguments {listed}"
+        )
+        raise SystemExit(
+            f"smartpool advise: {target}{signature} cannot be called with {given}: {exc}"
+        ) from None
+
+
+def report_failure(call: str, error: BaseException, out: TextIO) -> None:
+    """Say that the user's ``call`` raised ``error``, showing only their own code's frames."""
+    if isinstance(error, SmartpoolError):  # smartpool's own error about their function
+        print(f"smartpool advise: {call} could not be timed on every backend:", file=out)
+    else:
+        print(f"smartpool advise: {call} raised {type(error).__name__}; your frames:", file=out)
+    traceback.print_exception(only_users_frames(error), file=out)
+
+
 def parse_argument(text: str) -> Any:
     """A Python literal (``3``, ``0.5``, ``[1, 2]``) when it is one, else the string itself."""
     try:
@@ -139,7 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sys.path.insert(0, "")  # like `python -m`: modules in the current directory can be named
     fn = load_function(args.target)
-    advice = advise(fn, [parse_argument(a) for a in args.args], name=args.target)
+    call_args = [parse_argument(a) for a in args.args]
+    check_arguments(fn, call_args, args.target)
+    try:
+        advice = advise(fn, call_args, name=args.target)
+    except Exception as error:  # the user's function raised: theirs to see, not smartpool's frames
+        report_failure(f"{args.target}({', '.join(map(repr, call_args))})", error, sys.stderr)
+        return 1
     if args.json:
         json.dump(advice.as_dict(), sys.stdout, indent=2, default=str)
         print()
