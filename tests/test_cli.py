@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
+from smartpool import _advise as advising
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,6 +99,51 @@ def test_advise_json() -> None:
     assert report["speedups"]["serial"] == 1.0
     assert report["picked"] in ("serial", "thread", "process")
     assert report["reasons"]
+
+
+@pytest.mark.timeout(120)
+def test_advise_tells_one_story_and_its_verdict_follows_the_times() -> None:
+    """sha256 over a megabyte (the issue's case): the classification and the estimate come from
+    one measurement, so they say the same of the GIL; the verdict is never a backend that
+    measured clearly slower than another."""
+    done = run_cli("advise", "tests.workloads:sha", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    releases = report["classification"]["releases_gil"]
+    probe = next(reason for reason in report["reasons"] if reason.startswith("probe:"))
+    said = {True: "releases the GIL", False: "holds the GIL", None: "GIL release not measured"}
+    assert said[releases] in probe, (releases, probe)
+    for other in set(said.values()) - {said[releases]}:
+        assert other not in probe and other not in report["classification"]["reason"]
+    seconds, verdict = report["seconds"], report["verdict"]
+    assert seconds[verdict] <= min(seconds.values()) * advising.MEASURED_MARGIN
+    assert report["reasons"][0].startswith(f"measured for {report['calls']} calls")
+    if verdict != report["picked"]:
+        assert "the verdict follows the measurement" in report["reasons"][0]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "picked", "verdict", "says"),
+    [
+        ({"serial": 0.8, "thread": 0.3, "process": 0.6}, "thread", "thread", "as estimated"),
+        ({"serial": 0.8, "thread": 0.33, "process": 0.3}, "thread", "thread", "within 15% of"),
+        (
+            {"serial": 0.8, "thread": 0.4, "process": 0.75},
+            "process",
+            "thread",
+            "thread was 1.9x faster than process, which the estimate below picks: the verdict "
+            "follows the measurement (pass backend='thread'",
+        ),
+        ({"serial": 0.34, "thread": 0.58, "process": 0.5}, "process", "serial", "1.5x faster"),
+    ],
+)
+def test_advise_verdict_follows_the_measurement_when_the_estimate_is_off(
+    seconds: dict[str, float], picked: str, verdict: str, says: str
+) -> None:
+    chosen, reason = advising._verdict(seconds, picked, calls=400)
+    assert chosen == verdict
+    assert reason.startswith("measured for 400 calls (best of 3 rounds): ")
+    assert says in reason
 
 
 @pytest.mark.parametrize(

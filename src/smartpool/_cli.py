@@ -38,9 +38,9 @@ def _cells(seconds: dict[str, float]) -> str:
     return "".join(f"{seconds[b]:.3f}s ({serial / seconds[b]:.1f}x)".rjust(16) for b in BACKENDS)
 
 
-def _header(first: str, out: TextIO) -> None:
+def _header(first: str, out: TextIO, picks: str = "smartpool picks") -> None:
     header = f"{first:<24}" + "".join(f"{b:>16}" for b in BACKENDS)
-    print(header + f"{'fastest':>10}{'smartpool picks':>18}", file=out)
+    print(header + f"{'fastest':>10}{picks:>18}", file=out)
     print("-" * (len(header) + 28), file=out)
 
 
@@ -70,9 +70,9 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
 def print_advice(advice: Advice, out: TextIO) -> None:
     c = advice.classification
     print(f"{advice.function}: {c.kind}. {c.reason[0].upper()}{c.reason[1:]}\n", file=out)
-    _header(f"{advice.calls} calls", out)
+    _header(f"{advice.calls} calls", out, picks="estimate picks")
     print(f"{'':<24}{_cells(advice.seconds)}{advice.fastest:>10}{advice.picked:>18}\n", file=out)
-    print(f"Verdict: use backend={advice.picked!r}. Why:", file=out)
+    print(f"Verdict: use backend={advice.verdict!r}. Why:", file=out)
     for reason in advice.reasons:
         print(f"  - {reason}", file=out)
 
