@@ -112,9 +112,12 @@ def test_advise_tells_one_story_and_its_verdict_follows_the_times() -> None:
     releases = report["classification"]["releases_gil"]
     probe = next(reason for reason in report["reasons"] if reason.startswith("probe:"))
     said = {True: "releases the GIL", False: "holds the GIL", None: "GIL release not measured"}
-    assert said[releases] in probe, (releases, probe)
+    assert f"CPU, {said[releases]}" in probe, (releases, probe)
     for other in set(said.values()) - {said[releases]}:
-        assert other not in probe and other not in report["classification"]["reason"]
+        assert (
+            f"CPU, {other}" not in probe
+            and f": it {other}" not in report["classification"]["reason"]
+        )
     seconds, verdict = report["seconds"], report["verdict"]
     assert seconds[verdict] <= min(seconds.values()) * advising.MEASURED_MARGIN
     assert report["reasons"][0].startswith(f"measured for {report['calls']} calls")

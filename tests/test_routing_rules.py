@@ -82,6 +82,15 @@ def test_work_that_mostly_holds_the_gil_goes_to_processes() -> None:
     assert plan.backend == "process"
 
 
+def test_a_plan_that_did_not_measure_the_gil_says_what_its_thread_estimate_assumes() -> None:
+    computing = plan_for(measured(0.001, 1.0), n=400)  # releases_gil=None: not sampled
+    assert computing.reasons[0].endswith(
+        "GIL release not measured: threads are estimated as if it holds the GIL"
+    )
+    waiting = plan_for(measured(0.002, 0.02), n=400)  # the GIL hardly matters to waits
+    assert waiting.reasons[0].endswith("GIL release not measured")
+
+
 def test_free_threaded_interpreter_runs_cpu_work_on_threads() -> None:
     env = Environment(cores=2, gil_enabled=False, nested=False)
     plan = plan_for(measured(0.015, 1.0, releases_gil=False), n=64, env=env)

@@ -250,8 +250,12 @@ def _decide(
     """Pick the backend whose estimated time is lowest, with a margin in favour of serial."""
     n = n_items if n_items is not None else ASSUMED_ITEMS
     gil = "releases the GIL" if m.releases_gil else "holds the GIL"
-    if m.releases_gil is None:
-        gil = "GIL release not measured"
+    if m.releases_gil is None:  # (say what the thread estimate assumes instead)
+        gil = "GIL release not measured" + (
+            ": threads are estimated as if it holds the GIL"
+            if env.gil_enabled and m.cpu_fraction >= 0.5
+            else ""
+        )
     why = [
         f"probe: {m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, {gil}"
         + (f" ({m.doubt})" if m.doubt else "")
