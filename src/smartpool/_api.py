@@ -192,6 +192,7 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
             why = (
                 "not measured yet: parallel_map and imap will first time a few items in the "
                 "caller and decide from them (pass items to explain() to see that decision); "
+                f"{planner.typical_plans(opts, n_items)}; "
                 "without a measurement (submit(), timeout=) the plan is this one"
             )
             plan = replace(plan, reasons=(why, *plan.reasons))
