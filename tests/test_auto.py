@@ -315,12 +315,14 @@ def test_a_first_item_that_waits_runs_alone() -> None:
 
 
 def test_a_first_item_that_holds_the_gil_runs_alone() -> None:
-    """A helper would slow a pure-Python item down, and its timing with it."""
+    """A helper would slow a pure-Python item down, and its timing with it. (The item was
+    sampled, so the sampler did decide; how much of the GIL it then reads as held varies on a
+    busy machine: the verdict itself is tested from injected observations above.)"""
     started: list[bool] = []
     with _gil.DuringItem(beside=lambda: started.append(True)) as during:
         spin(600_000)
     assert not during.helped and not started
-    assert during.held is not None and during.held > 0.5
+    assert during.held is not None
 
 
 class _HelpAtOnce(_gil.DuringItem):
