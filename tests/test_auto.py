@@ -294,10 +294,13 @@ def _nap_where(seconds: float) -> int:
     return threading.get_ident()
 
 
-def test_a_gil_free_first_item_runs_the_next_one_beside_it() -> None:
+def test_a_gil_free_first_item_runs_the_next_one_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """No core idles while a long first item that computes without the GIL is timed: the next
-    item runs on a helper thread meanwhile, and both results are kept in order."""
-    for _ in range(3):  # the helper starts on a measurement: a busy machine gets three tries
+    item runs on a helper thread meanwhile, and both results are kept in order. (What the
+    sampler sees of the real item is injected: no wait for the GIL, which a busy machine can
+    blur; how waits make a verdict is tested above.)"""
+    monkeypatch.setattr(_gil.DuringItem, "_waits", lambda *_: 0.0)
+    for _ in range(3):  # the sampler must get a core during the item: three tries
         probe = _probe.probe_items(_sha_where, _chunking.Feed([32] * 8))
         if len(set(probe.values[:2])) == 2:
             break
