@@ -5,19 +5,65 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import smartpool
+from smartpool import _advise as advising
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "smartpool", *args],
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=cwd,
     )
+
+
+USER_MODULE = """
+def parse(text):
+    return double(text)
+
+def double(text):
+    return int(text) * 2
+
+def add(a, b):
+    return a + b
+"""
+
+
+def test_advise_shows_the_users_exception_with_only_their_frames(tmp_path: Path) -> None:
+    (tmp_path / "usercode.py").write_text(USER_MODULE)
+    done = run_cli("advise", "usercode:parse", "abc", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "smartpool advise: usercode:parse('abc') raised ValueError; your frames:"
+    assert lines[-1] == "ValueError: invalid literal for int() with base 10: 'abc'"
+    frames = [line.strip() for line in lines if line.lstrip().startswith('File "')]
+    assert [frame.rsplit(" in ", 1)[1] for frame in frames] == ["parse", "double"]
+    assert all("usercode.py" in frame for frame in frames), done.stderr
+    assert "smartpool/" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["1"], "usercode:add(a, b) cannot be called with the argument 1: missing a required"),
+        (["1", "2", "3"], "cannot be called with the arguments 1, 2, 3: too many positional"),
+        ([], "cannot be called with no arguments: missing a required argument: 'a'"),
+    ],
+)
+def test_advise_refuses_wrong_arguments_in_one_line(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    (tmp_path / "usercode.py").write_text(USER_MODULE)
+    done = run_cli("advise", "usercode:add", *args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.mark.timeout(300)
@@ -53,6 +99,54 @@ def test_advise_json() -> None:
     assert report["speedups"]["serial"] == 1.0
     assert report["picked"] in ("serial", "thread", "process")
     assert report["reasons"]
+
+
+@pytest.mark.timeout(120)
+def test_advise_tells_one_story_and_its_verdict_follows_the_times() -> None:
+    """sha256 over a megabyte (the issue's case): the classification and the estimate come from
+    one measurement, so they say the same of the GIL; the verdict is never a backend that
+    measured clearly slower than another."""
+    done = run_cli("advise", "tests.workloads:sha", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    releases = report["classification"]["releases_gil"]
+    probe = next(reason for reason in report["reasons"] if reason.startswith("probe:"))
+    said = {True: "releases the GIL", False: "holds the GIL", None: "GIL release not measured"}
+    assert f"CPU, {said[releases]}" in probe, (releases, probe)
+    for other in set(said.values()) - {said[releases]}:
+        assert (
+            f"CPU, {other}" not in probe
+            and f": it {other}" not in report["classification"]["reason"]
+        )
+    seconds, verdict = report["seconds"], report["verdict"]
+    assert seconds[verdict] <= min(seconds.values()) * advising.MEASURED_MARGIN
+    assert report["reasons"][0].startswith(f"measured for {report['calls']} calls")
+    if verdict != report["picked"]:
+        assert "the verdict follows the measurement" in report["reasons"][0]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "picked", "verdict", "says"),
+    [
+        ({"serial": 0.8, "thread": 0.3, "process": 0.6}, "thread", "thread", "as estimated"),
+        ({"serial": 0.8, "thread": 0.33, "process": 0.3}, "thread", "thread", "within 15% of"),
+        (
+            {"serial": 0.8, "thread": 0.4, "process": 0.75},
+            "process",
+            "thread",
+            "thread was 1.9x faster than process, which the estimate below picks: the verdict "
+            "follows the measurement (pass backend='thread'",
+        ),
+        ({"serial": 0.34, "thread": 0.58, "process": 0.5}, "process", "serial", "1.5x faster"),
+    ],
+)
+def test_advise_verdict_follows_the_measurement_when_the_estimate_is_off(
+    seconds: dict[str, float], picked: str, verdict: str, says: str
+) -> None:
+    chosen, reason = advising._verdict(seconds, picked, calls=400)
+    assert chosen == verdict
+    assert reason.startswith("measured for 400 calls (best of 3 rounds): ")
+    assert says in reason
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,11 @@ def test_error_tree() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"backend": "gpu"}, ValueError, "'auto', 'serial', 'thread', 'process', 'dask', 'interpreter'"),
+        (
+            {"backend": "gpu"},
+            ValueError,
+            "'auto', 'serial', 'thread', 'process', 'dask', 'interpreter'",
+        ),
         ({"max_workers": 0}, ValueError, "max_workers must be at least 1"),
         ({"chunksize": 0}, ValueError, "chunksize must be at least 1"),
         ({"max_workers": 2.5}, TypeError, "max_workers must be an int"),

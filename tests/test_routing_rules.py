@@ -8,7 +8,7 @@ import pytest
 
 from smartpool._routing.cost import Environment
 from smartpool._routing.measurement import Measurement
-from smartpool._routing.planner import Options, Plan, make_plan, replan
+from smartpool._routing.planner import Options, Plan, make_plan, replan, typical_plans
 
 TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)
 AUTO = Options()
@@ -80,6 +80,26 @@ def test_work_that_mostly_holds_the_gil_goes_to_processes() -> None:
     m = measured(0.01, 1.0, releases_gil=False, gil_held=0.35)
     plan = plan_for(replace(m, doubt="in between"), n=200)
     assert plan.backend == "process"
+
+
+def test_a_plan_that_did_not_measure_the_gil_says_what_its_thread_estimate_assumes() -> None:
+    computing = plan_for(measured(0.001, 1.0), n=400)  # releases_gil=None: not sampled
+    assert computing.reasons[0].endswith(
+        "GIL release not measured: threads are estimated as if it holds the GIL"
+    )
+    waiting = plan_for(measured(0.002, 0.02), n=400)  # the GIL hardly matters to waits
+    assert waiting.reasons[0].endswith("GIL release not measured")
+
+
+def test_explain_without_items_tells_what_common_kinds_of_call_would_get() -> None:
+    said = typical_plans(AUTO, 1000, env=TWO_CORES)
+    assert said == (
+        "for 1000 items of common kinds it would decide: calls of a microsecond -> serial; "
+        "1 ms of Python code a call -> process x2; "
+        "1 ms a call with the GIL released (hashlib, NumPy) -> thread x2; "
+        "10 ms of waiting (I/O) a call -> thread x100"
+    )
+    assert "process x4" in typical_plans(Options(max_workers=4), None, env=TWO_CORES)
 
 
 def test_free_threaded_interpreter_runs_cpu_work_on_threads() -> None:

@@ -18,6 +18,8 @@ import pytest
 import smartpool
 from smartpool import _api
 from smartpool._backends import registry
+from smartpool._options import Options
+from smartpool._routing import planner
 from smartpool._routing.measurement import Measurement
 from smartpool._routing.memory import remember
 
@@ -457,9 +459,26 @@ def test_each_call_logs_what_it_did_in_one_readable_line(caplog: pytest.LogCaptu
         next(results)
         results.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "smartpool"]
-    assert any(m.startswith("double finished: 30 items read in ") for m in lines), lines
+    assert any(
+        m.startswith("double finished: 30 items read in ") and m.endswith(", not re-planned")
+        for m in lines
+    ), lines
     assert any(m.startswith("double left early: ") for m in lines), lines
     assert not any("Measurement(" in m for m in lines)
+
+
+def test_the_probe_logs_its_measurement_in_words(caplog: pytest.LogCaptureFixture) -> None:
+    def triple(x: int) -> int:
+        return 3 * x
+
+    with caplog.at_level(logging.DEBUG, logger="smartpool"):
+        assert smartpool.parallel_map(triple, range(50_000)) == [3 * x for x in range(50_000)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "smartpool"]
+    probe = next(m for m in lines if m.startswith("probe: "))
+    assert " ms a call, " in probe and "% CPU, " in probe
+    assert "its items and results pickle" in probe and "None" not in probe, probe
+    assert any(m.startswith("plan for ") and "triple: " in m for m in lines), lines
+    assert any(".triple finished: 50000 items read in " in m for m in lines), lines
 
 
 def test_explain_without_items_says_the_call_will_measure_first() -> None:
@@ -468,6 +487,10 @@ def test_explain_without_items_says_the_call_will_measure_first() -> None:
 
     plan = smartpool.explain(unseen)
     assert plan.reasons[0].startswith("not measured yet: parallel_map and imap will first time")
+    # ...and what it tends to decide, from the planner itself (its rules: test_routing_rules)
+    typical = planner.typical_plans(Options(), None)
+    assert typical.startswith("for 10000 (assumed) items of common kinds it would decide: ")
+    assert typical in plan.reasons[0]
     reasons = smartpool.explain(unseen, backend="thread").reasons
     assert reasons[0] == "backend='thread' was requested"
     assert not any("not measured" in reason for reason in reasons)

@@ -16,7 +16,7 @@ from typing_extensions import Unpack
 
 from . import _config
 from . import _progress as progress
-from ._errors import SmartpoolError
+from ._errors import SerializationError, SmartpoolError
 from ._options import MapOptions, Options
 from ._routing import planner
 from ._routing.memory import recall, remember
@@ -64,8 +64,11 @@ def parallel_map(
         >>> smartpool.parallel_map(abs, [-1, 2, -3], backend="thread")
         [1, 2, 3]
     """
-    run, ordered = start(fn, iterable, options)
-    return _collect(run.results(), ordered)
+    try:
+        run, ordered = start(fn, iterable, options)
+        return _collect(run.results(), ordered)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
 
 
 def imap(
@@ -85,7 +88,10 @@ def imap(
         [0, 1, 4, 9]
         >>> squares.close()
     """
-    run, _ = start(fn, iterable, options)
+    try:
+        run, _ = start(fn, iterable, options)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
     return ResultIterator(run)
 
 
@@ -107,6 +113,8 @@ class ResultIterator(Iterator[R], Generic[R]):
     def __next__(self) -> R:
         try:
             return cast(R, next(self._items))
+        except SerializationError as error:
+            raise from_users_call(error) from error.__cause__
         except StopIteration:
             if self._run.cancelled:  # every ``next()`` after a cancel says so
                 raise CancelledError() from None
@@ -138,7 +146,10 @@ def submit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
     """
     options = resolve_options(fn, {})
     call = make_call(StarCall(raw_function(fn)), options, portable=StarCall(fn))
-    run = Run(fn, call, [(args, kwargs)], options, hint=hint_of(fn), standalone=True)
+    try:
+        run = Run(fn, call, [(args, kwargs)], options, hint=hint_of(fn), standalone=True)
+    except SerializationError as error:
+        raise from_users_call(error) from error.__cause__
     future: Future[R] = Future()
     run.submit_one(future)
     return future
@@ -182,6 +193,7 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
             why = (
                 "not measured yet: parallel_map and imap will first time a few items in the "
                 "caller and decide from them (pass items to explain() to see that decision); "
+                f"{planner.typical_plans(opts, n_items)}; "
                 "without a measurement (submit(), timeout=) the plan is this one"
             )
             plan = replace(plan, reasons=(why, *plan.reasons))
@@ -223,6 +235,13 @@ def _collect(chunks: Iterator[list[R]], ordered: bool) -> list[R]:
             cast("dict[int, Any]", completed).update(enumerate(results))
         raise
     return results
+
+
+def from_users_call(error: SerializationError) -> SerializationError:
+    """``error`` raised afresh where the user called: its traceback ends at their line. Which
+    part of smartpool found that an object cannot be pickled says nothing they can act on; the
+    message says what and where, and the pickler's own error stays chained as the cause."""
+    return error.with_traceback(None)
 
 
 def _flatten(chunks: Iterator[list[R]]) -> Generator[R, None, None]:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
 from . import _api, _demo_workloads
 from ._advise import BACKENDS, Advice, advise, compare
+from ._errors import SmartpoolError
 from ._routing import cost, memory
+from ._transport.frames import only_users_frames
 from ._version import __version__
 
 
@@ -34,9 +38,9 @@ def _cells(seconds: dict[str, float]) -> str:
     return "".join(f"{seconds[b]:.3f}s ({serial / seconds[b]:.1f}x)".rjust(16) for b in BACKENDS)
 
 
-def _header(first: str, out: TextIO) -> None:
+def _header(first: str, out: TextIO, picks: str = "smartpool picks") -> None:
     header = f"{first:<24}" + "".join(f"{b:>16}" for b in BACKENDS)
-    print(header + f"{'fastest':>10}{'smartpool picks':>18}", file=out)
+    print(header + f"{'fastest':>10}{picks:>18}", file=out)
     print("-" * (len(header) + 28), file=out)
 
 
@@ -66,9 +70,9 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
 def print_advice(advice: Advice, out: TextIO) -> None:
     c = advice.classification
     print(f"{advice.function}: {c.kind}. {c.reason[0].upper()}{c.reason[1:]}\n", file=out)
-    _header(f"{advice.calls} calls", out)
+    _header(f"{advice.calls} calls", out, picks="estimate picks")
     print(f"{'':<24}{_cells(advice.seconds)}{advice.fastest:>10}{advice.picked:>18}\n", file=out)
-    print(f"Verdict: use backend={advice.picked!r}. Why:", file=out)
+    print(f"Verdict: use backend={advice.verdict!r}. Why:", file=out)
     for reason in advice.reasons:
         print(f"  - {reason}", file=out)
 
@@ -87,6 +91,33 @@ def load_function(target: str) -> Callable[..., Any]:
     if not callable(found):
         raise SystemExit(f"smartpool advise: {target!r} is not callable")
     return found  # type: ignore[no-any-return]
+
+
+def check_arguments(fn: Callable[..., Any], args: Sequence[Any], target: str) -> None:
+    """Exit with one clear line when ``fn`` cannot take ``args``, before calling it at all."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: the call itself will tell
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        listed = ", ".join(map(repr, args))
+        given = {0: "no arguments", 1: f"the argument {listed}"}.get(
+            len(args), f"the arguments {listed}"
+        )
+        raise SystemExit(
+            f"smartpool advise: {target}{signature} cannot be called with {given}: {exc}"
+        ) from None
+
+
+def report_failure(call: str, error: BaseException, out: TextIO) -> None:
+    """Say that the user's ``call`` raised ``error``, showing only their own code's frames."""
+    if isinstance(error, SmartpoolError):  # smartpool's own error about their function
+        print(f"smartpool advise: {call} could not be timed on every backend:", file=out)
+    else:
+        print(f"smartpool advise: {call} raised {type(error).__name__}; your frames:", file=out)
+    traceback.print_exception(only_users_frames(error), file=out)
 
 
 def parse_argument(text: str) -> Any:
@@ -139,7 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sys.path.insert(0, "")  # like `python -m`: modules in the current directory can be named
     fn = load_function(args.target)
-    advice = advise(fn, [parse_argument(a) for a in args.args], name=args.target)
+    call_args = [parse_argument(a) for a in args.args]
+    check_arguments(fn, call_args, args.target)
+    try:
+        advice = advise(fn, call_args, name=args.target)
+    except Exception as error:  # the user's function raised: theirs to see, not smartpool's frames
+        report_failure(f"{args.target}({', '.join(map(repr, call_args))})", error, sys.stderr)
+        return 1
     if args.json:
         json.dump(advice.as_dict(), sys.stdout, indent=2, default=str)
         print()

@@ -146,3 +146,17 @@ def _rebuild(cls: type[SmartpoolError], message: str, state: dict[str, Any]) -> 
     Exception.__init__(err, message)
     err.__dict__.update(state)
     return err
+
+
+# Shown and pickled as ``smartpool.SerializationError``, the name users import and catch, not by
+# the private module that defines it (``smartpool`` exports each of these).
+for _public in (
+    SmartpoolError,
+    SerializationError,
+    WorkerCrashedError,
+    TaskTimeoutError,
+    RemoteError,
+    ResourceLimitError,
+):
+    _public.__module__ = "smartpool"
+del _public

@@ -283,6 +283,31 @@ def _no_function(_: object) -> None:  # pragma: no cover - planning never calls 
     return None
 
 
+#: Calls of a few common kinds, to say what a call's plan would be before it is measured.
+TYPICAL_CALLS: tuple[tuple[str, Measurement], ...] = (
+    ("calls of a microsecond", Measurement(1e-6, 1.0, False, True, 1e-6, 1, gil_held=1.0)),
+    ("1 ms of Python code a call", Measurement(1e-3, 1.0, False, True, 1e-5, 1, gil_held=1.0)),
+    (
+        "1 ms a call with the GIL released (hashlib, NumPy)",
+        Measurement(1e-3, 1.0, True, True, 1e-5, 1, gil_held=0.0),
+    ),
+    ("10 ms of waiting (I/O) a call", Measurement(1e-2, 0.02, None, True, 1e-5, 1)),
+)
+
+
+def typical_plans(options: Options, n_items: int | None, env: Environment | None = None) -> str:
+    """What the plan would be once measured, for calls of common kinds: the measurement decides,
+    but a reader of ``explain(fn)`` without items learns what it tends to decide, and why."""
+    env = env or Environment.current()
+    n = n_items if n_items is not None else ASSUMED_ITEMS
+    decided: list[str] = []
+    for label, m in TYPICAL_CALLS:
+        backend, workers, _ = _decide(m, env, n_items, options.max_workers)
+        decided.append(f"{label} -> {backend}" + (f" x{workers}" if backend != "serial" else ""))
+    assumed = "" if n_items is not None else " (assumed)"
+    return f"for {n}{assumed} items of common kinds it would decide: " + "; ".join(decided)
+
+
 def gil_matters(
     m: Measurement, options: Options, n_items: int | None, env: Environment | None = None
 ) -> bool:
@@ -315,8 +340,12 @@ def _decide(
     """Pick the backend whose estimated time is lowest, with a margin in favour of serial."""
     n = n_items if n_items is not None else ASSUMED_ITEMS
     gil = "releases the GIL" if m.releases_gil else "holds the GIL"
-    if m.releases_gil is None:
-        gil = "GIL release not measured"
+    if m.releases_gil is None:  # (say what the thread estimate assumes instead)
+        gil = "GIL release not measured" + (
+            ": threads are estimated as if it holds the GIL"
+            if env.gil_enabled and m.cpu_fraction >= 0.5
+            else ""
+        )
     why = [
         f"probe: {m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, {gil}"
         + (f" ({m.doubt})" if m.doubt else "")

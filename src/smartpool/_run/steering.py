@@ -135,9 +135,14 @@ def _user_frame() -> int:
 
 def described(m: Measurement) -> str:
     gil = {True: "releases the GIL", False: "holds the GIL", None: "GIL not measured"}
+    pickles = {  # (the function itself is checked only when processes are planned)
+        True: "it, its items and results pickle",
+        False: "it, its items or results cannot be pickled",
+        None: "its items and results pickle",
+    }
     return (
         f"{m.call_seconds * 1e3:.3g} ms a call, {m.cpu_fraction:.0%} CPU, "
-        f"{gil[m.releases_gil]}, picklable: {m.picklable}"
+        f"{gil[m.releases_gil]}, {pickles[m.picklable]}"
     )
 
 
@@ -158,7 +163,9 @@ def log_end(
         time.perf_counter() - began,
         "serial (probe)" if plan is None else plan.backend,
         1 if plan is None else plan.max_workers,
-        f", re-planned {replans} times" if replans else "",
+        {0: ", not re-planned", 1: ", re-planned once"}.get(
+            replans, f", re-planned {replans} times"
+        ),
     )
 
 

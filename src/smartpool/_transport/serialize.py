@@ -2,9 +2,9 @@
 
 cloudpickle is used both ways: it pickles importable functions by reference and everything else
 (lambdas, closures, functions and classes defined in ``__main__``) by value. When pickling fails,
-:func:`describe_unpicklable` walks into the object (closure cells, referenced globals, attributes,
-container elements) to name the part that cannot travel, so the error points at ``lock`` inside
-a closure rather than at the whole function.
+:mod:`.culprit` names the part that cannot travel (``lock`` inside a closure rather than the
+whole function) and what to do about it, and the error's chain keeps the pickler's own message
+but not its frames.
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ import io
 import pickle
 import types
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, cast
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from .._errors import SerializationError
-
-_HINT = (
-    "Objects that hold OS resources (locks, sockets, open files, database connections) cannot be "
-    "sent to a worker process: create them inside the function, or use backend='thread'."
-)
-
+from . import culprit
+from .frames import users_frames
 
 #: Buffers at least this large (NumPy arrays, bytearrays) leave the pickle when the caller
 #: collects them: they travel through shared memory instead of being copied into the stream.
@@ -39,11 +35,14 @@ def dumps(obj: object, large: list[pickle.PickleBuffer] | None = None) -> bytes:
     With ``large``, big buffers are appended to it instead of being copied into the result.
     """
     callback = None if large is None else _collector(large)
+    data: bytes | None
     try:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback)
-    except Exception:
+    except Exception:  # cloudpickle may manage (called below: its error is not chained to this)
+        data = None
+    if data is None or b"__main__" in data:
         return cloud_dumps(obj, large)
-    return data if b"__main__" not in data else cloud_dumps(obj, large)
+    return data
 
 
 #: Extra ``(type, reducer)`` pairs for one kind of payload, as in ``copyreg.pickle``.
@@ -122,11 +121,10 @@ def dump_function(fn: Callable[..., Any]) -> bytes:
         return dumps(fn)
     except Exception as exc:
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
-        where = describe_unpicklable(fn)
         raise SerializationError(
             f"the function {name!r} cannot be pickled for the process backend: "
-            f"{where or _reason(exc)}. {_HINT}"
-        ) from exc
+            f"{_explained(fn, exc, 'function')}"
+        ) from _pickler_frames_dropped(exc)
 
 
 def dump_value(value: object) -> bytes:
@@ -160,83 +158,40 @@ def dump_items(
     try:
         return dumps(items, large)
     except Exception as exc:
-        for offset, item in enumerate(items):
-            try:
-                dumps(item)
-            except Exception as item_exc:
-                where = describe_unpicklable(item) or _reason(item_exc)
-                raise SerializationError(
-                    f"{what} {start + offset} ({type(item).__qualname__}) cannot be pickled: "
-                    f"{where}. {_HINT}"
-                ) from item_exc
-        raise SerializationError(
-            f"{what}s {start}..{start + len(items) - 1}: {_reason(exc)}"
-        ) from exc
+        failed = exc  # (the offending item is looked for outside: its error is not chained to this)
+    for offset, item in enumerate(items):
+        try:
+            dumps(item)
+        except Exception as item_exc:
+            role: culprit.Role = "result" if what.startswith("result") else "item"
+            raise SerializationError(
+                f"{what} {start + offset} ({type(item).__qualname__}) cannot be pickled: "
+                f"{_explained(item, item_exc, role)}"
+            ) from _pickler_frames_dropped(item_exc)
+    raise SerializationError(
+        f"{what}s {start}..{start + len(items) - 1}: {_reason(failed)}"
+    ) from _pickler_frames_dropped(failed)
+
+
+def _explained(obj: object, exc: BaseException, role: culprit.Role) -> str:
+    """Where in ``obj`` the part that cannot be pickled sits, and what to do about it."""
+    found = culprit.find(obj)
+    if found is None:  # it pickles when taken apart: say what the pickler said
+        return f"{_reason(exc)}. {culprit.advice(obj, role)}"
+    return f"{found.path}. {culprit.advice(found.leaf, role)}"
+
+
+def _pickler_frames_dropped(exc: BaseException) -> BaseException:
+    """The pickler's error for the chain: its message, and the frames of the user's code it
+    ran (a ``__reduce__`` that raised), not the pickler's own."""
+    return exc.with_traceback(users_frames(exc.__traceback__))
 
 
 def describe_unpicklable(obj: object, depth: int = 4) -> str | None:
     """Return a path like ``closure variable 'lock' -> _thread.lock``, or None if all is well."""
-    path = _walk(obj, depth, set())
-    if path is None:
-        return None
-    *steps, leaf = path
-    return " -> ".join([*steps, leaf])
+    found = culprit.find(obj, depth)
+    return None if found is None else found.path
 
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _picklable(obj: object) -> bool:
-    try:
-        dumps(obj)
-    except Exception:
-        return False
-    return True
-
-
-def _children(obj: object) -> list[tuple[str, object]]:
-    kids: list[tuple[str, object]]
-    if isinstance(obj, functools.partial):
-        kids = [("partial function", obj.func)]
-        kids += [(f"partial argument {i}", a) for i, a in enumerate(obj.args)]
-        kids += [(f"partial keyword {k!r}", v) for k, v in obj.keywords.items()]
-        return kids
-    self_obj = getattr(obj, "__self__", None)
-    if self_obj is not None and getattr(obj, "__func__", None) is not None:
-        return [("bound instance", self_obj), ("method", obj.__func__)]  # type: ignore[attr-defined]
-    code = getattr(obj, "__code__", None)
-    if code is not None:
-        kids = []
-        cells = getattr(obj, "__closure__", None) or ()
-        for name, cell in zip(code.co_freevars, cells, strict=False):
-            try:
-                kids.append((f"closure variable {name!r}", cell.cell_contents))
-            except ValueError:  # empty cell
-                continue
-        fn_globals = getattr(obj, "__globals__", {})
-        kids += [(f"global {n!r}", fn_globals[n]) for n in code.co_names if n in fn_globals]
-        kids += [
-            (f"default {i}", d) for i, d in enumerate(getattr(obj, "__defaults__", None) or ())
-        ]
-        return kids
-    if isinstance(obj, dict):
-        return [(f"key {k!r}", v) for k, v in cast("dict[object, object]", obj).items()]
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [(f"element {i}", v) for i, v in enumerate(cast("Iterable[object]", obj))]
-    state: object = getattr(obj, "__dict__", None)
-    if isinstance(state, dict):
-        return [(f"attribute {k!r}", v) for k, v in cast("dict[object, object]", state).items()]
-    return []
-
-
-def _walk(obj: object, depth: int, seen: set[int]) -> list[str] | None:
-    if id(obj) in seen or _picklable(obj):
-        return None
-    seen.add(id(obj))
-    if depth > 0:
-        for label, child in _children(obj):
-            sub = _walk(child, depth - 1, seen)
-            if sub is not None:
-                return [label, *sub]
-    return [f"{type(obj).__module__}.{type(obj).__qualname__} object"]
