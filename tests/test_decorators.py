@@ -174,5 +174,5 @@ def test_a_misspelled_option_is_the_same_type_error_everywhere(call: Any) -> Non
         call()
     assert str(caught.value) == (
         "unexpected option(s) 'max_wrokers'; valid options are: backend, max_workers, "
-        "chunksize, ordered, timeout, retries, retry_on"
+        "chunksize, ordered, timeout, retries, retry_on, initializer, initargs, max_tasks_per_child"
     )

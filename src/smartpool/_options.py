@@ -12,7 +12,7 @@ This module is a leaf: it imports nothing from the rest of smartpool.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypedDict, cast
 
@@ -46,6 +46,12 @@ class MapOptions(TypedDict, total=False):
     retries: int
     #: The exception types that are retried.
     retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    #: Run ``initializer(*initargs)`` once in each worker before its first item.
+    initializer: Callable[..., object] | None
+    #: The arguments of ``initializer``.
+    initargs: tuple[Any, ...]
+    #: Replace a worker process after it ran this many items; None: never (no effect on threads).
+    max_tasks_per_child: int | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class Options:
     timeout: float | None = None
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_child: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -66,7 +75,7 @@ class Options:
                 f"unknown backend {self.backend!r}; valid backends are: "
                 + ", ".join(repr(b) for b in BACKEND_NAMES)
             )
-        for name in ("max_workers", "chunksize"):
+        for name in ("max_workers", "chunksize", "max_tasks_per_child"):
             _check_count(name, getattr(self, name))
         if not isinstance(cast(object, self.ordered), bool):
             raise TypeError(f"ordered must be True or False, got {self.ordered!r}")
@@ -97,6 +106,16 @@ class Options:
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in kinds):
             raise TypeError(f"retry_on must be exception types, got {retry_on!r}")
         object.__setattr__(self, "retry_on", kinds)
+        self._check_initializer()
+
+    def _check_initializer(self) -> None:
+        initializer, initargs = cast(object, self.initializer), cast(object, self.initargs)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, got {initializer!r}")
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        if initargs and initializer is None:
+            raise ValueError("initargs= is given without an initializer= to pass them to")
 
     def merged(self, given: Mapping[str, Any]) -> Options:
         """These options with ``given`` (keywords a caller passed) taking precedence."""

@@ -80,6 +80,10 @@ class Backend(ABC):
         """Free what every pool of this kind shares (a fork server, kept files), at shutdown."""
         return None
 
+    def chunk_limit(self) -> int | None:
+        """The most items a chunk may hold on this pool (None: any number)."""
+        return None
+
     def warm_workers(self) -> int:
         """Workers already started and idle or busy: no start-up cost to pay for them."""
         return 0

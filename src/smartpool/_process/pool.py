@@ -50,14 +50,23 @@ class _Worker:
     task: Task | None = None
     deadline: float | None = None
     fn_keys: deque[int] = field(default_factory=deque[int])
+    #: Items this worker ran (counted against ``max_tasks``).
+    items_done: int = 0
 
 
 class ProcessPool:
-    """Up to ``workers`` worker processes started with ``method``, replaced when they die."""
+    """Up to ``workers`` worker processes started with ``method``, replaced when they die.
 
-    def __init__(self, workers: int, method: str) -> None:
+    ``setup`` (a pickled WorkerSetup) goes to each worker when it starts; a worker that has run
+    ``max_tasks`` items is let go (its socket closed: it exits) and replaced when work waits.
+    """
+
+    def __init__(
+        self, workers: int, method: str, setup: bytes = b"", max_tasks: int | None = None
+    ) -> None:
         self.workers = workers
         self.method = method
+        self.setup, self.max_tasks = setup, max_tasks
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
@@ -127,7 +136,7 @@ class ProcessPool:
 
     def _start_worker(self) -> None:
         try:
-            proc = start_worker(self.method)
+            proc = start_worker(self.method, self.setup)
         except Exception as exc:  # out of descriptors or processes, say: fail what waited for it
             self._fail_queued(start_error(exc, "a worker process", self.workers))
             return
@@ -250,22 +259,36 @@ class ProcessPool:
             self._kill_cancelled()
 
     def _finished(self, worker: _Worker, reply: protocol.Reply) -> None:
-        """A worker replied: settle its task with the result, and give it the next one."""
+        """A worker replied: settle its task with the result, and give it the next one (or, past
+        ``max_tasks`` items, let it go and start a replacement if work waits)."""
         task = worker.task
         assert task is not None, "a worker replied without a task"
         result = protocol.result_of(reply, task.start, task.describe_items)
+        retire = replace = False
         with self._lock:
             if worker not in self._all:  # cancelled and killed meanwhile
                 return
             task = worker.task
             worker.task, worker.deadline = None, None
-            following = self._next_task()
-            if following is not None:
-                self._assign(worker, following)
+            worker.items_done += 0 if task is None else task.n_items
+            following = None
+            if self.max_tasks is not None and worker.items_done >= self.max_tasks:
+                retire = True
+                self._all.remove(worker)
+                replace = bool(self._queue) and not self._closed
+            else:
+                following = self._next_task()
+                if following is not None:
+                    self._assign(worker, following)
+        if retire:
+            worker.proc.close()  # an idle worker exits when its socket closes
+            worker.proc.exitcode()  # reap it (at once: it is idle)
         if task is not None:
             settle_task(task, result, reusable=reply.let_go)
         if following is not None:
             self._send(worker)
+        if replace:
+            self._start_worker()
 
     def _expire_deadlines(self) -> None:
         now = time.monotonic()

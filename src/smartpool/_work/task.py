@@ -19,6 +19,7 @@ from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
 from .chunking import Tail
+from .setup import WorkerSetup
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Call:
     #: True when the items come from a list or tuple made before the call: one object holds the
     #: same contents for all the items that refer to it (its large buffers can be sent once).
     stored_items: bool = False
+    #: What each worker runs first (``initializer=``) and how long a process lives; a backend
+    #: setting, passed when the run leases a pool (None: plain shared pools).
+    setup: WorkerSetup | None = None
 
 
 @dataclass
