@@ -25,7 +25,7 @@ from sklearn.tree import DecisionTreeClassifier
 import smartpool.joblib
 from smartpool.joblib import SmartpoolBackend
 
-from .joblib_tasks import inner_where, where
+from .joblib_tasks import blas_threads, inner_where, parse, where
 from .subprocesses import ENV, run_python
 from .test_faults_crash import alive
 
@@ -83,6 +83,12 @@ def test_n_jobs_means_what_it_means_to_joblib() -> None:
         backend.effective_n_jobs(0)
 
 
+def test_worker_processes_limit_their_native_thread_pools_as_loky_does() -> None:
+    with joblib.parallel_config(backend="smartpool", n_jobs=2, prefer="processes"):
+        limits = joblib.Parallel()(joblib.delayed(blas_threads)() for _ in range(4))
+    assert set(limits) == {max(1, (os.cpu_count() or 1) // 2)}
+
+
 def test_a_nested_parallel_inside_a_worker_runs_inline() -> None:
     for prefer in ("threads", "processes"):
         with joblib.parallel_config(backend="smartpool", n_jobs=2, prefer=prefer):
@@ -95,10 +101,10 @@ def test_an_error_keeps_its_type_and_the_frames_where_it_was_raised() -> None:
         joblib.parallel_config(backend="smartpool", n_jobs=2, prefer="processes"),
         pytest.raises(ValueError, match="invalid literal") as caught,
     ):
-        joblib.Parallel()(joblib.delayed(int)(x) for x in ["1", "x", "3"])
+        joblib.Parallel()(joblib.delayed(parse)(x) for x in ["1", "x", "3"])
     cause = caught.value.__cause__
     assert isinstance(cause, smartpool.joblib.WorkerTraceback)
-    assert "in _run_batch" in str(cause)
+    assert "in parse" in str(cause)  # the frame where it was raised, in the worker
 
 
 def test_return_as_generator_streams() -> None:

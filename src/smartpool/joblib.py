@@ -16,6 +16,7 @@ joblib is not a dependency of smartpool: install it to use this module.
 from __future__ import annotations
 
 import importlib
+import os
 import queue
 import threading
 import traceback
@@ -54,13 +55,42 @@ def register() -> None:
     _parallel.register_parallel_backend(NAME, SmartpoolBackend)
 
 
-def _run_batch(batch: Callable[[], Any]) -> Any:
-    """Run one of joblib's batches (a ``BatchedCalls``: the batch's calls, in order)."""
-    return batch()
+class _RunBatch:
+    """Runs one of joblib's batches (a ``BatchedCalls``: the batch's calls, in order).
+
+    In a worker process it first limits the native thread pools (BLAS, OpenMP) to
+    ``inner_threads``, once per process, as joblib's loky backend does with its workers'
+    environment: ``workers`` processes each running a BLAS pool as large as the machine would
+    oversubscribe it many times over. Threads share the caller's pools, which are left alone.
+    """
+
+    def __init__(self, inner_threads: int) -> None:
+        self.inner_threads = inner_threads
+        self.caller = os.getpid()
+
+    def __call__(self, batch: Callable[[], Any]) -> Any:
+        if os.getpid() != self.caller:
+            _limit_native_threads(self.inner_threads)
+        return batch()
 
 
-_io_batch = smartpool.io_bound(_run_batch)
-_cpu_batch = smartpool.cpu_bound(_run_batch)
+_limited_to: int | None = None
+
+
+def _limit_native_threads(threads: int) -> None:
+    """In a worker process: at most ``threads`` threads in native pools, set once per process
+    and limit (with threadpoolctl, a scikit-learn dependency, when it is installed)."""
+    global _limited_to
+    if _limited_to == threads:
+        return
+    _limited_to = threads
+    try:
+        threadpoolctl: Any = importlib.import_module("threadpoolctl")
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(limits=threads)
+
+
 _END = object()
 
 
@@ -154,7 +184,7 @@ class SmartpoolBackend(_Base):  # type: ignore[misc]
         self._stream: _Stream | None = None
         self._workers = 1
         self._backend: Literal["auto", "thread"] = "auto"
-        self._fn: Callable[[Any], Any] = _run_batch
+        self._hint: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
         self._batch_size = 1
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
@@ -178,8 +208,8 @@ class SmartpoolBackend(_Base):  # type: ignore[misc]
         self.parallel = parallel
         self._workers = self.effective_n_jobs(n_jobs)
         self._backend = "thread" if require == "sharedmem" else "auto"
-        hinted = {"threads": _io_batch, "processes": _cpu_batch}
-        self._fn = _run_batch if require == "sharedmem" else hinted.get(prefer or "", _run_batch)
+        hints = {"threads": smartpool.io_bound, "processes": smartpool.cpu_bound}
+        self._hint = None if require == "sharedmem" else hints.get(prefer or "")
         self._batch_size = 1
         return self._workers
 
@@ -195,7 +225,11 @@ class SmartpoolBackend(_Base):  # type: ignore[misc]
         self._batch_size = min(ideal, MAX_GROWTH * self._batch_size)
 
     def start_call(self) -> None:
-        self._stream = _Stream(self._fn, self._backend, self._workers)
+        # A new function for each call: smartpool keeps no decision from another call's batches.
+        run: Callable[[Any], Any] = _RunBatch(max(1, (os.cpu_count() or 1) // self._workers))
+        if self._hint is not None:
+            run = self._hint(run)
+        self._stream = _Stream(run, self._backend, self._workers)
 
     def stop_call(self) -> None:
         stream, self._stream = self._stream, None
@@ -245,7 +279,7 @@ class WorkerTraceback(Exception):
         ...     with joblib.parallel_config(backend="smartpool", n_jobs=2):
         ...         joblib.Parallel()(joblib.delayed(int)(x) for x in ["1", "x"])
         ... except ValueError as error:
-        ...     print(type(error.__cause__).__name__, "in _run_batch" in str(error.__cause__))
+        ...     print(type(error.__cause__).__name__, "Traceback" in str(error.__cause__))
         WorkerTraceback True
     """
 
