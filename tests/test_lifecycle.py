@@ -146,3 +146,25 @@ def test_max_tasks_per_child_bounds_adaptive_chunks_too() -> None:
 
 def test_max_tasks_per_child_has_no_effect_on_threads() -> None:
     assert smartpool.parallel_map(abs, [-1, -2], backend="thread", max_tasks_per_child=1) == [1, 2]
+
+
+def test_calls_with_the_same_max_tasks_per_child_share_a_warm_pool() -> None:
+    from smartpool._backends import registry
+
+    def process_pools() -> int:
+        return sum(1 for key in registry._pools if key[0] == "process")
+
+    smartpool.parallel_map(
+        pid_of, range(4), backend="process", max_workers=2, max_tasks_per_child=50
+    )
+    pools = process_pools()
+    for _ in range(3):
+        smartpool.parallel_map(
+            pid_of, range(4), backend="process", max_workers=2, max_tasks_per_child=50
+        )
+    assert process_pools() == pools
+    # On threads the option has no effect: the plain warm pool serves the call.
+    smartpool.parallel_map(abs, [1], backend="thread", max_workers=3)
+    threads = sum(1 for key in registry._pools if key[0] == "thread")
+    smartpool.parallel_map(abs, [1], backend="thread", max_workers=3, max_tasks_per_child=5)
+    assert sum(1 for key in registry._pools if key[0] == "thread") == threads

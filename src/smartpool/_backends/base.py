@@ -14,6 +14,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._work.setup import WorkerSetup
 from .._work.task import Call, ChunkResult, settle
 
 
@@ -74,6 +75,12 @@ class Backend(ABC):
     def default_settings(cls) -> dict[str, Any]:
         """Construction arguments taken from the configuration when a lease gives none."""
         return {}
+
+    @classmethod
+    def worker_setup(cls, setup: WorkerSetup) -> WorkerSetup | None:
+        """The part of ``setup`` this backend's pools use (None: nothing, so they need no
+        setting of their own): the initializer, which every kind of worker runs."""
+        return setup if setup.initializer is not None else None
 
     @classmethod
     def release_resources(cls) -> None:

@@ -50,6 +50,10 @@ class ProcessBackend(Backend):
     def _new_pool(self) -> ProcessPool:
         return ProcessPool(self.workers, self.start_method, self._setup_bytes, self._max_tasks)
 
+    @classmethod
+    def worker_setup(cls, setup: WorkerSetup) -> WorkerSetup | None:
+        return setup  # max_tasks_per_child too: worker processes are replaced
+
     def chunk_limit(self) -> int | None:
         return self._max_tasks
 

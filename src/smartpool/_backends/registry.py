@@ -140,6 +140,7 @@ def lease(
     """
     cls = backend_class(name)
     settings = {**cls.default_settings(), **settings}
+    setup = None if setup is None else cls.worker_setup(setup)
     if setup is not None:
         settings["setup"] = setup
         private = private or setup.private

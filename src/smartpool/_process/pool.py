@@ -57,8 +57,9 @@ class _Worker:
 class ProcessPool:
     """Up to ``workers`` worker processes started with ``method``, replaced when they die.
 
-    ``setup`` (a pickled WorkerSetup) goes to each worker when it starts; a worker that has run
-    ``max_tasks`` items is let go (its socket closed: it exits) and replaced when work waits.
+    ``setup`` (a pickled WorkerSetup) goes to each worker when it starts. A worker runs at most
+    ``max_tasks`` items: one that has, or whose next chunk would take it past them, is let go
+    (its socket closed: it exits) and replaced when work waits.
     """
 
     def __init__(
@@ -97,7 +98,12 @@ class ProcessPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a process pool that was shut down")
-            worker = self._idle_worker()
+            worker = spent = self._idle_worker()
+            if worker is not None and self._fits(worker, task.n_items):
+                spent = None
+            elif spent is not None:  # it would run more than max_tasks items: replace it
+                self._all.remove(spent)
+                worker = None
             if worker is None:
                 self._queue.append(task)
                 start_new = len(self._all) < self.workers
@@ -117,12 +123,23 @@ class ProcessPool:
                     failed = start_error(exc, "the process pool's manager thread", self.workers)
                 else:
                     self._manager = manager
+        if spent is not None:
+            self._let_go(spent)
         if failed is not None:
             self._fail_queued(failed)
         elif worker is not None:
             self._send(worker)
         elif start_new:
             self._start_worker()
+
+    def _fits(self, worker: _Worker, n_items: int) -> bool:
+        """Whether ``worker`` may run ``n_items`` more items (``max_tasks``)."""
+        return self.max_tasks is None or worker.items_done + n_items <= self.max_tasks
+
+    def _let_go(self, worker: _Worker) -> None:
+        """Close the socket of a worker taken out of the pool, idle: it exits, and is reaped."""
+        worker.proc.close()
+        worker.proc.exitcode()
 
     def _idle_worker(self) -> _Worker | None:
         for worker in self._all:
@@ -264,25 +281,23 @@ class ProcessPool:
         task = worker.task
         assert task is not None, "a worker replied without a task"
         result = protocol.result_of(reply, task.start, task.describe_items)
-        retire = replace = False
+        following = None
         with self._lock:
             if worker not in self._all:  # cancelled and killed meanwhile
                 return
             task = worker.task
             worker.task, worker.deadline = None, None
             worker.items_done += 0 if task is None else task.n_items
-            following = None
-            if self.max_tasks is not None and worker.items_done >= self.max_tasks:
-                retire = True
+            retire = not self._fits(worker, self._queue[0].n_items if self._queue else 1)
+            if retire:
                 self._all.remove(worker)
-                replace = bool(self._queue) and not self._closed
             else:
                 following = self._next_task()
                 if following is not None:
                     self._assign(worker, following)
+            replace = retire and bool(self._queue) and not self._closed
         if retire:
-            worker.proc.close()  # an idle worker exits when its socket closes
-            worker.proc.exitcode()  # reap it (at once: it is idle)
+            self._let_go(worker)
         if task is not None:
             settle_task(task, result, reusable=reply.let_go)
         if following is not None:

@@ -21,12 +21,12 @@ from .._transport.remote import drop_first_frame
 from . import context
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class WorkerSetup:
     """What each worker of a pool runs first, and how long a worker process lives.
 
-    Compared by identity: a pool set up by one call's initializer is never given to another
-    (the registry leases such pools privately).
+    A pool set up by one call's initializer is never given to another (the registry leases
+    such pools privately); without one, equal setups share warm pools.
     """
 
     initializer: Callable[..., object] | None = None
