@@ -178,5 +178,5 @@ def test_a_misspelled_option_is_the_same_type_error_everywhere(call: Any) -> Non
     )
     assert str(caught.value).startswith(
         "unexpected option(s) 'max_wrokers'; valid options are: backend, max_workers, "
-        "chunksize, ordered, timeout, retries, retry_on"
+        "chunksize, ordered, timeout, retries, retry_on, "
     )

@@ -1,8 +1,17 @@
-"""Checked by mypy --strict in CI (not collected by pytest): decorators keep their signatures."""
+"""Checked by mypy --strict and pyright in CI (not collected by pytest): the public calls keep
+their signatures, and wrong calls are reported.
+
+Each ``# type: ignore[code]`` marks a line that must fail: mypy's ``warn_unused_ignores``
+(part of --strict) and pyright's ``reportUnnecessaryTypeIgnoreComment`` (below) fail the check
+if a checker stops reporting it.
+"""
+
+# pyright: reportUnnecessaryTypeIgnoreComment=true
 
 from __future__ import annotations
 
 from concurrent.futures import Future
+from typing import Any
 
 from typing_extensions import assert_type
 
@@ -40,6 +49,67 @@ assert_type(smartpool.imap(abs, [1], backend="thread"), smartpool.ResultIterator
 options: smartpool.MapOptions = {"backend": "process", "chunksize": 4}
 assert_type(smartpool.parallel_map(abs, [1], **options), list[int])
 # Misspelled or mistyped options are reported, on purpose (warn_unused_ignores proves it).
-smartpool.parallel_map(abs, [1], max_wrokers=3)  # type: ignore[call-arg]
-lookup.map(["a"], ordered="yes")  # type: ignore[arg-type]
-smartpool.parallel_map(abs, [1], backend="gpu")  # type: ignore[arg-type]
+smartpool.parallel_map(abs, [1], max_wrokers=3)  # type: ignore[call-overload]
+lookup.map(["a"], ordered="yes")  # type: ignore[call-overload]
+smartpool.parallel_map(abs, [1], backend="gpu")  # type: ignore[call-overload]
+crunch.map(range(3), max_wrokers=3)  # type: ignore[call-overload]
+crunch.imap(range(3), chunksize="big")  # type: ignore[call-overload]
+
+# Items are checked against the function's parameter, on .map/.imap and the calls.
+crunch.map(["x"])  # type: ignore[list-item]
+crunch.imap(["x"])  # type: ignore[list-item]
+smartpool.parallel_map(crunch, ["x"])  # type: ignore[arg-type]
+assert_type(crunch.imap(range(3)), smartpool.ResultIterator[str])
+
+
+# submit checks the arguments against the function's signature (ParamSpec).
+def plain(n: int, *, label: str = "") -> float:
+    return n / 2
+
+
+assert_type(smartpool.submit(plain, 3, label="x"), Future[float])
+smartpool.submit(plain, "x")  # type: ignore[arg-type]
+smartpool.submit(plain, 1, lable="x")  # type: ignore[call-arg]
+crunch.submit("x")  # type: ignore[arg-type]
+
+# Lifecycle options are typed like the others.
+assert_type(
+    smartpool.parallel_map(plain, [1], initializer=print, initargs=("hi",), max_tasks_per_child=5),
+    list[float],
+)
+smartpool.parallel_map(plain, [1], initargs="hi")  # type: ignore[call-overload]
+smartpool.parallel_map(plain, [1], initializer=3)  # type: ignore[call-overload]
+
+
+# Several iterables: each one is checked against its parameter.
+def scale(n: int, factor: float) -> float:
+    return n * factor
+
+
+@smartpool.io_bound
+def label(n: int, text: str) -> str:
+    return f"{text}{n}"
+
+
+assert_type(smartpool.parallel_map(scale, [1, 2], [0.5, 2.0]), list[float])
+assert_type(smartpool.imap(scale, [1], [0.5]), smartpool.ResultIterator[float])
+assert_type(label.map([1], ["a"]), list[str])
+assert_type(label.imap([1], ["a"]), smartpool.ResultIterator[str])
+smartpool.parallel_map(scale, [1], ["half"])  # type: ignore[arg-type]
+label.map([1], [2])  # type: ignore[list-item]
+assert_type(smartpool.starmap(scale, [(1, 0.5)]), list[float])
+assert_type(smartpool.istarmap(scale, [(1, 0.5)]), smartpool.ResultIterator[float])
+
+# with_index pairs each result with its index.
+assert_type(
+    smartpool.imap(plain, [1], ordered=False, with_index=True),
+    smartpool.ResultIterator[tuple[int, float]],
+)
+assert_type(crunch.imap([1], with_index=True), smartpool.ResultIterator[tuple[int, str]])
+assert_type(
+    smartpool.istarmap(scale, [(1, 0.5)], with_index=True),
+    smartpool.ResultIterator[tuple[int, float]],
+)
+
+# worker_state is a plain dict.
+assert_type(smartpool.worker_state(), dict[str, Any])

@@ -23,6 +23,7 @@ from ._decorators import TaskFunction as TaskFunction
 from ._decorators import auto as auto
 from ._decorators import cpu_bound as cpu_bound
 from ._decorators import io_bound as io_bound
+from ._errors import InitializerError as InitializerError
 from ._errors import RemoteError as RemoteError
 from ._errors import ResourceLimitError as ResourceLimitError
 from ._errors import SerializationError as SerializationError
@@ -36,8 +37,11 @@ from ._routing.classify import classify as classify
 from ._routing.cpus import cpu_count as cpu_count
 from ._routing.memory import forget as forget
 from ._routing.planner import Plan as Plan
+from ._starmap import istarmap as istarmap
+from ._starmap import starmap as starmap
 from ._version import __version__ as __version__
 from ._work.reporting import report_progress as report_progress
+from ._work.setup import worker_state as worker_state
 
 if TYPE_CHECKING:
     from ._sync import AbandonedLockWarning as AbandonedLockWarning
@@ -73,6 +77,7 @@ __all__ = [
     "Classification",
     "Config",
     "Event",
+    "InitializerError",
     "Lock",
     "MapOptions",
     "Plan",
@@ -99,9 +104,12 @@ __all__ = [
     "forget",
     "imap",
     "io_bound",
+    "istarmap",
     "parallel_map",
     "report_progress",
     "shutdown",
+    "starmap",
     "submit",
     "using",
+    "worker_state",
 ]

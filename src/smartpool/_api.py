@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import replace
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from typing_extensions import Unpack
 
@@ -26,6 +26,8 @@ from ._run.events import Observer
 from ._run.flight import with_note
 from ._run.run import Run
 from ._work.chunking import Feed, length_of
+from ._work.setup import WorkerSetup
+from ._work.shapes import Adapted, shaped
 from ._work.task import Call, RetryPolicy
 
 logger = logging.getLogger("smartpool")
@@ -34,13 +36,51 @@ logger = logging.getLogger("smartpool")
 EXPLAIN_MAX_ITEMS = 1000
 
 T = TypeVar("T")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
+@overload
 def parallel_map(
     fn: Callable[[T], R], iterable: Iterable[T], /, **options: Unpack[MapOptions]
+) -> list[R]: ...
+@overload
+def parallel_map(
+    fn: Callable[[T, T2], R],
+    iterable: Iterable[T],
+    iterable2: Iterable[T2],
+    /,
+    **options: Unpack[MapOptions],
+) -> list[R]: ...
+@overload
+def parallel_map(
+    fn: Callable[[T, T2, T3], R],
+    iterable: Iterable[T],
+    iterable2: Iterable[T2],
+    iterable3: Iterable[T3],
+    /,
+    **options: Unpack[MapOptions],
+) -> list[R]: ...
+@overload
+def parallel_map(
+    fn: Callable[..., R],
+    iterable: Iterable[Any],
+    iterable2: Iterable[Any],
+    iterable3: Iterable[Any],
+    iterable4: Iterable[Any],
+    /,
+    *iterables: Iterable[Any],
+    **options: Unpack[MapOptions],
+) -> list[R]: ...
+def parallel_map(
+    fn: Callable[..., R], iterable: Iterable[Any], /, *iterables: Iterable[Any], **options: Any
 ) -> list[R]:
     """Apply ``fn`` to every item, in parallel where it pays, and return the results as a list.
+
+    With several iterables, ``fn`` takes one item of each, and the call stops with the shortest,
+    as the builtin ``map`` does (:func:`starmap` takes the argument tuples ready-made).
 
     Options (:class:`MapOptions`; each one passed overrides a decorator's):
 
@@ -51,7 +91,11 @@ def parallel_map(
     - ``ordered``: results in input order (default) or, False, in completion order;
     - ``timeout``: seconds each item may run on threads or processes (None: no limit);
     - ``retries``, ``retry_on``: run an item that raised one of ``retry_on`` again, up to
-      ``retries`` more times.
+      ``retries`` more times;
+    - ``initializer``, ``initargs``: run ``initializer(*initargs)`` once in each worker before
+      its first item (see :func:`worker_state`); a failure raises :class:`InitializerError`;
+    - ``max_tasks_per_child``: replace a worker process after it ran that many items (no
+      effect on threads).
 
     An exception raised by ``fn`` is re-raised here as its own type, with the worker's frames
     and a note naming the item (with ordered results, the first failing item's). smartpool's
@@ -63,18 +107,78 @@ def parallel_map(
         >>> import smartpool
         >>> smartpool.parallel_map(abs, [-1, 2, -3], backend="thread")
         [1, 2, 3]
+        >>> smartpool.parallel_map(pow, [2, 3, 4], [5, 2], backend="thread")
+        [32, 9]
     """
     try:
-        run, ordered = start(fn, iterable, options)
+        run, ordered = start(*shaped(fn, iterable, iterables), options)
         return _collect(run.results(), ordered)
     except SerializationError as error:
         raise from_users_call(error) from error.__cause__
 
 
+@overload
 def imap(
-    fn: Callable[[T], R], iterable: Iterable[T], /, **options: Unpack[MapOptions]
-) -> ResultIterator[R]:
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    /,
+    *,
+    with_index: Literal[False] = False,
+    **options: Unpack[MapOptions],
+) -> ResultIterator[R]: ...
+@overload
+def imap(
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    /,
+    *,
+    with_index: Literal[True],
+    **options: Unpack[MapOptions],
+) -> ResultIterator[tuple[int, R]]: ...
+@overload
+def imap(
+    fn: Callable[[T, T2], R],
+    iterable: Iterable[T],
+    iterable2: Iterable[T2],
+    /,
+    *,
+    with_index: Literal[False] = False,
+    **options: Unpack[MapOptions],
+) -> ResultIterator[R]: ...
+@overload
+def imap(
+    fn: Callable[[T, T2], R],
+    iterable: Iterable[T],
+    iterable2: Iterable[T2],
+    /,
+    *,
+    with_index: Literal[True],
+    **options: Unpack[MapOptions],
+) -> ResultIterator[tuple[int, R]]: ...
+@overload
+def imap(
+    fn: Callable[..., R],
+    iterable: Iterable[Any],
+    iterable2: Iterable[Any],
+    iterable3: Iterable[Any],
+    /,
+    *iterables: Iterable[Any],
+    with_index: bool = False,
+    **options: Unpack[MapOptions],
+) -> ResultIterator[Any]: ...
+def imap(
+    fn: Callable[..., Any],
+    iterable: Iterable[Any],
+    /,
+    *iterables: Iterable[Any],
+    with_index: bool = False,
+    **options: Any,
+) -> ResultIterator[Any]:
     """Like :func:`parallel_map`, but a lazy iterator: input is consumed as results are taken.
+
+    ``with_index=True`` yields ``(index, result)`` pairs, ``index`` being the item's position
+    in the input: with ``ordered=False`` (results in completion order) it says which item each
+    result belongs to. Several iterables are zipped as in :func:`parallel_map`.
 
     At most about ``2 x max_workers`` chunks are in flight, so an endless generator streams.
     Bad arguments and functions that cannot be sent to a worker fail here, not on first ``next``.
@@ -87,9 +191,12 @@ def imap(
         >>> [next(squares) for _ in range(4)]
         [0, 1, 4, 9]
         >>> squares.close()
+        >>> pairs = smartpool.imap(str.upper, "ab", ordered=False, with_index=True)
+        >>> sorted(pairs)
+        [(0, 'A'), (1, 'B')]
     """
     try:
-        run, _ = start(fn, iterable, options)
+        run, _ = start(*shaped(fn, iterable, iterables, with_index), options)
     except SerializationError as error:
         raise from_users_call(error) from error.__cause__
     return ResultIterator(run)
@@ -134,10 +241,11 @@ class ResultIterator(Iterator[R], Generic[R]):
         self._run.cancel()
 
 
-def submit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+def submit(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
     """Run ``fn(*args, **kwargs)`` once on the backend smartpool picks; return its Future.
 
     The Future stays pending until a worker starts the call, so ``cancel()`` works until then.
+    Options come from a decorated ``fn`` (``@smartpool.io_bound(initializer=...)``).
 
     Example:
         >>> import smartpool
@@ -257,7 +365,11 @@ def make_call(
 ) -> Call:
     retry = RetryPolicy(options.retries, options.retry_on)
     stored = type(items) in (list, tuple)  # not subclasses: their items could be made on access
-    return Call(fn, retry, options.timeout, portable if portable is not None else fn, stored)
+    setup = None
+    if options.initializer is not None or options.max_tasks_per_child is not None:
+        setup = WorkerSetup(options.initializer, options.initargs, options.max_tasks_per_child)
+    portable = portable if portable is not None else fn
+    return Call(fn, retry, options.timeout, portable, stored, setup=setup)
 
 
 class StarCall:
@@ -290,5 +402,7 @@ def hint_of(fn: Callable[..., Any]) -> Hint | None:
 
 def raw_function(fn: Callable[..., R]) -> Callable[..., R]:
     """The undecorated function, called directly where nothing needs pickling."""
+    if isinstance(fn, Adapted):
+        return cast("Callable[..., R]", fn.raw(raw_function))
     wrapped: Callable[..., R] | None = getattr(fn, "_smartpool_wrapped", None)
     return wrapped if wrapped is not None else fn

@@ -10,7 +10,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from typing_extensions import Unpack
 
@@ -20,6 +20,9 @@ from ._routing.planner import Hint
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
 
 
 class TaskFunction(Generic[P, R]):
@@ -57,20 +60,100 @@ class TaskFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._smartpool_wrapped(*args, **kwargs)
 
-    def map(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> list[R]:
-        """``parallel_map(self, iterable, **options)``; each option given here overrides the
-        decorator's, even one equal to smartpool's default (``ordered=True``)."""
-        return _api.parallel_map(self._as_map_function(), iterable, **options)
+    # ``self`` is typed as the callable it is, so that type checkers check the items against
+    # the function's parameters (a ``TaskFunction[P, R]`` is invariant in ``P``).
+    @overload
+    def map(
+        self: Callable[[T], R], iterable: Iterable[T], /, **options: Unpack[MapOptions]
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self: Callable[[T, T2], R],
+        iterable: Iterable[T],
+        iterable2: Iterable[T2],
+        /,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self: Callable[[T, T2, T3], R],
+        iterable: Iterable[T],
+        iterable2: Iterable[T2],
+        iterable3: Iterable[T3],
+        /,
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self: Callable[..., R],
+        iterable: Iterable[Any],
+        iterable2: Iterable[Any],
+        iterable3: Iterable[Any],
+        iterable4: Iterable[Any],
+        /,
+        *iterables: Iterable[Any],
+        **options: Unpack[MapOptions],
+    ) -> list[R]: ...
+    def map(
+        self: Callable[..., Any],
+        iterable: Iterable[Any],
+        /,
+        *iterables: Iterable[Any],
+        **options: Any,
+    ) -> list[Any]:
+        """``parallel_map(self, iterable, *iterables, **options)``; each option given here
+        overrides the decorator's, even one equal to smartpool's default (``ordered=True``)."""
+        return _api.parallel_map(self, iterable, *iterables, **options)
 
+    @overload
     def imap(
-        self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]
-    ) -> _api.ResultIterator[R]:
-        """``imap(self, iterable, **options)``, options as for :meth:`map`."""
-        return _api.imap(self._as_map_function(), iterable, **options)
-
-    def _as_map_function(self) -> Callable[[Any], R]:
-        # One argument per item: the signature ``P`` cannot say so, the call sites do.
-        return cast("Callable[[Any], R]", self)
+        self: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        with_index: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> _api.ResultIterator[R]: ...
+    @overload
+    def imap(
+        self: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        with_index: Literal[True],
+        **options: Unpack[MapOptions],
+    ) -> _api.ResultIterator[tuple[int, R]]: ...
+    @overload
+    def imap(
+        self: Callable[[T, T2], R],
+        iterable: Iterable[T],
+        iterable2: Iterable[T2],
+        /,
+        *,
+        with_index: Literal[False] = False,
+        **options: Unpack[MapOptions],
+    ) -> _api.ResultIterator[R]: ...
+    @overload
+    def imap(
+        self: Callable[..., R],
+        iterable: Iterable[Any],
+        iterable2: Iterable[Any],
+        /,
+        *iterables: Iterable[Any],
+        with_index: bool = False,
+        **options: Unpack[MapOptions],
+    ) -> _api.ResultIterator[Any]: ...
+    def imap(
+        self: Callable[..., Any],
+        iterable: Iterable[Any],
+        /,
+        *iterables: Iterable[Any],
+        with_index: bool = False,
+        **options: Any,
+    ) -> _api.ResultIterator[Any]:
+        """``imap(self, iterable, *iterables, with_index=..., **options)``, options as for
+        :meth:`map`."""
+        return _api.imap(self, iterable, *iterables, with_index=with_index, **options)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Run one call on the hinted backend; returns a ``concurrent.futures.Future``."""

@@ -70,6 +70,34 @@ class TaskTimeoutError(_ItemError, TimeoutError):
         self.timeout = timeout
 
 
+class InitializerError(SmartpoolError):
+    """A worker's ``initializer=`` raised: the call stops, and the error it raised is the cause.
+
+    The workers it set up are never used again (they belong to the failed call alone), so the
+    next call starts afresh.
+
+    Attributes:
+        initializer: the initializer's qualified name.
+
+    Example:
+        >>> import smartpool
+        >>> def connect() -> None:
+        ...     raise ConnectionError("database is down")
+        >>> try:
+        ...     smartpool.parallel_map(abs, [1, 2], backend="thread", initializer=connect)
+        ... except smartpool.InitializerError as error:
+        ...     print(error.initializer, "->", repr(error.__cause__))
+        connect -> ConnectionError('database is down')
+    """
+
+    def __init__(self, message: str, *, initializer: str = "") -> None:
+        super().__init__(message)
+        self.initializer = initializer
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
 class RemoteError(SmartpoolError):
     """An exception raised in a worker that could not be pickled back to the caller.
 

@@ -65,6 +65,12 @@ class MapOptions(TypedDict, total=False):
     #: BLAS/OpenMP threads in each worker: "auto" (the CPUs shared among the workers), a number,
     #: or None (leave the libraries' own settings alone).
     inner_threads: InnerThreadsChoice
+    #: Run ``initializer(*initargs)`` once in each worker before its first item.
+    initializer: Callable[..., object] | None
+    #: The arguments of ``initializer``.
+    initargs: tuple[Any, ...]
+    #: Replace a worker process after it ran this many items; None: never (no effect on threads).
+    max_tasks_per_child: int | None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ class Options:
     progress: ProgressChoice = False
     max_cpus: int | None = None
     inner_threads: InnerThreadsChoice = "auto"
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_child: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -90,7 +99,7 @@ class Options:
             )
         if self.backend in UNAVAILABLE_BACKENDS:
             raise ValueError(UNAVAILABLE_BACKENDS[self.backend])
-        for name in ("max_workers", "chunksize"):
+        for name in ("max_workers", "chunksize", "max_tasks_per_child"):
             _check_count(name, getattr(self, name))
         if not isinstance(cast(object, self.ordered), bool):
             raise TypeError(f"ordered must be True or False, got {self.ordered!r}")
@@ -137,6 +146,16 @@ class Options:
         inner = cast(object, self.inner_threads)
         if inner != "auto":
             _check_count("inner_threads", inner)
+        self._check_initializer()
+
+    def _check_initializer(self) -> None:
+        initializer, initargs = cast(object, self.initializer), cast(object, self.initargs)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, got {initializer!r}")
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        if initargs and initializer is None:
+            raise ValueError("initargs= is given without an initializer= to pass them to")
 
     def merged(self, given: Mapping[str, Any]) -> Options:
         """These options with ``given`` (keywords a caller passed) taking precedence."""

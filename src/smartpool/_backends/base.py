@@ -14,6 +14,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._work.setup import WorkerSetup
 from .._work.task import Call, ChunkResult, settle
 
 
@@ -76,8 +77,18 @@ class Backend(ABC):
         return {}
 
     @classmethod
+    def worker_setup(cls, setup: WorkerSetup) -> WorkerSetup | None:
+        """The part of ``setup`` this backend's pools use (None: nothing, so they need no
+        setting of their own): the initializer, which every kind of worker runs."""
+        return setup if setup.initializer is not None else None
+
+    @classmethod
     def release_resources(cls) -> None:
         """Free what every pool of this kind shares (a fork server, kept files), at shutdown."""
+        return None
+
+    def chunk_limit(self) -> int | None:
+        """The most items a chunk may hold on this pool (None: any number)."""
         return None
 
     def warm_workers(self) -> int:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _config
+from .._errors import SerializationError
 from .._process import buffers
 from .._process.pool import ProcessPool, Task
 from .._transport.serialize import dump_function, dump_items, dumps
+from .._work.setup import WorkerSetup
 from .._work.task import NO_RETRY, Call, ChunkResult
 from .base import Backend
 
@@ -32,13 +34,28 @@ class _Prepared:
 
 
 class ProcessBackend(Backend):
+    """Chunks on a :class:`ProcessPool`; a ``setup`` goes to each worker as it starts (its
+    initializer runs there before the first chunk) and bounds the items a worker runs."""
+
     name = "process"
 
-    def __init__(self, workers: int, start_method: str) -> None:
+    def __init__(self, workers: int, start_method: str, setup: WorkerSetup | None = None) -> None:
         super().__init__(workers)
         self.start_method = start_method
-        self._pool = ProcessPool(workers, start_method)
+        self._setup_bytes = b"" if setup is None or setup.initializer is None else _dump(setup)
+        self._max_tasks = None if setup is None else setup.max_tasks_per_child
+        self._pool = self._new_pool()
         self._keys: dict[bytes, int] = {}
+
+    def _new_pool(self) -> ProcessPool:
+        return ProcessPool(self.workers, self.start_method, self._setup_bytes, self._max_tasks)
+
+    @classmethod
+    def worker_setup(cls, setup: WorkerSetup) -> WorkerSetup | None:
+        return setup  # max_tasks_per_child too: worker processes are replaced
+
+    def chunk_limit(self) -> int | None:
+        return self._max_tasks
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -98,7 +115,7 @@ class ProcessBackend(Backend):
             inner_threads=call.inner_threads or 0,
         )
         if self._pool.closed:  # broken by a failure in its manager: start afresh
-            self._pool = ProcessPool(self.workers, self.start_method)
+            self._pool = self._new_pool()
         self._pool.submit(task)
         return future
 
@@ -110,6 +127,20 @@ class ProcessBackend(Backend):
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
+
+
+def _dump(setup: WorkerSetup) -> bytes:
+    """The setup pickled for the workers; :class:`SerializationError` (naming the initializer or
+    its arguments) before any worker starts."""
+    assert setup.initializer is not None
+    dump_function(setup.initializer)
+    try:
+        return dumps(setup)
+    except Exception as exc:
+        raise SerializationError(
+            f"the initargs of {getattr(setup.initializer, '__qualname__', setup.initializer)} "
+            f"cannot be pickled for the process backend: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 #: The errors that mean shared memory is too small (the advice below fixes only those).

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _options
+from .._work.setup import WorkerSetup
 from .base import Backend, BackendTraits
 
 #: Idle pools of one kind kept warm; beyond that the least recently used idle one is shut down.
@@ -140,14 +141,27 @@ _pools: OrderedDict[Hashable, _Pool] = OrderedDict()
 _lock = threading.Lock()
 
 
-def lease(name: str, workers: int, *, private: bool = False, **settings: Any) -> Lease:
+def lease(
+    name: str,
+    workers: int,
+    *,
+    private: bool = False,
+    setup: WorkerSetup | None = None,
+    **settings: Any,
+) -> Lease:
     """A lease on a warm pool of backend ``name`` with ``workers`` workers, made on first use.
 
     ``settings`` are passed to the backend's constructor and tell pools apart (the process
-    backend's start method); a backend class may add defaults (``default_settings``).
+    backend's start method); a backend class may add defaults (``default_settings``). A
+    ``setup`` (what each worker runs first) is one more setting; one with an initializer makes
+    the pool private, so that no other call ever gets workers it set up.
     """
     cls = backend_class(name)
     settings = {**cls.default_settings(), **settings}
+    setup = None if setup is None else cls.worker_setup(setup)
+    if setup is not None:
+        settings["setup"] = setup
+        private = private or setup.private
     if private:
         return Lease(cls(workers, **settings), None)
     key = (name, workers, tuple(sorted(settings.items())))

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from .._errors import TaskTimeoutError
 from .._work import context
 from .._work.limits import start_error
-from .._work.task import Call, ChunkResult, run_chunk, settle
+from .._work.setup import WorkerSetup, WorkerSlot
+from .._work.task import Call, ChunkResult, describe_worker, run_chunk, settle
 from .base import Backend
 
 _ids = itertools.count(1)
@@ -263,11 +264,16 @@ class ThreadPool:
 
 
 class ThreadBackend(Backend):
+    """Chunks on a :class:`ThreadPool`; with a ``setup``, each thread runs its initializer
+    before its first chunk and has its own ``worker_state()``."""
+
     name = "thread"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, setup: WorkerSetup | None = None) -> None:
         super().__init__(workers)
         self._pool = ThreadPool(workers)
+        self._setup = setup
+        self._slots = threading.local()  # each pool thread's WorkerSlot
 
     def submit(
         self,
@@ -277,10 +283,18 @@ class ThreadBackend(Backend):
         future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
-        fn, retry = prepared.fn, prepared.retry
+        fn, retry, setup, slots = prepared.fn, prepared.retry, self._setup, self._slots
 
         def run() -> ChunkResult:
-            return run_chunk(fn, items, start, retry)
+            if setup is None:
+                return run_chunk(fn, items, start, retry)
+            slot: WorkerSlot | None = getattr(slots, "slot", None)
+            if slot is None:
+                slot = slots.slot = WorkerSlot(setup)
+            with slot.running() as failed:
+                if failed is not None:
+                    return ChunkResult(start, [], failed, 0.0, describe_worker())
+                return run_chunk(fn, items, start, retry)
 
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future

@@ -70,8 +70,9 @@ class WorkerProcess(ABC):
         """Wait briefly for a worker that is exiting; its exit code (negative: killed by signal)."""
 
 
-def start_worker(method: str) -> WorkerProcess:
-    """Start one worker with ``method`` ("forkserver", "spawn" or "fork")."""
+def start_worker(method: str, setup: bytes = b"") -> WorkerProcess:
+    """Start one worker with ``method`` ("forkserver", "spawn" or "fork"); ``setup`` is the
+    pool's pickled WorkerSetup (see ``protocol.Init``)."""
     with descriptors.fork_lock:
         parent_sock, child_sock = socket.socketpair()
         descriptors.owned_fds.update((parent_sock.fileno(), child_sock.fileno()))
@@ -84,7 +85,7 @@ def start_worker(method: str) -> WorkerProcess:
     finally:
         close_owned(child_sock)
     try:
-        proc.conn.send_bytes(protocol.encode_init(protocol.current_init()))
+        proc.conn.send_bytes(protocol.encode_init(protocol.current_init(setup)))
         reports = crash_reports.mode()
         with descriptors.fork_lock:  # listed as it is made, as the sockets are
             proc.report = crash_reports.new_file(reports)

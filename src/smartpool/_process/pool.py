@@ -50,14 +50,24 @@ class _Worker:
     task: Task | None = None
     deadline: float | None = None
     fn_keys: deque[int] = field(default_factory=deque[int])
+    #: Items this worker ran (counted against ``max_tasks``).
+    items_done: int = 0
 
 
 class ProcessPool:
-    """Up to ``workers`` worker processes started with ``method``, replaced when they die."""
+    """Up to ``workers`` worker processes started with ``method``, replaced when they die.
 
-    def __init__(self, workers: int, method: str) -> None:
+    ``setup`` (a pickled WorkerSetup) goes to each worker when it starts. A worker runs at most
+    ``max_tasks`` items: one that has, or whose next chunk would take it past them, is let go
+    (its socket closed: it exits) and replaced when work waits.
+    """
+
+    def __init__(
+        self, workers: int, method: str, setup: bytes = b"", max_tasks: int | None = None
+    ) -> None:
         self.workers = workers
         self.method = method
+        self.setup, self.max_tasks = setup, max_tasks
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._queue: deque[Task] = deque()
@@ -88,7 +98,12 @@ class ProcessPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a process pool that was shut down")
-            worker = self._idle_worker()
+            worker = spent = self._idle_worker()
+            if worker is not None and self._fits(worker, task.n_items):
+                spent = None
+            elif spent is not None:  # it would run more than max_tasks items: replace it
+                self._all.remove(spent)
+                worker = None
             if worker is None:
                 self._queue.append(task)
                 start_new = len(self._all) < self.workers
@@ -108,6 +123,8 @@ class ProcessPool:
                     failed = start_error(exc, "the process pool's manager thread", self.workers)
                 else:
                     self._manager = manager
+        if spent is not None:
+            self._let_go(spent)
         if failed is not None:
             self._fail_queued(failed)
         elif worker is not None:
@@ -116,6 +133,15 @@ class ProcessPool:
                 os.write(self._wake_w, b"d")
         elif start_new:
             self._start_worker()
+
+    def _fits(self, worker: _Worker, n_items: int) -> bool:
+        """Whether ``worker`` may run ``n_items`` more items (``max_tasks``)."""
+        return self.max_tasks is None or worker.items_done + n_items <= self.max_tasks
+
+    def _let_go(self, worker: _Worker) -> None:
+        """Close the socket of a worker taken out of the pool, idle: it exits, and is reaped."""
+        worker.proc.close()
+        worker.proc.exitcode()
 
     def _idle_worker(self) -> _Worker | None:
         for worker in self._all:
@@ -129,7 +155,7 @@ class ProcessPool:
 
     def _start_worker(self) -> None:
         try:
-            proc = start_worker(self.method)
+            proc = start_worker(self.method, self.setup)
         except Exception as exc:  # out of descriptors or processes, say: fail what waited for it
             self._fail_queued(start_error(exc, "a worker process", self.workers))
             return
@@ -256,22 +282,34 @@ class ProcessPool:
             self._kill_cancelled()
 
     def _finished(self, worker: _Worker, reply: protocol.Reply) -> None:
-        """A worker replied: settle its task with the result, and give it the next one."""
+        """A worker replied: settle its task with the result, and give it the next one (or, past
+        ``max_tasks`` items, let it go and start a replacement if work waits)."""
         task = worker.task
         assert task is not None, "a worker replied without a task"
         result = protocol.result_of(reply, task.start, task.describe_items)
+        following = None
         with self._lock:
             if worker not in self._all:  # cancelled and killed meanwhile
                 return
             task = worker.task
             worker.task, worker.deadline = None, None
-            following = self._next_task()
-            if following is not None:
-                self._assign(worker, following)
+            worker.items_done += 0 if task is None else task.n_items
+            retire = not self._fits(worker, self._queue[0].n_items if self._queue else 1)
+            if retire:
+                self._all.remove(worker)
+            else:
+                following = self._next_task()
+                if following is not None:
+                    self._assign(worker, following)
+            replace = retire and bool(self._queue) and not self._closed
+        if retire:
+            self._let_go(worker)
         if task is not None:
             settle_task(task, result, reusable=reply.let_go)
         if following is not None:
             self._send(worker)
+        if replace:
+            self._start_worker()
 
     def _reported(self, worker: _Worker, steps: int) -> None:
         task = worker.task

@@ -3,8 +3,10 @@
 Messages on the worker's socket (length-prefixed, see ``channel``):
 
 * caller -> worker, once: ``init`` = pickle of ``{"sys_path": [...], "cwd": "...",
-  "sync_state": ...}`` (``sync_state`` only once ``smartpool._sync`` is imported: the
-  module-level shared objects the worker must attach to rather than create anew), then one byte
+  "sync_state": ..., "setup": b"..."}`` (``sync_state`` only once ``smartpool._sync`` is
+  imported: the module-level shared objects the worker must attach to rather than create anew;
+  ``setup`` only for a pool with an ``initializer=``: its WorkerSetup, pickled by the
+  transport), then one byte
   saying where faulthandler reports go, with the report file attached (see ``crash_reports``)
 * caller -> worker, per chunk: pickle of
   ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths, report, inner_threads)``,
@@ -55,18 +57,22 @@ class Init(NamedTuple):
     sys_path: list[str] | None
     cwd: str | None
     sync_state: object = None
+    #: The pool's WorkerSetup pickled by the transport (empty: none).
+    setup: bytes = b""
 
 
-def current_init() -> Init:
+def current_init(setup: bytes = b"") -> Init:
     """The init message for a worker started now, from this process's state."""
     sync = sys.modules.get("smartpool._sync")
-    return Init(list(sys.path), os.getcwd(), None if sync is None else sync.export_state())
+    return Init(list(sys.path), os.getcwd(), None if sync is None else sync.export_state(), setup)
 
 
 def encode_init(init: Init) -> bytes:
     message: dict[str, object] = {"sys_path": init.sys_path, "cwd": init.cwd}
     if init.sync_state is not None:
         message["sync_state"] = init.sync_state
+    if init.setup:
+        message["setup"] = init.setup
     return pickle.dumps(message)
 
 
@@ -79,8 +85,13 @@ def decode_init(data: bytes | bytearray) -> Init:
         if isinstance(sys_path, list)
         else None
     )
-    cwd = message.get("cwd")
-    return Init(paths, cwd if isinstance(cwd, str) else None, message.get("sync_state"))
+    cwd, setup = message.get("cwd"), message.get("setup")
+    return Init(
+        paths,
+        cwd if isinstance(cwd, str) else None,
+        message.get("sync_state"),
+        setup if isinstance(setup, bytes) else b"",
+    )
 
 
 # -- chunk ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 from .._transport.remote import add_note
 from .._transport.serialize import loads
 from .._work import blas, context
+from .._work.setup import WorkerSetup, WorkerSlot
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
 from . import crash_reports, protocol
 from .channel import Channel, keep_from_children
@@ -48,7 +49,7 @@ def main(fd: int) -> None:
         init = protocol.decode_init(conn.recv_bytes())
         crash_reports.take_over(fd)
         _apply_init(init)
-        _serve(conn, mappings)
+        _serve(conn, mappings, _slot_for(init.setup))
     except (EOFError, OSError):
         pass  # the parent closed our socket: shut down quietly
     except BaseException:  # a smartpool bug: say what it was; the caller reports a crash
@@ -97,7 +98,28 @@ def reseed_random() -> None:
             pass
 
 
-def _serve(conn: Channel, mappings: Mappings) -> None:
+def _slot_for(setup_bytes: bytes) -> WorkerSlot:
+    """This worker's slot: its ``worker_state()`` and the pool's initializer, if any (one that
+    cannot be unpickled here fails like one that raises: every chunk reports it)."""
+    if not setup_bytes:
+        return WorkerSlot(None)
+    try:
+        setup: WorkerSetup = loads(setup_bytes)
+    except BaseException as exc:
+        note = "the initializer could not be unpickled in the worker"
+        error = _annotated(exc, note)
+        return WorkerSlot(WorkerSetup(_raiser(error)))
+    return WorkerSlot(setup)
+
+
+def _raiser(error: BaseException) -> Callable[[], None]:
+    def initializer() -> None:
+        raise error
+
+    return initializer
+
+
+def _serve(conn: Channel, mappings: Mappings, slot: WorkerSlot) -> None:
     functions: OrderedDict[int, Callable[[Any], Any]] = OrderedDict()
     while True:
         chunk = protocol.decode_chunk(conn.recv_bytes())
@@ -127,8 +149,11 @@ def _serve(conn: Channel, mappings: Mappings) -> None:
                 load_error = _annotated(exc, "the items could not be unpickled in the worker")
         if load_error is None:
             functions.move_to_end(fn_key)
-            with StepSender(conn) if report else nullcontext():
-                result = run_chunk(functions[fn_key], items, start, retry)
+            with StepSender(conn) if report else nullcontext(), slot.running() as failed:
+                if failed is not None:
+                    result = ChunkResult(start, [], failed, 0.0, describe_worker())
+                else:
+                    result = run_chunk(functions[fn_key], items, start, retry)
         else:
             result = ChunkResult(start, [], load_error, 0.0, describe_worker())
         reply = protocol.reply_for(result)

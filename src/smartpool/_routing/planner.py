@@ -91,6 +91,7 @@ def needs_probe(options: Options, hint: Hint | None, n_items: int | None) -> boo
         options.backend == "auto"
         and hint is None
         and options.timeout is None  # the probe runs inline, where an overrun cannot be stopped
+        and options.initializer is None  # the caller is not one of the workers it sets up
         and not context.in_worker()
         and (n_items is None or n_items > 1)
     )

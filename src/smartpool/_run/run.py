@@ -328,7 +328,7 @@ class Run:
 
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
-        lease = registry.lease(plan.backend, plan.max_workers)
+        lease = registry.lease(plan.backend, plan.max_workers, setup=self._call.setup)
         try:
             prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))  # pickling
         except BaseException:
@@ -350,6 +350,7 @@ class Run:
             target_seconds=traits.chunk_seconds,
             item_seconds=plan.item_seconds,
             inline=traits.runs_inline,
+            limit=lease.backend.chunk_limit(),
         )
         self._window = traits.window_per_worker * plan.max_workers
         if self._replanner is not None:

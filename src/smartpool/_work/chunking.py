@@ -49,11 +49,13 @@ class ChunkSizer:
         target_seconds: float,
         item_seconds: float | None = None,
         inline: bool = False,
+        limit: int | None = None,
     ) -> ChunkSizer:
         """Sizer for a run of ``n_items`` (None: unknown length) spread over ``workers``.
 
         Inline chunks stop at a time budget anyway, so over a sequence one chunk may be the whole
         input, with no per-chunk cost at all (an iterator is still read a little at a time).
+        ``limit`` caps every chunk (a worker process replaced after that many items).
         """
         if inline and n_items is not None:
             return cls(fixed=chunksize or max(1, n_items), first=1, target_seconds=1.0, cap=1)
@@ -63,6 +65,9 @@ class ChunkSizer:
             first = max(1, min(math.ceil(n_items / (4 * workers)), 64))
         else:
             cap, first = 65536, 1
+        if limit is not None:  # the backend's workers take at most that many items at a time
+            cap, first = min(cap, limit), min(first, limit)
+            chunksize = None if chunksize is None else min(chunksize, limit)
         sizer = cls(fixed=chunksize, first=first, target_seconds=target_seconds, cap=cap)
         if item_seconds is not None:
             sizer._per_item = item_seconds

@@ -20,6 +20,7 @@ from . import context
 from . import deadline as deadlines
 from .chunking import Tail
 from .reporting import REPORTING_CODE, Reporting
+from .setup import WorkerSetup
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class Call:
     def reporting_to(self, report: Callable[[int], None]) -> Call:
         """This call with the function's step reports going to ``report``."""
         return replace(self, fn=Reporting(self.fn, report), report=report)
+
+    #: What each worker runs first (``initializer=``) and how long a process lives; a backend
+    #: setting, passed when the run leases a pool (None: plain shared pools).
+    setup: WorkerSetup | None = None
 
 
 @dataclass

@@ -99,7 +99,7 @@ def _check(
     found = causes(after.changes_since(before), after.random_drawn_since(before))
     for name in names:
         try:
-            got = Outcome(smartpool.parallel_map(fn, items, backend=name, **given))  # type: ignore[arg-type]
+            got = Outcome(smartpool.parallel_map(fn, items, backend=name, **given))  # type: ignore[call-overload]
         except Exception as exc:
             got = Outcome(error=exc)
         difference = _difference(expected, got, compare)
