@@ -152,6 +152,16 @@ def report_steps(item: tuple[int, int]) -> int:
     return x
 
 
+def blas_library_threads(_: object) -> list[int]:
+    """The thread counts of the BLAS libraries loaded here (OpenMP's count is per thread)."""
+    import numpy
+    import threadpoolctl
+
+    numpy.ones(2) @ numpy.ones(2)  # the BLAS is loaded and used
+    infos = threadpoolctl.threadpool_info()
+    return sorted({int(info["num_threads"]) for info in infos if info["user_api"] == "blas"})
+
+
 def blas_threads(_: object) -> list[int]:
     """The thread counts of the BLAS/OpenMP libraries loaded here (threadpoolctl's view)."""
     import numpy
