@@ -8,6 +8,9 @@ Example:
 
 from typing import TYPE_CHECKING
 
+from ._aio import aimap as aimap
+from ._aio import amap as amap
+from ._aio import asubmit as asubmit
 from ._api import ResultIterator as ResultIterator
 from ._api import explain as explain
 from ._api import imap as imap
@@ -25,6 +28,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._executor import Executor as Executor
 from ._options import MapOptions as MapOptions
 from ._routing.classify import Classification as Classification
 from ._routing.classify import classify as classify
@@ -65,6 +69,7 @@ __all__ = [
     "BoundedSemaphore",
     "Classification",
     "Event",
+    "Executor",
     "Lock",
     "MapOptions",
     "Plan",
@@ -79,6 +84,9 @@ __all__ = [
     "TaskTimeoutError",
     "Value",
     "WorkerCrashedError",
+    "aimap",
+    "amap",
+    "asubmit",
     "auto",
     "classify",
     "configure",

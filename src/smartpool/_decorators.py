@@ -1,20 +1,21 @@
 """``@cpu_bound`` and ``@io_bound``: hints that route work, on a function that still calls inline.
 
 The decorated object keeps the wrapped function's name, docstring and signature
-(``inspect.signature`` works) and adds ``.map``, ``.imap`` and ``.submit``.
+(``inspect.signature`` works) and adds ``.map``, ``.imap`` and ``.submit``, and for asyncio
+``.amap``, ``.aimap`` and ``.asubmit``.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from typing_extensions import Unpack
 
-from . import _api
+from . import _aio, _api
 from ._options import MapOptions, Options
 from ._routing.planner import Hint
 
@@ -66,6 +67,18 @@ class TaskFunction(Generic[P, R]):
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Run one call on the hinted backend; returns a ``concurrent.futures.Future``."""
         return _api.submit(self, *args, **kwargs)
+
+    async def amap(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> list[R]:
+        """``await smartpool.amap(self, iterable, **options)``: :meth:`map` for asyncio."""
+        return await _aio.amap(self._as_map_function(), iterable, **options)
+
+    def aimap(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> AsyncIterator[R]:
+        """``smartpool.aimap(self, iterable, **options)``: :meth:`imap` for asyncio."""
+        return _aio.aimap(self._as_map_function(), iterable, **options)
+
+    async def asubmit(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``await smartpool.asubmit(self, *args, **kwargs)``: :meth:`submit` for asyncio."""
+        return await _aio.asubmit(self, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<smartpool task {self._name()} hint={self._smartpool_hint}>"

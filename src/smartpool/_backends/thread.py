@@ -163,6 +163,7 @@ class ThreadPool:
                     self._live.discard(me)
                     return
                 self._wait_for_work()
+            del work  # its items and result are the caller's: hold none while waiting
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued work never starts; running work is abandoned, its thread replaced."""

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .._transport.remote import add_note
+from .._errors import NotUnpickledError
 from .._transport.serialize import loads
 from .._work import context
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, describe_worker, run_chunk
@@ -134,9 +134,12 @@ def _serve(conn: Channel, mappings: Mappings) -> None:
         conn.send_bytes(protocol.encode_reply(reply._replace(let_go=mappings.let_go(views))))
 
 
-def _annotated(exc: BaseException, note: str) -> BaseException:
-    add_note(exc, f"smartpool: {note}; is the module importable in a fresh interpreter?")
-    return exc
+def _annotated(exc: BaseException, what: str) -> BaseException:
+    error = NotUnpickledError(
+        f"{what}: {type(exc).__name__}: {exc}; is the module importable in a fresh interpreter?"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _apply_init(init: protocol.Init) -> None:
@@ -151,6 +154,10 @@ def _apply_init(init: protocol.Init) -> None:
             os.chdir(init.cwd)
         except OSError:
             pass
+    if init.authkey is not None:  # the caller's key: its Manager proxies work here too
+        import multiprocessing.process
+
+        multiprocessing.process.current_process().authkey = init.authkey
 
 
 def _forget_parent_pools() -> None:
