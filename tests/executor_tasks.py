@@ -60,3 +60,9 @@ def spin(n: int) -> int:
 
 def crash() -> None:
     os._exit(3)
+
+
+@smartpool.cpu_bound
+def write_pid_then_sleep_cpu(path: str) -> None:
+    """``write_pid_then_sleep``, hinted CPU-bound: submitted, it runs in a worker process."""
+    write_pid_then_sleep(path)
