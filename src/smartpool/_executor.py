@@ -109,9 +109,10 @@ class Executor(concurrent.futures.Executor):
         self._given = given
         self._lock = threading.RLock()
         self._routes: weakref.WeakKeyDictionary[Any, _Route] = weakref.WeakKeyDictionary()
+        self._last: _Route | None = None
         self._lanes: dict[tuple[Any, ...], Lane] = {}
-        #: This executor's calls not yet collected: a call nobody holds any more is gone from it.
-        self._running: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
+        #: This executor's calls not done yet (each leaves the set when it is done).
+        self._running: set[Future[Any]] = set()
         self._ending = 0  # calls still running after shutdown(wait=False)
         self._shut = False
         _live.add(self)
@@ -141,11 +142,10 @@ class Executor(concurrent.futures.Executor):
             lane = route.lane
             target = fn if lane.in_process else raw_function(fn)
             if batch:
-                future = lane.submit(call_batch, (target, args[0]), kwargs)
+                future = lane.submit(call_batch, (target, args[0]), kwargs, None, self._running)
             else:
                 hook = route.learned_from if route.learning else None
-                future = lane.submit(target, args, kwargs, hook)
-            self._running.add(future)
+                future = lane.submit(target, args, kwargs, hook, self._running)
         return future
 
     def map(  # buffersize: the 3.14 argument, on every Python
@@ -213,7 +213,7 @@ class Executor(concurrent.futures.Executor):
             if self._shut and not self._lanes:
                 return
             self._shut = True
-            running = list(self._running)
+            running = self._running.copy()
         if cancel_futures:
             # Workers on warm pools may have been woken for calls without having had the GIL
             # to start them yet: let them (one switch), then cancel what has not started.
@@ -225,12 +225,12 @@ class Executor(concurrent.futures.Executor):
             self._release()
             return
         # The lanes are released when the last call still running has ended.
-        running = [future for future in running if not future.done()]
+        left = [future for future in running if not future.done()]
         with self._lock:
-            self._ending += len(running)
-        for future in running:
+            self._ending += len(left)
+        for future in left:
             future.add_done_callback(self._ended)
-        if not running:
+        if not left:
             self._release()
 
     # -- routes -----------------------------------------------------------------------------
@@ -238,11 +238,15 @@ class Executor(concurrent.futures.Executor):
     def _route(self, fn: Callable[..., Any]) -> _Route:
         """Under the lock: ``fn``'s route, made (and kept) on its first submit."""
         key = getattr(fn, "__func__", fn)
+        last = self._last  # the function submitted last: calls often come in runs
+        if last is not None and last.key is not None and last.key() is key and not last.stale:
+            return last
         try:
             route = self._routes.get(key)
         except TypeError:  # not weak-referenceable: planned on every submit
             key, route = None, None
         if route is not None and not route.stale:
+            self._last = route
             return route
         plan, options, learns = self._plan(fn)
         retry = RetryPolicy(options.retries, options.retry_on)
@@ -253,6 +257,7 @@ class Executor(concurrent.futures.Executor):
         route = _Route(lane, learns, None if key is None else weakref.ref(key))
         if key is not None:
             self._routes[key] = route
+            self._last = route
         logger.debug("executor: %s goes to %s", getattr(fn, "__qualname__", fn), plan)
         return route
 
@@ -283,11 +288,12 @@ class Executor(concurrent.futures.Executor):
             lanes = list(self._lanes.values())
             self._lanes.clear()
             self._routes.clear()
+            self._last = None
         for lane in lanes:
             lane.release()
 
     def _wait_at_exit(self) -> None:
-        concurrent.futures.wait(list(self._running))
+        concurrent.futures.wait(self._running.copy())
 
 
 def _results(

@@ -35,9 +35,26 @@ class OneCall(Future[Any]):
     ``on_result``, if given, how long the call took.
     """
 
-    def __init__(self, backend: Backend, on_result: ResultHook | None = None) -> None:
-        super().__init__()
-        self._backend, self._on_result = backend, on_result
+    #: Set by the lane that made it (no ``__init__`` of its own: a call is a few microseconds).
+    _backend: Backend
+    _on_result: ResultHook | None = None
+    #: The calls its owner still tracks: it leaves the set once done (set, failed or cancelled).
+    _tracker: set[Future[Any]] | None = None
+
+    def _untrack(self) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.discard(self)  # one atomic set operation: no lock needed
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self._untrack()
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._untrack()
+        return True
 
     def stop(self) -> None:
         """Cancel the call even if it runs: a worker process running it is killed (and
@@ -49,6 +66,7 @@ class OneCall(Future[Any]):
     def set_result(self, result: Any) -> None:
         if not isinstance(result, ChunkResult):  # a value set by hand
             super().set_result(result)
+            self._untrack()
             return
         if self._on_result is not None:
             try:
@@ -61,6 +79,7 @@ class OneCall(Future[Any]):
             super().set_exception(result.error)
         else:
             super().set_result(result.values[0])
+        self._untrack()
 
 
 class Lane:
@@ -88,23 +107,34 @@ class Lane:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         on_result: ResultHook | None = None,
+        tracker: set[Future[Any]] | None = None,
     ) -> OneCall:
         """Send ``fn(*args, **kwargs)``; its Future runs once a worker takes it.
 
         On threads the call runs in a copy of the caller's context; in a worker process, with
         the caller's context variables that can travel (see ``_work.carried``). What cannot be
-        pickled fails the Future, not the submit, as with ``ProcessPoolExecutor``.
+        pickled fails the Future, not the submit, as with ``ProcessPoolExecutor``. The Future is
+        in ``tracker`` until it is done.
         """
         if self._lease.stale:  # smartpool.shutdown() stopped the pools: take a new one
             self._lease.release()
             self._take_lease()
-        future = OneCall(self.backend, on_result)
+        future = OneCall()
+        future._backend = self.backend
+        if on_result is not None:
+            future._on_result = on_result
+        if tracker is not None:
+            tracker.add(future)
+            future._tracker = tracker
         context: object = capture_vars() if self.in_process else contextvars.copy_context()
         chunk = cast("Future[ChunkResult]", future)
         try:
             self.backend.submit(self._prepared, ((fn, args, kwargs, context),), 0, chunk)
         except SerializationError as exc:
             future.set_exception(exc)
+        except BaseException:
+            future._untrack()  # never submitted: nothing to wait for
+            raise
         return future
 
     def release(self) -> None:
