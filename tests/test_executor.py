@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import os
 import threading
@@ -239,3 +240,22 @@ def test_an_executor_outlives_smartpool_shutdown(backend: str) -> None:
         assert executor.submit(double, 1).result() == 2
         smartpool.shutdown()  # every pool stops; the executor takes new ones
         assert executor.submit(double, 2).result() == 4
+
+
+def test_every_pool_is_let_go_of_after_shutdown_or_when_the_executor_is_dropped() -> None:
+    from smartpool._backends import registry
+
+    def held() -> int:
+        return sum(p.holders for p in registry._pools.values())
+
+    before = held()
+    with smartpool.Executor(backend="thread") as executor:
+        executor.submit(double, 1).result()
+        assert held() == before + 1
+    assert held() == before
+    dropped = smartpool.Executor(backend="process")
+    dropped.submit(double, 1).result()
+    assert held() == before + 1
+    del dropped
+    gc.collect()
+    assert held() == before

@@ -2,7 +2,7 @@
 
 The event loop never waits on smartpool: a map's run (its probe and any work it runs inline
 included) is driven by a thread of its own, which hands results to the loop; a submitted call
-goes through an :class:`~smartpool.Executor` kept for the purpose. Cancelling the task that
+goes through an :class:`~smartpool.Executor` of its own. Cancelling the task that
 awaits cancels the work: items not started never start, and worker processes running its items
 are killed and replaced (threads, which cannot be killed, are abandoned).
 
@@ -32,9 +32,6 @@ R = TypeVar("R")
 
 #: Chunks of results an ``aimap`` keeps ready for a consumer that has not asked for them yet.
 AHEAD_CHUNKS = 2
-
-_executor: Executor | None = None
-_executor_lock = threading.Lock()
 
 
 async def amap(
@@ -97,7 +94,9 @@ async def asubmit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         1024
     """
     _check_plain(fn)
-    future = _shared_executor().submit(fn, *args, **kwargs)
+    executor = Executor()  # routes are planned per call; what was learned of fn is kept
+    future = executor.submit(fn, *args, **kwargs)
+    executor.shutdown(wait=False)  # its pools are let go of when the call ends
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -105,14 +104,6 @@ async def asubmit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         if stop is not None:
             stop()
         raise
-
-
-def _shared_executor() -> Executor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = Executor()
-        return _executor
 
 
 def _check_plain(fn: Callable[..., Any]) -> None:

@@ -116,6 +116,8 @@ class Executor(concurrent.futures.Executor):
         self._ending = 0  # calls still running after shutdown(wait=False)
         self._shut = False
         _live.add(self)
+        # An executor dropped without shutdown() lets go of its pools once its calls end.
+        weakref.finalize(self, _let_go, self._lanes, self._running)
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)``; its Future stays PENDING until a worker starts it,
@@ -250,10 +252,11 @@ class Executor(concurrent.futures.Executor):
             return route
         plan, options, learns = self._plan(fn)
         retry = RetryPolicy(options.retries, options.retry_on)
-        lane_key = (plan.backend, plan.max_workers, options.timeout, retry)
+        # A learning function's calls report their CPU time; the others' need not measure it.
+        lane_key = (plan.backend, plan.max_workers, options.timeout, retry, learns)
         lane = self._lanes.get(lane_key)
         if lane is None:
-            lane = self._lanes[lane_key] = Lane(plan, options.timeout, retry)
+            lane = self._lanes[lane_key] = Lane(plan, options.timeout, retry, learns)
         route = _Route(lane, learns, None if key is None else weakref.ref(key))
         if key is not None:
             self._routes[key] = route
@@ -323,6 +326,29 @@ def _results(
     finally:
         for future in futures:
             future.cancel()
+
+
+def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> None:
+    """Release ``lanes`` once the calls in ``running`` have ended (now if none runs)."""
+    left = [future for future in running.copy() if not future.done()]
+    count = [len(left)]
+    lock = threading.Lock()
+
+    def one_ended(_: object = None) -> None:
+        with lock:
+            count[0] -= 1
+            if count[0] > 0:
+                return
+        held = list(lanes.values())
+        lanes.clear()
+        for lane in held:
+            lane.release()
+
+    if not left:
+        count[0] = 1
+        one_ended()
+    for future in left:
+        future.add_done_callback(one_ended)
 
 
 def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:

@@ -278,10 +278,10 @@ class ThreadBackend(Backend):
         future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
-        fn, retry = prepared.fn, prepared.retry
+        fn, retry, cpu = prepared.fn, prepared.retry, prepared.measure_cpu
 
         def run() -> ChunkResult:
-            return run_chunk(fn, items, start, retry)
+            return run_chunk(fn, items, start, retry, measure_cpu=cpu)
 
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future

@@ -85,11 +85,14 @@ class OneCall(Future[Any]):
 class Lane:
     """Calls sent to one pool following one plan; made once, used for many submits."""
 
-    def __init__(self, plan: Plan, timeout: float | None, retry: RetryPolicy) -> None:
+    def __init__(
+        self, plan: Plan, timeout: float | None, retry: RetryPolicy, measure_cpu: bool = True
+    ) -> None:
+        """``measure_cpu``: whether its calls report the CPU time they used (for learning)."""
         self.plan = plan
         self.in_process = registry.traits(plan.backend).needs_pickling
         fn = call_in_process if self.in_process else call_on_thread
-        self._call = Call(fn, retry, timeout, portable=fn)
+        self._call = Call(fn, retry, timeout, portable=fn, measure_cpu=measure_cpu)
         self._take_lease()
 
     def _take_lease(self) -> None:
