@@ -2,9 +2,9 @@
 
 The event loop never waits on smartpool: a map's run (its probe and any work it runs inline
 included) is driven by a thread of its own, which hands results to the loop; a submitted call
-goes through an :class:`~smartpool.Executor` of its own. Cancelling the task that
-awaits cancels the work: items not started never start, and worker processes running its items
-are killed and replaced (threads, which cannot be killed, are abandoned).
+goes through an :class:`~smartpool.Executor` of its own, submitted from a thread. Cancelling
+the task that awaits cancels the work: items not started never start, and worker processes
+running its items are killed and replaced (threads, which cannot be killed, are abandoned).
 
 ``fn`` runs in a copy of the awaiting task's ``contextvars`` context on threads, and with its
 context variables that can travel in worker processes (see ``_work.carried``).
@@ -18,6 +18,7 @@ import inspect
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from typing_extensions import Unpack
@@ -94,16 +95,35 @@ async def asubmit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         1024
     """
     _check_plain(fn)
-    executor = Executor()  # routes are planned per call; what was learned of fn is kept
-    future = executor.submit(fn, *args, **kwargs)
-    executor.shutdown(wait=False)  # its pools are let go of when the call ends
+    # The submit runs off the loop: the first call on a pool starts its worker (a process
+    # start is tens of milliseconds), and the arguments are pickled there.
+    submitting = asyncio.ensure_future(asyncio.to_thread(_submit, fn, args, kwargs))
     try:
+        future = await asyncio.shield(submitting)
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
-        stop = getattr(future, "stop", None)
-        if stop is not None:
-            stop()
+        if submitting.done():
+            _stop(submitting)
+        else:  # the call is made meanwhile: stop it once it is
+            submitting.add_done_callback(_stop)
         raise
+
+
+def _submit(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[R]:
+    executor = Executor()  # routes are planned per call; what was learned of fn is kept
+    try:
+        return executor.submit(fn, *args, **kwargs)
+    finally:
+        executor.shutdown(wait=False)  # its pools are let go of when the call ends
+
+
+def _stop(submitting: asyncio.Future[Future[Any]]) -> None:
+    """Cancel the call made by ``submitting``, killing the worker process running it."""
+    if submitting.cancelled() or submitting.exception() is not None:
+        return
+    stop = getattr(submitting.result(), "stop", None)
+    if stop is not None:
+        stop()
 
 
 def _check_plain(fn: Callable[..., Any]) -> None:
