@@ -12,14 +12,13 @@ context variables that can travel in worker processes (see ``_work.carried``).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Unpack
 
@@ -27,6 +26,9 @@ from . import _api
 from ._executor import Executor
 from ._options import MapOptions
 from ._run.run import Run
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -94,6 +96,8 @@ async def asubmit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         >>> asyncio.run(smartpool.asubmit(pow, 2, 10))
         1024
     """
+    import asyncio  # loaded on first use: most programs never need it
+
     _check_plain(fn)
     # The submit runs off the loop: the first call on a pool starts its worker (a process
     # start is tens of milliseconds), and the arguments are pickled there.
@@ -151,6 +155,8 @@ class _Stream:
         context: contextvars.Context,
         ahead: int | None,
     ) -> None:
+        import asyncio
+
         self._loop = asyncio.get_running_loop()
         self._ready: deque[list[Any] | BaseException | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -178,7 +184,7 @@ class _Stream:
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
-            except asyncio.CancelledError:
+            except BaseException:  # cancelled (asyncio.CancelledError), or the loop is closing
                 self.stop()
                 raise
             finally:
