@@ -165,7 +165,7 @@ def test_map_buffersize_keeps_the_input_a_few_calls_ahead() -> None:
         assert len(taken) == 3
         assert [next(results) for _ in range(4)] == [0, 2, 4, 6]
         assert len(taken) <= 3 + 4
-        results.close()  # type: ignore[attr-defined]
+        results.close()
 
 
 def test_map_rejects_bad_arguments() -> None:
@@ -259,3 +259,22 @@ def test_every_pool_is_let_go_of_after_shutdown_or_when_the_executor_is_dropped(
     del dropped
     gc.collect()
     assert held() == before
+
+
+def test_closing_the_map_iterator_cancels_the_calls_not_started() -> None:
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def record(n: int) -> int:
+        if n == 0:
+            started.set()
+            release.wait(30)
+        ran.append(n)
+        return n
+
+    with smartpool.Executor(1, backend="thread") as executor:
+        results = executor.map(record, range(5))
+        assert started.wait(30)
+        results.close()  # before taking any result
+        release.set()
+    assert ran == [0]

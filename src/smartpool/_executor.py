@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -157,7 +157,7 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-    ) -> Iterator[R]:
+    ) -> MapResults[R]:
         """``map(fn, *iterables)`` with the calls run in parallel, results in input order.
 
         ``timeout`` is a total deadline counted from this call (``TimeoutError`` from
@@ -189,7 +189,7 @@ class Executor(concurrent.futures.Executor):
         first = calls if buffersize is None else itertools.islice(calls, buffersize)
         futures = deque(self._submit(fn, args, {}, chunked) for args in first)
         rest = None if buffersize is None else calls
-        return _results(futures, rest, weakref.ref(self), fn, end, chunked)
+        return MapResults(futures, _results(futures, rest, weakref.ref(self), fn, end, chunked))
 
     def explain(self, fn: Callable[..., Any]) -> Plan:
         """The plan this executor follows for ``fn`` now: backend, workers, and why.
@@ -299,6 +299,22 @@ class Executor(concurrent.futures.Executor):
         concurrent.futures.wait(self._running.copy())
 
 
+class MapResults(Iterator[R]):
+    """The results of :meth:`Executor.map`, in order; ``close()`` cancels the calls not started,
+    even before the first result was taken (a generator closed then would run no cleanup)."""
+
+    def __init__(self, futures: deque[Future[Any]], results: Generator[R, None, None]) -> None:
+        self._futures, self._results = futures, results
+
+    def __next__(self) -> R:
+        return next(self._results)
+
+    def close(self) -> None:
+        self._results.close()
+        for future in self._futures:
+            future.cancel()
+
+
 def _results(
     futures: deque[Future[Any]],
     rest: Iterator[tuple[Any, ...]] | None,
@@ -306,7 +322,7 @@ def _results(
     fn: Callable[..., Any],
     end: float | None,
     chunked: bool,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """The results of ``Executor.map``: in order, a future at a time, holding none it gave."""
     try:
         while futures:
