@@ -8,6 +8,9 @@ Example:
 
 from typing import TYPE_CHECKING
 
+from ._aio import aimap as aimap
+from ._aio import amap as amap
+from ._aio import asubmit as asubmit
 from ._api import ResultIterator as ResultIterator
 from ._api import explain as explain
 from ._api import imap as imap
@@ -30,6 +33,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._executor import Executor as Executor
 from ._options import MapOptions as MapOptions
 from ._progress_event import ProgressEvent as ProgressEvent
 from ._routing.classify import Classification as Classification
@@ -77,6 +81,7 @@ __all__ = [
     "Classification",
     "Config",
     "Event",
+    "Executor",
     "InitializerError",
     "Lock",
     "MapOptions",
@@ -93,6 +98,9 @@ __all__ = [
     "TaskTimeoutError",
     "Value",
     "WorkerCrashedError",
+    "aimap",
+    "amap",
+    "asubmit",
     "auto",
     "classify",
     "config",

@@ -6,6 +6,7 @@ reads its results; nothing here decides or runs anything itself.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
@@ -25,6 +26,7 @@ from ._routing.probe import probe_items
 from ._run.events import Observer
 from ._run.flight import with_note
 from ._run.run import Run
+from ._work.carried import InContext, WithVars, capture_vars
 from ._work.chunking import Feed, length_of
 from ._work.setup import WorkerSetup
 from ._work.shapes import Adapted, shaped
@@ -314,15 +316,23 @@ def start(
     iterable: Iterable[Any],
     given: Mapping[str, Any],
     observers: tuple[Observer, ...] = (),
+    *,
+    context: contextvars.Context | None = None,
 ) -> tuple[Run, bool]:
     """The run of ``parallel_map(fn, iterable, **given)``, and whether its results are ordered.
 
     ``observers`` receive the run's :class:`~smartpool._run.events.RunEvent` s; those showing
-    the call's ``progress=`` option are added here.
+    the call's ``progress=`` option are added here. With a ``context``, ``fn`` runs in a copy
+    of it on threads and inline, and with its variables that can travel in worker processes.
     """
     options = resolve_options(fn, given)
     observers = (*observers, *progress.observers_for(options))
-    call = make_call(raw_function(fn), options, portable=fn, items=iterable)
+    if context is None:
+        call = make_call(raw_function(fn), options, portable=fn, items=iterable)
+    else:
+        inline = InContext(raw_function(fn), context)
+        portable = WithVars(fn, context.run(capture_vars))
+        call = make_call(inline, options, portable=portable, items=iterable)
     run = Run(fn, call, iterable, options, hint=hint_of(fn), observers=observers)
     return run, options.ordered
 

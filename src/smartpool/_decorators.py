@@ -1,20 +1,21 @@
 """``@cpu_bound`` and ``@io_bound``: hints that route work, on a function that still calls inline.
 
 The decorated object keeps the wrapped function's name, docstring and signature
-(``inspect.signature`` works) and adds ``.map``, ``.imap`` and ``.submit``.
+(``inspect.signature`` works) and adds ``.map``, ``.imap`` and ``.submit``, and for asyncio
+``.amap``, ``.aimap`` and ``.asubmit``.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from typing_extensions import Unpack
 
-from . import _api
+from . import _aio, _api
 from ._options import MapOptions, Options
 from ._routing.planner import Hint
 
@@ -158,6 +159,23 @@ class TaskFunction(Generic[P, R]):
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Run one call on the hinted backend; returns a ``concurrent.futures.Future``."""
         return _api.submit(self, *args, **kwargs)
+
+    async def amap(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> list[R]:
+        """``await smartpool.amap(self, iterable, **options)``: :meth:`map` for asyncio."""
+        return await _aio.amap(self._one_argument(), iterable, **options)
+
+    def aimap(self, iterable: Iterable[Any], /, **options: Unpack[MapOptions]) -> AsyncIterator[R]:
+        """``smartpool.aimap(self, iterable, **options)``: :meth:`imap` for asyncio."""
+        return _aio.aimap(self._one_argument(), iterable, **options)
+
+    def _one_argument(self) -> Callable[[Any], R]:
+        # One argument per item: the signature ``P`` cannot say so (unlike ``map``'s overloads,
+        # an async method cannot type ``self`` as the callable), the call sites do.
+        return cast("Callable[[Any], R]", self)
+
+    async def asubmit(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``await smartpool.asubmit(self, *args, **kwargs)``: :meth:`submit` for asyncio."""
+        return await _aio.asubmit(self, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<smartpool task {self._name()} hint={self._smartpool_hint}>"

@@ -7,18 +7,38 @@ cannot travel back from a worker, in which case they arrive as :class:`RemoteErr
 
 from __future__ import annotations
 
+import concurrent.futures
+import pickle
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+#: ``concurrent.futures.TimeoutError`` is the builtin ``TimeoutError`` from Python 3.11 on; before
+#: that it is a class of its own, which :class:`TaskTimeoutError` derives from too.
+_FUTURES_TIMEOUT: tuple[type[Exception], ...] = tuple(
+    {concurrent.futures.TimeoutError, TimeoutError} - {TimeoutError}
+)
 
 
 class SmartpoolError(Exception):
     """Root of every error raised by smartpool itself."""
 
 
-class SerializationError(SmartpoolError, TypeError):
+class SerializationError(SmartpoolError, TypeError, pickle.PicklingError):
     """A function, item or result cannot be pickled to cross into or out of a worker process.
 
     The message names the offending object's type and where it sits ("the function", "item 3",
-    "result of item 3"), and what to do about it.
+    "result of item 3"), and what to do about it. It is also a ``pickle.PicklingError``, as
+    ``ProcessPoolExecutor`` raises in this case.
+    """
+
+
+class NotUnpickledError(SerializationError, BrokenProcessPool):
+    """What was pickled could not be rebuilt on the other side (in the worker: the function or
+    the items; in the caller: the results or the exception).
+
+    Unpickling runs code of its own (imports, ``__reduce__``, ``__setstate__``); its exception is
+    the ``__cause__``. This is a :class:`SerializationError`, and also a ``BrokenProcessPool``,
+    which ``ProcessPoolExecutor`` raises in these cases (here the pool stays usable).
     """
 
 
@@ -35,8 +55,12 @@ class _ItemError(SmartpoolError):
         return (_rebuild, (type(self), str(self), self.__dict__))
 
 
-class WorkerCrashedError(_ItemError):
+class WorkerCrashedError(_ItemError, BrokenProcessPool):
     """A worker process died (``os._exit``, a signal, the OOM killer) while running an item.
+
+    It is also a ``concurrent.futures.process.BrokenProcessPool``, so code written for
+    ``ProcessPoolExecutor`` keeps catching it; unlike there, the pool stays usable (the dead
+    worker is replaced).
 
     Attributes:
         index: index of the first item of the chunk the worker was running, if known.
@@ -51,8 +75,11 @@ class WorkerCrashedError(_ItemError):
         self.exitcode = exitcode
 
 
-class TaskTimeoutError(_ItemError, TimeoutError):
+class TaskTimeoutError(_ItemError, TimeoutError, *_FUTURES_TIMEOUT):  # type: ignore[misc]
     """An item ran longer than the ``timeout=`` given to the call.
+
+    It is also a ``concurrent.futures.TimeoutError`` (the builtin ``TimeoutError`` from Python
+    3.11 on) on every supported Python.
 
     On the process backend the worker is killed and replaced; on the thread backend the thread is
     abandoned (threads cannot be killed) and the caller gets this error at the deadline.

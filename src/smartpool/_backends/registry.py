@@ -111,6 +111,13 @@ class Lease:
     backend: Backend
     _key: Hashable | None
     _released: bool = field(default=False, repr=False)
+    _generation: int = field(default_factory=lambda: _generation, repr=False)
+
+    @property
+    def stale(self) -> bool:
+        """Whether :func:`shutdown` stopped every pool since this lease was taken (a holder
+        that lives on, such as an executor, takes a new lease then)."""
+        return self._generation != _generation
 
     def release(self) -> None:
         """Let go of the pool (once; later calls do nothing). A private pool is shut down."""
@@ -139,6 +146,8 @@ class Lease:
 
 _pools: OrderedDict[Hashable, _Pool] = OrderedDict()
 _lock = threading.Lock()
+#: How many times :func:`shutdown` stopped every pool.
+_generation = 0
 
 
 def lease(
@@ -204,9 +213,11 @@ def shutdown(wait: bool = True) -> None:
         >>> import smartpool
         >>> smartpool.shutdown()
     """
+    global _generation
     with _lock:
         backends = [p.backend for p in _pools.values()]
         _pools.clear()
+        _generation += 1
     for backend in backends:
         backend.shutdown(wait=wait)
     for cls in list(_classes.values()):

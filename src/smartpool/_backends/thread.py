@@ -164,6 +164,7 @@ class ThreadPool:
                     self._live.discard(me)
                     return
                 self._wait_for_work()
+            del work  # its items and result are the caller's: hold none while waiting
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued work never starts; running work is abandoned, its thread replaced."""
@@ -284,17 +285,18 @@ class ThreadBackend(Backend):
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
         fn, retry, setup, slots = prepared.fn, prepared.retry, self._setup, self._slots
+        cpu = prepared.measure_cpu
 
         def run() -> ChunkResult:
             if setup is None:
-                return run_chunk(fn, items, start, retry)
+                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
             slot: WorkerSlot | None = getattr(slots, "slot", None)
             if slot is None:
                 slot = slots.slot = WorkerSlot(setup)
             with slot.running() as failed:
                 if failed is not None:
                     return ChunkResult(start, [], failed, 0.0, describe_worker())
-                return run_chunk(fn, items, start, retry)
+                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
 
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future

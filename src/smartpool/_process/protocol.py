@@ -3,10 +3,12 @@
 Messages on the worker's socket (length-prefixed, see ``channel``):
 
 * caller -> worker, once: ``init`` = pickle of ``{"sys_path": [...], "cwd": "...",
-  "sync_state": ..., "setup": b"..."}`` (``sync_state`` only once ``smartpool._sync`` is
-  imported: the module-level shared objects the worker must attach to rather than create anew;
-  ``setup`` only for a pool with an ``initializer=``: its WorkerSetup, pickled by the
-  transport), then one byte
+  "sync_state": ..., "setup": b"...", "authkey": b"..."}`` (``sync_state`` only once
+  ``smartpool._sync`` is imported: the module-level shared objects the worker must attach to
+  rather than create anew; ``setup`` only for a pool with an ``initializer=``: its WorkerSetup,
+  pickled by the transport; ``authkey``, the caller's multiprocessing key, only once
+  multiprocessing is loaded, so that the worker can use the caller's ``Manager`` proxies as a
+  multiprocessing child can), then one byte
   saying where faulthandler reports go, with the report file attached (see ``crash_reports``)
 * caller -> worker, per chunk: pickle of
   ``(fn_key, fn_bytes, start, retry_bytes, items_bytes, buffer_paths, report, inner_threads)``,
@@ -37,7 +39,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
-from .._errors import SerializationError
+from .._errors import NotUnpickledError, SerializationError
 from .._transport.remote import dump_exception, load_exception
 from .._transport.serialize import dump_items, dumps, loads
 from .._work.task import ChunkResult
@@ -59,12 +61,16 @@ class Init(NamedTuple):
     sync_state: object = None
     #: The pool's WorkerSetup pickled by the transport (empty: none).
     setup: bytes = b""
+    authkey: bytes | None = None
 
 
 def current_init(setup: bytes = b"") -> Init:
     """The init message for a worker started now, from this process's state."""
     sync = sys.modules.get("smartpool._sync")
-    return Init(list(sys.path), os.getcwd(), None if sync is None else sync.export_state(), setup)
+    process = sys.modules.get("multiprocessing.process")
+    authkey = None if process is None else bytes(process.current_process().authkey)
+    state = None if sync is None else sync.export_state()
+    return Init(list(sys.path), os.getcwd(), state, setup, authkey)
 
 
 def encode_init(init: Init) -> bytes:
@@ -73,6 +79,8 @@ def encode_init(init: Init) -> bytes:
         message["sync_state"] = init.sync_state
     if init.setup:
         message["setup"] = init.setup
+    if init.authkey is not None:
+        message["authkey"] = init.authkey
     return pickle.dumps(message)
 
 
@@ -86,11 +94,13 @@ def decode_init(data: bytes | bytearray) -> Init:
         else None
     )
     cwd, setup = message.get("cwd"), message.get("setup")
+    authkey = message.get("authkey")
     return Init(
         paths,
         cwd if isinstance(cwd, str) else None,
         message.get("sync_state"),
         setup if isinstance(setup, bytes) else b"",
+        authkey if isinstance(authkey, bytes) else None,
     )
 
 
@@ -165,6 +175,9 @@ def reply_for(result: ChunkResult) -> Reply:
         bad = _first_unpicklable(values)
         values, error = values[:bad], exc
         values_bytes = dump_items(values, result.start)
+    except BaseException as exc:  # a value's own pickling code raised SystemExit, say: the error
+        values, error = list[Any](), exc
+        values_bytes = dump_items(values, result.start)
     error_bytes = dump_exception(error) if error is not None else b""
     return Reply(
         result.seconds,
@@ -195,19 +208,19 @@ def result_of(reply: Reply, start: int, items: Callable[[], str]) -> ChunkResult
     seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, _ = reply
     try:
         values: list[object] = loads(values_bytes)
-    except Exception as exc:
+    except BaseException as exc:  # the caller's code ran here (SystemExit included): not ours
         unloadable = _unloadable("the results of", items(), exc)
         return ChunkResult(start, [], unloadable, seconds, worker, cpu_seconds)
     error: BaseException | None
     try:
         error = load_exception(error_bytes) if error_bytes else None
-    except Exception as exc:
+    except BaseException as exc:
         error = _unloadable("the exception raised by", items(), exc)
     return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried)
 
 
-def _unloadable(what: str, items: str, cause: Exception) -> SerializationError:
-    error = SerializationError(
+def _unloadable(what: str, items: str, cause: BaseException) -> SerializationError:
+    error = NotUnpickledError(
         f"{what} {items} could not be unpickled in the caller: {type(cause).__name__}: {cause}"
     )
     error.__cause__ = cause

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from .._transport.remote import add_note
+from .._errors import NotUnpickledError
 from .._transport.serialize import loads
 from .._work import blas, context
 from .._work.setup import WorkerSetup, WorkerSlot
@@ -162,9 +162,12 @@ def _serve(conn: Channel, mappings: Mappings, slot: WorkerSlot) -> None:
         conn.send_bytes(protocol.encode_reply(reply._replace(let_go=mappings.let_go(views))))
 
 
-def _annotated(exc: BaseException, note: str) -> BaseException:
-    add_note(exc, f"smartpool: {note}; is the module importable in a fresh interpreter?")
-    return exc
+def _annotated(exc: BaseException, what: str) -> BaseException:
+    error = NotUnpickledError(
+        f"{what}: {type(exc).__name__}: {exc}; is the module importable in a fresh interpreter?"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _apply_init(init: protocol.Init) -> None:
@@ -179,6 +182,10 @@ def _apply_init(init: protocol.Init) -> None:
             os.chdir(init.cwd)
         except OSError:
             pass
+    if init.authkey is not None:  # the caller's key: its Manager proxies work here too
+        import multiprocessing.process
+
+        multiprocessing.process.current_process().authkey = init.authkey
 
 
 def _forget_parent_pools() -> None:

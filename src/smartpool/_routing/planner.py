@@ -199,6 +199,38 @@ def _on_cluster(
     return "dask", workers or threads
 
 
+def plan_call(
+    fn: Callable[..., Any],
+    options: Options,
+    *,
+    hint: Hint | None,
+    measurement: Measurement | None,
+    learning: bool,
+) -> Plan:
+    """The plan for calls of ``fn`` submitted one at a time (``Executor.submit``).
+
+    A hint or a chosen backend decides; else a kept ``measurement`` of ``fn``; else, while
+    ``learning``, its first calls run on threads, where they are measured (see ``learning``).
+    Such a call never runs in the caller, since ``submit`` returns before it runs: where the
+    planner would run the work serially, it runs on threads.
+    """
+    if measurement is not None and options.backend == "auto" and hint is None:
+        plan, _ = plan_measured(fn, options, None, measurement)
+    else:
+        plan = make_plan(fn, options, hint=hint, n_items=None)
+        if learning:
+            why = (
+                "not measured yet: its first calls run on threads and are timed there; later "
+                "calls go where they run best"
+            )
+            plan = replace(plan, reasons=(why, *plan.reasons))
+    if plan.backend == "serial" and options.backend == "auto":
+        workers = options.max_workers or DEFAULT_IO_WORKERS
+        why = "a submitted call never runs in the caller: threads instead of serial"
+        plan = replace(plan, backend="thread", max_workers=workers, reasons=(*plan.reasons, why))
+    return plan
+
+
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
     """``workers``, but no more than this machine can take (workers start only when work waits
     for them, so a pool larger than a call's items costs nothing). A cluster is not capped."""
