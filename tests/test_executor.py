@@ -278,3 +278,45 @@ def test_closing_the_map_iterator_cancels_the_calls_not_started() -> None:
         results.close()  # before taking any result
         release.set()
     assert ran == [0]
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_an_initializer_sets_up_each_of_the_executors_own_workers(backend: str) -> None:
+    from . import lifecycle_tasks as life
+
+    token = f"executor-{backend}"
+    with smartpool.Executor(2, backend=backend, initializer=life.set_up, initargs=(token,)) as ex:
+        seen = [ex.submit(life.report, n).result() for n in range(6)]
+        seen += list(ex.map(life.report, range(6)))
+    assert {(token, 1)} == {(found, inits) for _, _, found, inits, _ in seen}
+    # Other calls never get the executor's workers: a plain call finds no token.
+    plain = smartpool.parallel_map(life.report, range(4), backend=backend, max_workers=2)
+    assert {found for _, _, found, _, _ in plain} == {None}
+
+
+def test_a_failing_initializer_fails_the_executors_calls_with_a_typed_error() -> None:
+    from . import lifecycle_tasks as life
+
+    with smartpool.Executor(backend="thread", initializer=life.fail_setup) as executor:
+        future = executor.submit(life.pid_of, 0)
+        with pytest.raises(smartpool.InitializerError) as caught:
+            future.result(timeout=60)
+    assert isinstance(caught.value.__cause__, life.SetupFailed)
+    with smartpool.Executor(backend="thread") as executor:  # the next executor is unaffected
+        assert executor.submit(life.pid_of, 0).result(timeout=60) == os.getpid()
+
+
+def test_bad_initializer_arguments_fail_at_construction() -> None:
+    with pytest.raises(TypeError, match="initializer must be callable"):
+        smartpool.Executor(initializer=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="initargs= is given without an initializer="):
+        smartpool.Executor(initargs=(1,))
+
+
+def test_max_tasks_per_child_replaces_the_executors_worker_processes() -> None:
+    from . import lifecycle_tasks as life
+
+    with smartpool.Executor(1, backend="process", max_tasks_per_child=2) as executor:
+        pids = [executor.submit(life.pid_of, n).result(timeout=60) for n in range(6)]
+    assert os.getpid() not in pids
+    assert [pids[0]] * 2 != pids[2:4] and len(set(pids)) == 3, pids  # a new process each 2 calls

@@ -33,6 +33,7 @@ from ._routing.memory import recall
 from ._routing.planner import Plan
 from ._run.calls import Lane
 from ._work.carried import call_batch
+from ._work.setup import WorkerSetup
 from ._work.task import ChunkResult, RetryPolicy
 
 logger = logging.getLogger("smartpool")
@@ -69,7 +70,10 @@ class Executor(concurrent.futures.Executor):
     ``parallel_map`` or ``explain``); else its first calls run on threads and are timed there,
     and its later calls go where they run best. ``backend="thread"`` or ``"process"`` sends
     every call there. ``max_workers`` caps the workers this executor's calls use; ``timeout``,
-    ``retries`` and ``retry_on`` apply to each call as in ``parallel_map``.
+    ``retries`` and ``retry_on`` apply to each call as in ``parallel_map``. With an
+    ``initializer``, ``initializer(*initargs)`` runs once in each of the executor's workers,
+    which are its own (private pools, never shared with other calls); ``max_tasks_per_child``
+    replaces a worker process after that many calls.
 
     Calls run on smartpool's warm pools, shared with the rest of the process; ``shutdown``
     waits for and cancels only this executor's calls. A crashed worker fails its call with
@@ -91,6 +95,9 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         retries: int = 0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_child: int | None = None,
     ) -> None:
         if max_workers is not None:
             if isinstance(max_workers, bool) or not isinstance(cast(object, max_workers), int):
@@ -105,8 +112,19 @@ class Executor(concurrent.futures.Executor):
             given["retries"] = retries
         if retry_on != (Exception,):
             given["retry_on"] = retry_on
-        _config.resolve(given)  # a bad argument fails here, before any call
+        if initializer is not None or initargs:
+            given["initializer"], given["initargs"] = initializer, initargs
+        if max_tasks_per_child is not None:
+            given["max_tasks_per_child"] = max_tasks_per_child
+        checked = _config.resolve(given)  # a bad argument fails here, before any call
         self._given = given
+        #: What each worker runs first, and how long a worker process lives; workers set up by
+        #: an ``initializer`` are this executor's own (private pools).
+        self._setup = (
+            None
+            if checked.initializer is None and checked.max_tasks_per_child is None
+            else WorkerSetup(checked.initializer, checked.initargs, checked.max_tasks_per_child)
+        )
         self._lock = threading.RLock()
         self._routes: weakref.WeakKeyDictionary[Any, _Route] = weakref.WeakKeyDictionary()
         self._last: _Route | None = None
@@ -256,7 +274,9 @@ class Executor(concurrent.futures.Executor):
         lane_key = (plan.backend, plan.max_workers, options.timeout, retry, learns)
         lane = self._lanes.get(lane_key)
         if lane is None:
-            lane = self._lanes[lane_key] = Lane(plan, options.timeout, retry, learns)
+            lane = self._lanes[lane_key] = Lane(
+                plan, options.timeout, retry, learns, setup=self._setup
+            )
         route = _Route(lane, learns, None if key is None else weakref.ref(key))
         if key is not None:
             self._routes[key] = route

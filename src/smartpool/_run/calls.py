@@ -21,6 +21,7 @@ from .._errors import SerializationError
 from .._routing.planner import Plan
 from .._transport.remote import add_note
 from .._work.carried import call_in_process, call_on_thread, capture_vars
+from .._work.setup import WorkerSetup
 from .._work.task import Call, ChunkResult, RetryPolicy
 
 #: Told the time and CPU time of a call that ran (how calls are learned from).
@@ -86,17 +87,25 @@ class Lane:
     """Calls sent to one pool following one plan; made once, used for many submits."""
 
     def __init__(
-        self, plan: Plan, timeout: float | None, retry: RetryPolicy, measure_cpu: bool = True
+        self,
+        plan: Plan,
+        timeout: float | None,
+        retry: RetryPolicy,
+        measure_cpu: bool = True,
+        *,
+        setup: WorkerSetup | None = None,
     ) -> None:
-        """``measure_cpu``: whether its calls report the CPU time they used (for learning)."""
+        """``measure_cpu``: whether its calls report the CPU time they used (for learning);
+        ``setup``: what each worker runs first (an initializer makes the pool private)."""
         self.plan = plan
+        self._setup = setup
         self.in_process = registry.traits(plan.backend).needs_pickling
         fn = call_in_process if self.in_process else call_on_thread
         self._call = Call(fn, retry, timeout, portable=fn, measure_cpu=measure_cpu)
         self._take_lease()
 
     def _take_lease(self) -> None:
-        lease = registry.lease(self.plan.backend, self.plan.max_workers)
+        lease = registry.lease(self.plan.backend, self.plan.max_workers, setup=self._setup)
         try:
             self._prepared = lease.backend.prepare(self._call)
         except BaseException:
