@@ -242,3 +242,19 @@ def test_every_option_is_typed_for_callers_and_is_a_configuration_key() -> None:
 
     assert set(smartpool.MapOptions.__annotations__) == set(OPTION_NAMES)
     assert set(smartpool.current_config().options.__dataclass_fields__) == set(OPTION_NAMES)
+
+
+def _nested_scope(_: object) -> list[object]:
+    """What a nested call inside a worker sees of the caller's config() scope."""
+    options = smartpool.current_config().options
+    return [options.max_workers, options.chunksize]
+
+
+@pytest.mark.parametrize("backend", ["serial", "thread", "process"])
+def test_nested_code_in_workers_sees_the_callers_scope(backend: str) -> None:
+    with smartpool.config(max_workers=2, chunksize=3):
+        seen = smartpool.parallel_map(_nested_scope, range(4), backend=backend)
+        assert list(smartpool.imap(_nested_scope, iter(range(2)), backend=backend)) == [[2, 3]] * 2
+    assert seen == [[2, 3]] * 4
+    # Outside the scope, workers see no scope (a reused worker kept nothing of the last one).
+    assert smartpool.parallel_map(_nested_scope, range(2), backend=backend) == [[None, None]] * 2

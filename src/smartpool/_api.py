@@ -327,6 +327,10 @@ def start(
     """
     options = resolve_options(fn, given)
     observers = (*observers, *progress.observers_for(options))
+    if context is None and _config.in_scope():
+        # Nested calls in the workers see the caller's config() scope: the caller's context
+        # goes with the call (a copy on threads; its variables that pickle to processes).
+        context = contextvars.copy_context()
     if context is None:
         call = make_call(raw_function(fn), options, portable=fn, items=iterable)
     else:

@@ -177,6 +177,11 @@ def _drop_unenforceable_timeout(
     del merged["timeout"]
 
 
+def in_scope() -> bool:
+    """Whether a ``config()`` scope is open here (its calls carry it into their workers)."""
+    return bool(_scoped.get())
+
+
 def start_method() -> str:
     """How worker processes start (``configure(start_method=...)``)."""
     return _start_method
@@ -362,6 +367,7 @@ __all__ = [
     "configure",
     "current",
     "current_config",
+    "in_scope",
     "resolve",
     "start_method",
 ]
