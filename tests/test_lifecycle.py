@@ -16,6 +16,18 @@ def token() -> str:
     return uuid.uuid4().hex
 
 
+# Per-worker setup runs on serial, threads and processes; the interpreter backend (3.14) refuses
+# an initializer with a clear error (test_interpreter_backend.py).
+@pytest.fixture(params=["serial", "thread", "process"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["thread", "process"])
+def parallel_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def test_the_initializer_runs_once_per_worker_before_its_first_item(backend: str) -> None:
     first = token()
     results = smartpool.parallel_map(

@@ -32,6 +32,7 @@ from .. import _options
 from .._errors import RemoteError, TaskTimeoutError
 from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.limits import start_error
+from .._work.setup import WorkerSetup
 from .._work.task import NO_RETRY, Call, ChunkResult, describe_worker, settle
 from . import interpreter_entry
 from .base import Backend
@@ -310,9 +311,15 @@ def _remote(exc: Exception) -> BaseException:
 class InterpreterBackend(Backend):
     name = "interpreter"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, setup: WorkerSetup | None = None) -> None:
         if not AVAILABLE:  # Options refuse the name first; this guards direct construction
             raise RuntimeError(_options.UNAVAILABLE_BACKENDS.get(self.name, "needs Python 3.14+"))
+        if setup is not None and setup.initializer is not None:
+            raise ValueError(
+                "initializer= is not supported on the interpreter backend yet (its workers are "
+                "subinterpreters, which do not run per-worker setup); use backend='thread' or "
+                "backend='process'"
+            )
         super().__init__(workers)
         self._pool = InterpreterPool(workers)
         self._keys: dict[bytes, int] = {}
