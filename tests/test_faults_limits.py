@@ -150,6 +150,11 @@ HELPER_THREAD_SCRIPT = textwrap.dedent(
         return n
 
     def run():
+        if call == "spare":  # the probe's timing threads, started as the GIL sampler does
+            from smartpool._work.spare_threads import spare
+
+            spare.start(lambda: None).join()
+            return smartpool.parallel_map(abs, range(-9, 0), backend="serial")
         if call == "imap":
             return list(smartpool.imap(abs, (x for x in range(-9, 0)), backend="thread"))
         if call == "timeout":
@@ -175,7 +180,7 @@ HELPER_THREAD_SCRIPT = textwrap.dedent(
     [
         ("smartpool-input", "imap", "the thread that reads the input iterator"),
         ("smartpool-thread-watchdog", "timeout", "a watchdog thread"),
-        ("smartpool-probe", "auto", "a thread to time the function on"),
+        ("smartpool-probe", "spare", "a thread to time the function on"),
         ("smartpool-deadlines", "auto", "the thread that enforces timeouts"),
     ],
 )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._errors import ResourceLimitError
 from .._work import deadline as _deadline
 from .._work.spare_threads import Job, spare
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
@@ -297,7 +298,7 @@ class DuringItem:
         assert self._beside is not None
         try:
             self._helper = spare.start(self._beside)
-        except RuntimeError:  # no thread to spare: the item after runs in turn, as usual
+        except ResourceLimitError:  # no thread to spare: the item after runs in turn, as usual
             return
         self.helped = True
 

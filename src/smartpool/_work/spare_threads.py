@@ -58,7 +58,8 @@ class SpareThreads:
 
     def start(self, target: Callable[[], object]) -> Job:
         """Run ``target()`` on a waiting thread, or a new one; ``join`` the job to wait for it.
-        Raises ``RuntimeError`` if no thread could be started."""
+        Raises :class:`~smartpool.ResourceLimitError` (a ``RuntimeError`` no more) if no thread
+        could be started."""
         job = Job(target)
         with self._lock:
             thread = self._waiting.pop() if self._waiting else None
