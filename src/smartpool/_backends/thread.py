@@ -81,7 +81,10 @@ class ThreadPool:
                 thread = None
             else:
                 self._unclaimed += 1
-                thread = self._new_thread()
+                # (The limit checked here first, as _new_thread does: most submits find the
+                # pool full, and a call is a few microseconds.)
+                full = len(self._live) >= self.workers + len(self._nesting)
+                thread = None if full else self._new_thread()
         self._queue.put(work)
         if thread is not None:
             self._start(thread)
@@ -136,6 +139,7 @@ class ThreadPool:
 
     def _worker(self) -> None:
         me = threading.current_thread()
+        context.mark_worker_thread()
         with self._lock:
             self._wait_for_work()
         while True:
@@ -148,22 +152,27 @@ class ThreadPool:
                 continue
             work.thread = me
             self._running[work.future] = work
-            if work.future.set_running_or_notify_cancel() and self._tracked(work):
+            if work.future.set_running_or_notify_cancel() and (
+                work.timeout is None or self._tracked(work)
+            ):
                 try:
-                    with context.running_task():
-                        settle(work.future, work.run())
+                    settle(work.future, work.run())
                 except BaseException as exc:  # pragma: no cover - run_chunk captures errors
                     settle(work.future, error=exc)
             with self._lock:
                 self._running.pop(work.future, None)
-                self._nesting.discard(me)
+                if self._nesting:
+                    self._nesting.discard(me)
                 if me in self._retired:  # abandoned: a replacement took our place
                     self._retired.discard(me)
                     return
-                if len(self._live) > self._limit():  # a stand-in that is no longer needed
-                    self._live.discard(me)
+                if len(self._live) > self.workers + len(self._nesting):  # a stand-in no
+                    self._live.discard(me)  # longer needed (see _limit)
                     return
-                self._wait_for_work()
+                if self._unclaimed:  # back to the queue (as _wait_for_work, inlined)
+                    self._unclaimed -= 1
+                else:
+                    self._idle += 1
             del work  # its items and result are the caller's: hold none while waiting
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
@@ -264,6 +273,43 @@ class ThreadPool:
                     thread.join()
 
 
+class _Chunk:
+    """One chunk's call, as the pool's work runs it: a single object rather than a closure (a
+    submitted call is a few microseconds, and a closure's cells add objects for the garbage
+    collector to walk while thousands of calls wait in the queue)."""
+
+    __slots__ = ("items", "prepared", "setup", "slots", "start")
+
+    def __init__(
+        self,
+        prepared: Call,
+        items: Sequence[object],
+        start: int,
+        setup: WorkerSetup | None,
+        slots: threading.local,
+    ) -> None:
+        self.prepared, self.items, self.start = prepared, items, start
+        self.setup, self.slots = setup, slots
+
+    def __call__(self) -> ChunkResult:
+        prepared = self.prepared
+        if self.setup is None:
+            return run_chunk(
+                prepared.fn, self.items, self.start, prepared.retry,
+                measure_cpu=prepared.measure_cpu,
+            )  # fmt: skip
+        slot: WorkerSlot | None = getattr(self.slots, "slot", None)
+        if slot is None:
+            slot = self.slots.slot = WorkerSlot(self.setup)
+        with slot.running() as failed:
+            if failed is not None:
+                return ChunkResult(self.start, [], failed, 0.0, describe_worker())
+            return run_chunk(
+                prepared.fn, self.items, self.start, prepared.retry,
+                measure_cpu=prepared.measure_cpu,
+            )  # fmt: skip
+
+
 class ThreadBackend(Backend):
     """Chunks on a :class:`ThreadPool`; with a ``setup``, each thread runs its initializer
     before its first chunk and has its own ``worker_state()``."""
@@ -284,20 +330,7 @@ class ThreadBackend(Backend):
         future: Future[ChunkResult] | None = None,
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
-        fn, retry, setup, slots = prepared.fn, prepared.retry, self._setup, self._slots
-        cpu = prepared.measure_cpu
-
-        def run() -> ChunkResult:
-            if setup is None:
-                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
-            slot: WorkerSlot | None = getattr(slots, "slot", None)
-            if slot is None:
-                slot = slots.slot = WorkerSlot(setup)
-            with slot.running() as failed:
-                if failed is not None:
-                    return ChunkResult(start, [], failed, 0.0, describe_worker())
-                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
-
+        run = _Chunk(prepared, items, start, self._setup, self._slots)
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future
 

@@ -108,9 +108,7 @@ class ChunkResult:
 
 def settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> bool:
     """Complete ``future`` unless it is already done (timed out, cancelled); True if it was set."""
-    if future.done():
-        return False
-    try:
+    try:  # (no done() first: that would take the Future's lock twice per call)
         if error is not None:
             future.set_exception(error)
         else:
@@ -121,16 +119,24 @@ def settle(future: Future[Any], result: Any = None, error: BaseException | None 
 
 
 _described = threading.local()
+#: Bumped in a forked child, so that a description kept before the fork is made anew.
+_forks = [0]
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 
 def describe_worker() -> str:
-    """Where this code runs, for error notes: "process 123, thread 'name'" (kept per thread:
-    a single call's chunk would spend a tenth of its time formatting it)."""
-    pid, name = os.getpid(), threading.current_thread().name
-    kept: tuple[int, str, str] | None = getattr(_described, "kept", None)
-    if kept is None or kept[0] != pid or kept[1] != name:
-        kept = _described.kept = (pid, name, f"process {pid}, thread {name!r}")
-    return kept[2]
+    """Where this code runs, for error notes: "process 123, thread 'name'" (kept per thread
+    and renewed after a fork or a rename: a single call's chunk would spend a tenth of its
+    time formatting it, or asking the system for the process id)."""
+    kept: tuple[int, threading.Thread, str, str] | None = getattr(_described, "kept", None)
+    if kept is not None and kept[0] == _forks[0]:
+        thread = kept[1]
+        if thread.name == kept[2]:
+            return kept[3]
+    thread = threading.current_thread()
+    pid, name = os.getpid(), thread.name
+    _described.kept = (_forks[0], thread, name, f"process {pid}, thread {name!r}")
+    return _described.kept[3]
 
 
 def run_chunk(
