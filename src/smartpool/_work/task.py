@@ -135,8 +135,9 @@ def describe_worker() -> str:
             return kept[3]
     thread = threading.current_thread()
     pid, name = os.getpid(), thread.name
-    _described.kept = (_forks[0], thread, name, f"process {pid}, thread {name!r}")
-    return _described.kept[3]
+    described = f"process {pid}, thread {name!r}"
+    _described.kept = (_forks[0], thread, name, described)
+    return described
 
 
 def run_chunk(
