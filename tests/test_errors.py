@@ -47,6 +47,37 @@ def test_note_names_item_backend_and_worker(backend: str) -> None:
     assert "process " in notes[0] and "thread " in notes[0]
 
 
+def test_worker_description_follows_forks_and_renames() -> None:
+    """The note's "process P, thread 'T'" is kept per thread, yet names a forked child's own
+    process and a renamed thread's new name."""
+    import os
+    import threading
+    import warnings
+
+    from smartpool._work.task import describe_worker
+
+    me = threading.current_thread()
+    name = me.name
+    assert describe_worker() == f"process {os.getpid()}, thread {name!r}"
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # 3.12+: forking a process with threads is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, describe_worker().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        assert pipe.read() == f"process {child}, thread {name!r}"
+    try:
+        me.name = "renamed-for-the-note"
+        assert describe_worker() == f"process {os.getpid()}, thread 'renamed-for-the-note'"
+    finally:
+        me.name = name
+    assert describe_worker() == f"process {os.getpid()}, thread {name!r}"
+
+
 def test_cause_is_preserved(backend: str) -> None:
     with pytest.raises(ValueError, match="outer 2") as info:
         smartpool.parallel_map(raise_chained, [2], backend=backend)
