@@ -115,20 +115,18 @@ if INTERPRETERS:
 
         return importlib.import_module("tests.no_subinterpreters")
 
-    def test_an_initializer_is_refused_with_a_clear_error() -> None:
-        with pytest.raises(ValueError, match="initializer= is not supported on the interpreter"):
-            smartpool.parallel_map(abs, [1, 2], backend="interpreter", initializer=print)
-
-    def test_steps_reported_in_an_interpreter_are_not_counted() -> None:
-        # report_progress() inside a subinterpreter has no way back to the caller yet: items
-        # count, steps do not (docs/progress.md says so).
+    def test_steps_reported_in_an_interpreter_are_counted_before_their_items() -> None:
+        # report_progress() inside a subinterpreter comes back through an interpreters queue;
+        # every chunk's steps are in before its item is counted done, as from processes.
         from .helpers import report_steps
 
         seen: list[smartpool.ProgressEvent] = []
         smartpool.parallel_map(
-            report_steps, [(1, 5)] * 4, backend="interpreter", progress=seen.append
-        )
-        assert (seen[-1].done, seen[-1].steps) == (4, 0)
+            report_steps, [(1, 5)] * 4, backend="interpreter", progress=seen.append,
+            chunksize=1,
+        )  # fmt: skip
+        assert (seen[-1].done, seen[-1].steps) == (4, 20)
+        assert all(event.steps >= 5 * event.done for event in seen)
 
     def test_chunks_run_in_subinterpreters_of_this_process() -> None:
         main = interpreters.get_main().id

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 import smartpool
+from tests.conftest import BACKENDS, PARALLEL
 from tests.lifecycle_tasks import SetupFailed, fail_setup, pid_of, report, set_up
 
 
@@ -16,14 +17,14 @@ def token() -> str:
     return uuid.uuid4().hex
 
 
-# Per-worker setup runs on serial, threads and processes; the interpreter backend (3.14) refuses
-# an initializer with a clear error (test_interpreter_backend.py).
-@pytest.fixture(params=["serial", "thread", "process"])
+# Per-worker setup runs on every backend: serial, threads, processes, and on 3.14 in each
+# subinterpreter of the interpreter backend.
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=["thread", "process"])
+@pytest.fixture(params=PARALLEL)
 def parallel_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -128,7 +129,9 @@ def test_bad_lifecycle_options_fail_before_any_work(
         smartpool.parallel_map(pid_of, [1], **options)  # type: ignore[arg-type]
 
 
-def test_an_unpicklable_initializer_fails_at_the_call_on_processes() -> None:
+@pytest.mark.parametrize("backend_name", [b for b in PARALLEL if b != "thread"])
+def test_an_unpicklable_initializer_fails_at_the_call(backend_name: str) -> None:
+    """Workers in other processes or interpreters cannot be sent it: a clear error first."""
     import threading
 
     lock = threading.Lock()
@@ -136,8 +139,8 @@ def test_an_unpicklable_initializer_fails_at_the_call_on_processes() -> None:
     def hold() -> None:
         lock.acquire()
 
-    with pytest.raises(smartpool.SerializationError):
-        smartpool.parallel_map(pid_of, [1, 2], backend="process", initializer=hold)
+    with pytest.raises(smartpool.SerializationError, match=f"the {backend_name} backend"):
+        smartpool.parallel_map(pid_of, [1, 2], backend=backend_name, initializer=hold)
 
 
 def test_a_worker_process_is_replaced_after_max_tasks_per_child_items() -> None:
@@ -156,8 +159,12 @@ def test_max_tasks_per_child_bounds_adaptive_chunks_too() -> None:
     assert max(Counter(pids).values()) <= 5
 
 
-def test_max_tasks_per_child_has_no_effect_on_threads() -> None:
-    assert smartpool.parallel_map(abs, [-1, -2], backend="thread", max_tasks_per_child=1) == [1, 2]
+def test_max_tasks_per_child_has_no_effect_on_threads_and_interpreters() -> None:
+    for backend in [b for b in PARALLEL if b != "process"]:
+        assert smartpool.parallel_map(abs, [-1, -2], backend=backend, max_tasks_per_child=1) == [
+            1,
+            2,
+        ]
 
 
 def test_calls_with_the_same_max_tasks_per_child_share_a_warm_pool() -> None:

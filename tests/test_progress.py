@@ -278,8 +278,6 @@ def test_no_observer_and_no_wrapper_when_progress_is_off() -> None:
 # -- steps reported by the function -----------------------------------------------------------
 
 
-# Not from the interpreter backend (3.14) yet: see test_interpreter_backend.py.
-@pytest.mark.parametrize("backend", ["serial", "thread", "process"])
 def test_reported_steps_reach_the_caller_from_every_backend(backend: str) -> None:
     items = [(x, 250) for x in range(8)]
     results, seen = _watch(report_steps, items, backend=backend, chunksize=2)

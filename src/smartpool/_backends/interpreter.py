@@ -32,7 +32,7 @@ from .. import _options
 from .._errors import RemoteError, TaskTimeoutError
 from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.limits import start_error
-from .._work.setup import WorkerSetup
+from .._work.setup import WorkerSetup, dump_setup
 from .._work.task import NO_RETRY, Call, ChunkResult, describe_worker, settle
 from . import interpreter_entry
 from .base import Backend
@@ -62,6 +62,8 @@ class _Prepared:
     fn_key: int
     fn_bytes: bytes
     retry_bytes: bytes
+    #: The pool's pickled ``WorkerSetup`` (b"": none), run once in each interpreter.
+    setup: bytes = b""
 
 
 @dataclass(eq=False)
@@ -127,6 +129,14 @@ class InterpreterPool:
         self._retired: set[threading.Thread] = set()
         self._running: dict[Future[ChunkResult], tuple[_Work, threading.Thread]] = {}
         self._closed = False
+        self._steps: _Steps | None = None
+
+    def steps(self) -> _Steps:
+        """The queue that carries reported steps back from the interpreters (made once)."""
+        with self._lock:
+            if self._steps is None:
+                self._steps = _Steps()
+            return self._steps
 
     @property
     def live(self) -> int:
@@ -228,14 +238,19 @@ class InterpreterPool:
             self._idle += 1
         return True
 
-    @staticmethod
-    def _call(interp: Any, work: _Work) -> ChunkResult:
+    def _call(self, interp: Any, work: _Work) -> ChunkResult:
         from .._process import protocol
 
         p = work.prepared
-        args = (p.init, p.fn_key, p.fn_bytes, work.start, p.retry_bytes, work.items)
+        args = (p.init, p.fn_key, p.fn_bytes, work.start, p.retry_bytes, work.items, p.setup)
+        report = p.call.report
         try:
-            reply = interp.call(interpreter_entry.run_here, *args)
+            if report is None:
+                reply = interp.call(interpreter_entry.run_here, *args)
+            else:
+                steps = self.steps()
+                with steps.reporting(work, report) as key:
+                    reply = interp.call(interpreter_entry.run_here, *args, steps.queue, key)
         except Exception as exc:  # the entry itself failed there (ExecutionFailed)
             return ChunkResult(work.start, [], _remote(exc), 0.0, describe_worker())
         last = work.start + work.count - 1
@@ -285,10 +300,72 @@ class InterpreterPool:
             everyone = len(self._live) + len(self._retired)
         for _ in range(everyone):
             self._queue.put(None)
+        if self._steps is not None:
+            self._steps.close()
         if wait:
             for thread in idle:
                 if thread is not threading.current_thread():
                     thread.join()
+
+
+class _Steps:
+    """The steps functions report (``smartpool.report_progress``) in the pool's interpreters,
+    back in the caller: an interpreters queue of ``(key, message)`` pairs, read by a thread
+    that hands each count to the reporting chunk's run. A chunk's last pair says it is over,
+    so its steps are all counted before its result is handed out (as from a worker process,
+    whose steps come on the same pipe before its reply)."""
+
+    def __init__(self) -> None:
+        self.queue: Any = _interpreters().create_queue()
+        self._lock = threading.Lock()
+        self._chunks: dict[int, tuple[_Work, Callable[[int], None], threading.Event]] = {}
+        self._reader = threading.Thread(
+            target=self._read, name="smartpool-interpreter-steps", daemon=True
+        )
+        self._reader.start()
+
+    @contextlib.contextmanager
+    def reporting(self, work: _Work, report: Callable[[int], None]) -> Any:
+        """Around a chunk's call: its key, and (after the call) a wait for its last steps."""
+        key = next(_keys)
+        over = threading.Event()
+        with self._lock:
+            self._chunks[key] = (work, report, over)
+        try:
+            yield key
+            over.wait()  # the interpreter put the chunk's end (after its steps) before it returned
+        finally:
+            with self._lock:
+                self._chunks.pop(key, None)
+
+    def _read(self) -> None:
+        from .._process import protocol
+
+        while True:
+            key, data = self.queue.get()
+            if key == 0:  # closed
+                return
+            with self._lock:
+                entry = self._chunks.get(key)
+            if entry is None:
+                continue
+            work, report, over = entry
+            if not data:
+                over.set()
+            elif not work.future.done():  # (a timed-out or cancelled chunk's count no more)
+                steps = protocol.decode_reply(data)
+                assert isinstance(steps, int)
+                report(steps)
+
+    def close(self) -> None:
+        self.queue.put((0, b""))
+
+
+def _dump_setup(setup: WorkerSetup) -> bytes:
+    """The setup pickled for the interpreters, as for worker processes (``SerializationError``
+    naming the initializer or its arguments); ``max_tasks_per_child`` has no effect here, as on
+    threads: an interpreter is not a process to replace."""
+    return dump_setup(WorkerSetup(setup.initializer, setup.initargs), "interpreter")
 
 
 def _remote(exc: Exception) -> BaseException:
@@ -314,18 +391,15 @@ class InterpreterBackend(Backend):
     def __init__(self, workers: int, setup: WorkerSetup | None = None) -> None:
         if not AVAILABLE:  # Options refuse the name first; this guards direct construction
             raise RuntimeError(_options.UNAVAILABLE_BACKENDS.get(self.name, "needs Python 3.14+"))
-        if setup is not None and setup.initializer is not None:
-            raise ValueError(
-                "initializer= is not supported on the interpreter backend yet (its workers are "
-                "subinterpreters, which do not run per-worker setup); use backend='thread' or "
-                "backend='process'"
-            )
         super().__init__(workers)
         self._pool = InterpreterPool(workers)
         self._keys: dict[bytes, int] = {}
+        # An initializer runs once in each interpreter (as in each worker process); its pickled
+        # form is checked now, so that what cannot be sent fails before any work.
+        self._setup = b"" if setup is None or setup.initializer is None else _dump_setup(setup)
 
     def prepare(self, call: Call) -> _Prepared:
-        fn_bytes = dump_function(call.portable)  # type: ignore[arg-type]  # SerializationError here
+        fn_bytes = dump_function(call.portable, self.name)  # type: ignore[arg-type]  # SerializationError here
         key = self._keys.get(fn_bytes)
         if key is None:
             if len(self._keys) > 256:
@@ -335,7 +409,7 @@ class InterpreterBackend(Backend):
 
         retry_bytes = b"" if call.retry == NO_RETRY else dumps(call.retry)
         init = protocol.encode_init(protocol.current_init())
-        return _Prepared(call, init, key, fn_bytes, retry_bytes)
+        return _Prepared(call, init, key, fn_bytes, retry_bytes, self._setup)
 
     def submit(
         self,

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _config
-from .._errors import SerializationError
 from .._process import buffers
 from .._process.pool import ProcessPool, Task
 from .._transport.serialize import dump_function, dump_items, dumps
-from .._work.setup import WorkerSetup
+from .._work.setup import WorkerSetup, dump_setup
 from .._work.task import NO_RETRY, Call, ChunkResult
 from .base import Backend
 
@@ -42,7 +41,9 @@ class ProcessBackend(Backend):
     def __init__(self, workers: int, start_method: str, setup: WorkerSetup | None = None) -> None:
         super().__init__(workers)
         self.start_method = start_method
-        self._setup_bytes = b"" if setup is None or setup.initializer is None else _dump(setup)
+        self._setup_bytes = (
+            b"" if setup is None or setup.initializer is None else dump_setup(setup, "process")
+        )
         self._max_tasks = None if setup is None else setup.max_tasks_per_child
         self._pool = self._new_pool()
         self._keys: dict[bytes, int] = {}
@@ -127,20 +128,6 @@ class ProcessBackend(Backend):
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
-
-
-def _dump(setup: WorkerSetup) -> bytes:
-    """The setup pickled for the workers; :class:`SerializationError` (naming the initializer or
-    its arguments) before any worker starts."""
-    assert setup.initializer is not None
-    dump_function(setup.initializer)
-    try:
-        return dumps(setup)
-    except Exception as exc:
-        raise SerializationError(
-            f"the initargs of {getattr(setup.initializer, '__qualname__', setup.initializer)} "
-            f"cannot be pickled for the process backend: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 #: The errors that mean shared memory is too small (the advice below fixes only those).

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
 
 from .._work.reporting import reporting_to
 from . import protocol
-from .channel import Channel
+
+
+class Sink(Protocol):
+    """Where steps are written: a worker process's channel to the caller, or a queue."""
+
+    def send_bytes(self, data: bytes, /) -> None: ...
+
 
 #: Send reported steps at most this often while a chunk runs.
 SEND_INTERVAL_SECONDS = 0.05
@@ -27,7 +34,7 @@ class StepSender:
     keeps two such threads from interleaving their messages.
     """
 
-    def __init__(self, conn: Channel) -> None:
+    def __init__(self, conn: Sink) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._pending = 0

@@ -115,14 +115,15 @@ def loads(data: bytes, buffers: Sequence[Any] = ()) -> Any:
 load_value = pickle.loads
 
 
-def dump_function(fn: Callable[..., Any]) -> bytes:
-    """Pickle the function once per call; raise :class:`SerializationError` naming the culprit."""
+def dump_function(fn: Callable[..., Any], backend: str = "process") -> bytes:
+    """Pickle the function once per call; raise :class:`SerializationError` naming the culprit
+    (and the ``backend`` it was pickled for)."""
     try:
         return dumps(fn)
     except Exception as exc:
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
         raise SerializationError(
-            f"the function {name!r} cannot be pickled for the process backend: "
+            f"the function {name!r} cannot be pickled for the {backend} backend: "
             f"{_explained(fn, exc, 'function')}"
         ) from _pickler_frames_dropped(exc)
 

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import InitializerError
+from .._errors import InitializerError, SerializationError
 from .._transport.remote import drop_first_frame
+from .._transport.serialize import dump_function, dumps
 from . import context
 
 
@@ -88,6 +89,21 @@ def _run_initializer(
         error.__cause__ = exc
         return error
     return None
+
+
+def dump_setup(setup: WorkerSetup, backend: str) -> bytes:
+    """``setup`` pickled for workers in another process or interpreter; a
+    :class:`SerializationError` naming the initializer or its arguments, before any worker
+    starts, when it cannot be."""
+    assert setup.initializer is not None
+    dump_function(setup.initializer, backend)
+    try:
+        return dumps(setup)
+    except Exception as exc:
+        raise SerializationError(
+            f"the initargs of {getattr(setup.initializer, '__qualname__', setup.initializer)} "
+            f"cannot be pickled for the {backend} backend: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 _current = threading.local()
