@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -129,6 +130,61 @@ def test_the_loop_keeps_running_while_aimap_runs_inline_work() -> None:
     total, longest = asyncio.run(_with_heartbeat(consume))
     assert total == tasks.spin(20_000) * 100
     assert longest < HEARTBEAT_LIMIT, f"the loop waited {longest:.3f} s"
+
+
+_pickling = threading.Event()
+_release = threading.Event()
+
+
+class _SlowToPickle:
+    """An argument whose pickling (in the thread making the call) waits for the test: the call
+    is still being made when its task is cancelled. It arrives in the worker as a plain str."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        _pickling.set()
+        assert _release.wait(30)
+        return (str, (self.path,))
+
+
+def _holders() -> int:
+    from smartpool._backends import registry
+
+    return sum(pool.holders for pool in registry._pools.values())
+
+
+@pytest.mark.timeout(90)
+def test_a_call_cancelled_while_asubmit_still_makes_it_is_stopped_once_made(
+    tmp_path: Path,
+) -> None:
+    """Cancelled while the call is being made (its argument pickled), and the loop ended right
+    after (``asyncio.run`` cancels the thread's task as it ends): the call, made later, is
+    stopped all the same, never left running (holding its pool) for two minutes."""
+    path = tmp_path / "pid"
+    before = _holders()
+    _pickling.clear()
+    _release.clear()
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            smartpool.asubmit(tasks.write_pid_then_sleep_cpu, _SlowToPickle(str(path)))
+        )
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, _pickling.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        _release.set()  # the call is made now, while asyncio.run ends
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 30
+    while _holders() > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the pools' leases, with a deadline
+    assert _holders() == before, "the cancelled call still runs"
+    if path.exists() and path.read_text():  # it had started: its worker was killed
+        assert _wait_dead(int(path.read_text()), time.monotonic() + 30)
 
 
 def _pid_when_written(path: Path, deadline: float) -> int:

@@ -101,33 +101,54 @@ async def asubmit(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     _check_plain(fn)
     # The submit runs off the loop: the first call on a pool starts its worker (a process
     # start is tens of milliseconds), and the arguments are pickled there.
-    submitting = asyncio.ensure_future(asyncio.to_thread(_submit, fn, args, kwargs))
+    call = _Submitted(fn, args, kwargs)
     try:
-        future = await asyncio.shield(submitting)
+        future = await asyncio.to_thread(call.submit)
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
-        if submitting.done():
-            _stop(submitting)
-        else:  # the call is made meanwhile: stop it once it is
-            submitting.add_done_callback(_stop)
+        call.stop()
         raise
 
 
-def _submit(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[R]:
-    executor = Executor()  # routes are planned per call; what was learned of fn is kept
-    try:
-        return executor.submit(fn, *args, **kwargs)
-    finally:
-        executor.shutdown(wait=False)  # its pools are let go of when the call ends
+class _Submitted:
+    """One ``asubmit`` call made on a thread, stoppable from the loop at any moment: before the
+    submit ends (it is stopped as soon as it is made, whether or not the loop is still there to
+    hear of it: ``asyncio.run`` cancels the thread's task when it ends) or after."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._lock = threading.Lock()
+        self._future: Future[Any] | None = None
+        self._stopped = False
+
+    def submit(self) -> Future[Any]:
+        executor = Executor()  # routes are planned per call; what was learned of fn is kept
+        try:
+            future = executor.submit(self._fn, *self._args, **self._kwargs)
+        finally:
+            executor.shutdown(wait=False)  # its pools are let go of when the call ends
+        with self._lock:
+            self._future = future
+            stopped = self._stopped
+        if stopped:
+            _stop(future)
+        return future
+
+    def stop(self) -> None:
+        """Cancel the call, killing the worker process running it (now, or once it is made)."""
+        with self._lock:
+            self._stopped = True
+            future = self._future
+        if future is not None:
+            _stop(future)
 
 
-def _stop(submitting: asyncio.Future[Future[Any]]) -> None:
-    """Cancel the call made by ``submitting``, killing the worker process running it."""
-    if submitting.cancelled() or submitting.exception() is not None:
-        return
-    stop = getattr(submitting.result(), "stop", None)
+def _stop(future: Future[Any]) -> None:
+    stop = getattr(future, "stop", None)
     if stop is not None:
         stop()
+    else:
+        future.cancel()
 
 
 def _check_plain(fn: Callable[..., Any]) -> None:
