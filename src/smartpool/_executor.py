@@ -28,11 +28,14 @@ from typing import Any, TypeVar, cast
 
 from . import _config, _options
 from ._api import hint_of, raw_function, resolve_options
+from ._progress import observers_for
+from ._progress.calls import MapProgress
 from ._routing import learning, planner
 from ._routing.memory import recall
 from ._routing.planner import Plan
-from ._run.calls import Lane
+from ._run.calls import Lane, OneCall
 from ._work.carried import call_batch
+from ._work.chunking import length_of
 from ._work.setup import WorkerSetup
 from ._work.task import ChunkResult, RetryPolicy
 
@@ -152,8 +155,10 @@ class Executor(concurrent.futures.Executor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         batch: bool = False,
-    ) -> Future[Any]:
-        """Send one call of ``fn``, or with ``batch`` one call per tuple of ``args[0]``."""
+        progress: MapProgress | None = None,
+    ) -> OneCall:
+        """Send one call of ``fn``, or with ``batch`` one call per tuple of ``args[0]``; a map's
+        ``progress`` counts it."""
         with self._lock:
             if self._shut or _exiting:
                 after = "interpreter shutdown" if _exiting else "shutdown"
@@ -166,6 +171,10 @@ class Executor(concurrent.futures.Executor):
             else:
                 hook = route.learned_from if route.learning else None
                 future = lane.submit(target, args, kwargs, hook, self._running)
+        if progress is not None:
+            if batch:
+                future.items = len(args[0])
+            progress.watch(future, lane.plan)
         return future
 
     def map(  # buffersize: the 3.14 argument, on every Python
@@ -175,6 +184,7 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: _options.ProgressChoice | None = None,
     ) -> MapResults[R]:
         """``map(fn, *iterables)`` with the calls run in parallel, results in input order.
 
@@ -183,6 +193,10 @@ class Executor(concurrent.futures.Executor):
         is ever read; ``buffersize=n`` keeps at most ``n`` results unread (the rest is submitted
         as results are taken). ``chunksize`` groups calls to send them together. Closing the
         iterator cancels the calls not started.
+
+        ``progress`` shows how far the map got, as ``parallel_map``'s does (None: as a
+        ``config()`` scope, ``configure()`` or ``SMARTPOOL_PROGRESS`` say; off by default):
+        calls are counted as they complete, a failed call as one failed item.
         """
         if buffersize is not None and (
             isinstance(buffersize, bool)
@@ -197,6 +211,7 @@ class Executor(concurrent.futures.Executor):
         ):
             raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
         end = None if timeout is None else time.monotonic() + timeout
+        counter = self._map_progress(fn, progress, iterables)
         calls: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)  # as map() does
         chunked = chunksize > 1
         if chunked:
@@ -205,9 +220,29 @@ class Executor(concurrent.futures.Executor):
                 (batch,) for batch in iter(lambda: tuple(itertools.islice(rows, chunksize)), ())
             )
         first = calls if buffersize is None else itertools.islice(calls, buffersize)
-        futures = deque(self._submit(fn, args, {}, chunked) for args in first)
+        futures = deque(self._submit(fn, args, {}, chunked, counter) for args in first)
         rest = None if buffersize is None else calls
-        return MapResults(futures, _results(futures, rest, weakref.ref(self), fn, end, chunked))
+        if counter is not None and rest is None:
+            counter.all_sent()
+        results = _results(futures, rest, weakref.ref(self), fn, end, chunked, counter)
+        return MapResults(futures, results, counter)
+
+    def _map_progress(
+        self,
+        fn: Callable[..., Any],
+        progress: _options.ProgressChoice | None,
+        iterables: tuple[Iterable[Any], ...],
+    ) -> MapProgress | None:
+        """What counts a map's calls for the progress its options ask for (None when off);
+        a bad ``progress`` fails here, before any call."""
+        given = self._given if progress is None else {**self._given, "progress": progress}
+        options = _config.resolve(given, getattr(fn, "_smartpool_given", None))
+        observers = observers_for(options)
+        if not observers:
+            return None
+        lengths = [length_of(iterable) for iterable in iterables]
+        total = None if None in lengths else min(cast("list[int]", lengths), default=0)
+        return MapProgress(observers, total)
 
     def explain(self, fn: Callable[..., Any]) -> Plan:
         """The plan this executor follows for ``fn`` now: backend, workers, and why.
@@ -323,8 +358,13 @@ class MapResults(Iterator[R]):
     """The results of :meth:`Executor.map`, in order; ``close()`` cancels the calls not started,
     even before the first result was taken (a generator closed then would run no cleanup)."""
 
-    def __init__(self, futures: deque[Future[Any]], results: Generator[R, None, None]) -> None:
-        self._futures, self._results = futures, results
+    def __init__(
+        self,
+        futures: deque[OneCall],
+        results: Generator[R, None, None],
+        progress: MapProgress | None = None,
+    ) -> None:
+        self._futures, self._results, self._progress = futures, results, progress
 
     def __next__(self) -> R:
         return next(self._results)
@@ -333,15 +373,23 @@ class MapResults(Iterator[R]):
         self._results.close()
         for future in self._futures:
             future.cancel()
+        if self._progress is not None:
+            self._progress.finish()
+
+    def __del__(self) -> None:
+        # Dropped unread: nothing more will be sent, and the progress ends with the last call.
+        if self._progress is not None:
+            self._progress.all_sent()
 
 
 def _results(
-    futures: deque[Future[Any]],
+    futures: deque[OneCall],
     rest: Iterator[tuple[Any, ...]] | None,
     executor: weakref.ref[Executor],
     fn: Callable[..., Any],
     end: float | None,
     chunked: bool,
+    progress: MapProgress | None,
 ) -> Generator[Any, None, None]:
     """The results of ``Executor.map``: in order, a future at a time, holding none it gave."""
     try:
@@ -350,18 +398,27 @@ def _results(
                 owner = executor()
                 args = next(rest, None)
                 if owner is not None and args is not None:
-                    futures.append(owner._submit(fn, args, {}, chunked))
+                    futures.append(owner._submit(fn, args, {}, chunked, progress))
+                else:
+                    rest = None
+                    if progress is not None:
+                        progress.all_sent()
             timeout = None if end is None else end - time.monotonic()
             if chunked:
-                values = _result_or_cancel(futures.popleft(), timeout)
+                values = _result_or_cancel(futures.popleft(), timeout, progress)
                 values.reverse()
                 while values:
                     yield values.pop()  # popped: the iterator keeps no result it gave
             else:
-                yield _result_or_cancel(futures.popleft(), timeout)
+                yield _result_or_cancel(futures.popleft(), timeout, progress)
     finally:
         for future in futures:
             future.cancel()
+        if progress is not None:
+            for future in futures:
+                if future.done():  # its callback may not have run yet
+                    progress.count(future)
+            progress.finish()
 
 
 def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> None:
@@ -387,11 +444,15 @@ def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> No
         future.add_done_callback(one_ended)
 
 
-def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
+def _result_or_cancel(
+    future: OneCall, timeout: float | None, progress: MapProgress | None = None
+) -> Any:
     try:
         return future.result(timeout)
     finally:
         future.cancel()
+        if progress is not None:
+            progress.count(future)  # before the caller sees it (the callback may come later)
         del future
 
 

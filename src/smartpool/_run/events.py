@@ -82,6 +82,17 @@ class Progress:
             self.retried += result.retried
             self._emit(False)
 
+    def add(self, done: int, failed: int, retried: int) -> None:
+        """Count items settled one call at a time (``Executor.map``), each counted by its caller
+        once; nothing counts after the last event."""
+        with self._lock:
+            if self._finished:
+                return
+            self.done += done
+            self.failed += failed
+            self.retried += retried
+            self._emit(False)
+
     def begin(self) -> None:
         """Tell the observers that the run starts working (nothing done yet)."""
         with self._lock:
