@@ -21,9 +21,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from . import _config, _options
@@ -44,6 +45,7 @@ logger = logging.getLogger("smartpool")
 R = TypeVar("R")
 
 _live: weakref.WeakSet[Executor] = weakref.WeakSet()
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 _exiting = False
 
 
@@ -235,7 +237,8 @@ class Executor(concurrent.futures.Executor):
     ) -> MapProgress | None:
         """What counts a map's calls for the progress its options ask for (None when off);
         a bad ``progress`` fails here, before any call."""
-        given = self._given if progress is None else {**self._given, "progress": progress}
+        # Only ``progress`` is read: the executor's own options were checked when it was made.
+        given: Mapping[str, Any] = _NO_OPTIONS if progress is None else {"progress": progress}
         options = _config.resolve(given, getattr(fn, "_smartpool_given", None))
         observers = observers_for(options)
         if not observers:
