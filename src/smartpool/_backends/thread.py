@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 from .._errors import TaskTimeoutError
-from .._work import context
+from .._work import blas, context
 from .._work.limits import start_error
 from .._work.setup import WorkerSetup, WorkerSlot
 from .._work.task import Call, ChunkResult, describe_worker, run_chunk, settle
@@ -285,18 +285,24 @@ class ThreadBackend(Backend):
     ) -> Future[ChunkResult]:
         future = Future() if future is None else future
         fn, retry, setup, slots = prepared.fn, prepared.retry, self._setup, self._slots
-        cpu = prepared.measure_cpu
+        cpu, inner = prepared.measure_cpu, prepared.inner_threads
+
+        def compute() -> ChunkResult:
+            if inner is None:
+                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
+            with blas.in_this_thread(inner):  # OpenMP's limit is per thread: set it here
+                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
 
         def run() -> ChunkResult:
             if setup is None:
-                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
+                return compute()
             slot: WorkerSlot | None = getattr(slots, "slot", None)
             if slot is None:
                 slot = slots.slot = WorkerSlot(setup)
             with slot.running() as failed:
                 if failed is not None:
                     return ChunkResult(start, [], failed, 0.0, describe_worker())
-                return run_chunk(fn, items, start, retry, measure_cpu=cpu)
+                return compute()
 
         self._pool.submit(_Work(0.0, future, run, start, prepared.timeout))
         return future
