@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,6 +127,27 @@ def test_closing_the_results_ends_the_progress(backend: str, taken: int) -> None
         calls.close()
         assert seen[-1].finished and seen[-1].done >= taken
         assert sum(e.finished for e in seen) == 1
+
+
+def test_a_map_that_times_out_ends_its_progress() -> None:
+    release = threading.Event()
+    seen: list[ProgressEvent] = []
+
+    def stuck(x: int) -> int:
+        if x == 1:
+            assert release.wait(60)
+        return x
+
+    with smartpool.Executor(backend="thread") as executor:
+        began = time.monotonic()
+        calls = executor.map(stuck, range(3), timeout=0.5, progress=seen.append)
+        try:
+            with pytest.raises(TimeoutError):
+                list(calls)
+            assert time.monotonic() - began < 30  # not held up by the call still running
+            assert seen[-1].finished and seen[-1].done >= 1
+        finally:
+            release.set()
 
 
 def test_the_tqdm_bar_closes_on_an_error_and_on_ctrl_c(capsys: Any) -> None:

@@ -454,7 +454,7 @@ def _result_or_cancel(
         return future.result(timeout)
     finally:
         future.cancel()
-        if progress is not None:
+        if progress is not None and future.done():  # not after a timeout or Ctrl-C
             progress.count(future)  # before the caller sees it (the callback may come later)
         del future
 
