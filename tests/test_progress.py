@@ -308,3 +308,11 @@ def test_the_traceback_starts_at_the_function_with_progress_on(backend: str) -> 
         smartpool.parallel_map(fails, [1, 0], backend=backend, progress=lambda e: None)
     frames = traceback.extract_tb(caught.value.__traceback__)
     assert not any(frame.filename.endswith("reporting.py") for frame in frames)
+
+
+def test_the_cost_benchmark_still_finds_every_progress_hook_to_cut() -> None:
+    """``benchmarks.progress_cost`` times smartpool against itself with the progress hooks cut
+    out; it fails (and so does this) when the hooks it cuts are not the ones in the source."""
+    from benchmarks import progress_cost
+
+    assert progress_cost._run("without", 1000, 1)["cpu"] > 0
