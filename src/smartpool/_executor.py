@@ -21,22 +21,20 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from . import _config, _options
 from ._api import hint_of, raw_function, resolve_options
-from ._progress import observers_for
+from ._map_results import MapResults, progress_for, results_of
 from ._progress.calls import MapProgress
 from ._routing import learning, planner
 from ._routing.memory import recall
 from ._routing.planner import Plan
 from ._run.calls import Lane, OneCall
 from ._work.carried import call_batch
-from ._work.chunking import length_of
 from ._work.setup import WorkerSetup
 from ._work.task import ChunkResult, RetryPolicy
 
@@ -45,7 +43,6 @@ logger = logging.getLogger("smartpool")
 R = TypeVar("R")
 
 _live: weakref.WeakSet[Executor] = weakref.WeakSet()
-_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 _exiting = False
 
 
@@ -213,7 +210,7 @@ class Executor(concurrent.futures.Executor):
         ):
             raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
         end = None if timeout is None else time.monotonic() + timeout
-        counter = self._map_progress(fn, progress, iterables)
+        counter = progress_for(fn, progress, iterables)
         calls: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)  # as map() does
         chunked = chunksize > 1
         if chunked:
@@ -226,26 +223,8 @@ class Executor(concurrent.futures.Executor):
         rest = None if buffersize is None else calls
         if counter is not None and rest is None:
             counter.all_sent()
-        results = _results(futures, rest, weakref.ref(self), fn, end, chunked, counter)
+        results = results_of(futures, rest, weakref.ref(self), fn, end, chunked, counter)
         return MapResults(futures, results, counter)
-
-    def _map_progress(
-        self,
-        fn: Callable[..., Any],
-        progress: _options.ProgressChoice | None,
-        iterables: tuple[Iterable[Any], ...],
-    ) -> MapProgress | None:
-        """What counts a map's calls for the progress its options ask for (None when off);
-        a bad ``progress`` fails here, before any call."""
-        # Only ``progress`` is read: the executor's own options were checked when it was made.
-        given: Mapping[str, Any] = _NO_OPTIONS if progress is None else {"progress": progress}
-        options = _config.resolve(given, getattr(fn, "_smartpool_given", None))
-        observers = observers_for(options)
-        if not observers:
-            return None
-        lengths = [length_of(iterable) for iterable in iterables]
-        total = None if None in lengths else min(cast("list[int]", lengths), default=0)
-        return MapProgress(observers, total)
 
     def explain(self, fn: Callable[..., Any]) -> Plan:
         """The plan this executor follows for ``fn`` now: backend, workers, and why.
@@ -357,73 +336,6 @@ class Executor(concurrent.futures.Executor):
         concurrent.futures.wait(self._running.copy())
 
 
-class MapResults(Iterator[R]):
-    """The results of :meth:`Executor.map`, in order; ``close()`` cancels the calls not started,
-    even before the first result was taken (a generator closed then would run no cleanup)."""
-
-    def __init__(
-        self,
-        futures: deque[OneCall],
-        results: Generator[R, None, None],
-        progress: MapProgress | None = None,
-    ) -> None:
-        self._futures, self._results, self._progress = futures, results, progress
-
-    def __next__(self) -> R:
-        return next(self._results)
-
-    def close(self) -> None:
-        self._results.close()
-        for future in self._futures:
-            future.cancel()
-        if self._progress is not None:
-            self._progress.finish()
-
-    def __del__(self) -> None:
-        # Dropped unread: nothing more will be sent, and the progress ends with the last call.
-        if self._progress is not None:
-            self._progress.all_sent()
-
-
-def _results(
-    futures: deque[OneCall],
-    rest: Iterator[tuple[Any, ...]] | None,
-    executor: weakref.ref[Executor],
-    fn: Callable[..., Any],
-    end: float | None,
-    chunked: bool,
-    progress: MapProgress | None,
-) -> Generator[Any, None, None]:
-    """The results of ``Executor.map``: in order, a future at a time, holding none it gave."""
-    try:
-        while futures:
-            if rest is not None:
-                owner = executor()
-                args = next(rest, None)
-                if owner is not None and args is not None:
-                    futures.append(owner._submit(fn, args, {}, chunked, progress))
-                else:
-                    rest = None
-                    if progress is not None:
-                        progress.all_sent()
-            timeout = None if end is None else end - time.monotonic()
-            if chunked:
-                values = _result_or_cancel(futures.popleft(), timeout, progress)
-                values.reverse()
-                while values:
-                    yield values.pop()  # popped: the iterator keeps no result it gave
-            else:
-                yield _result_or_cancel(futures.popleft(), timeout, progress)
-    finally:
-        for future in futures:
-            future.cancel()
-        if progress is not None:
-            for future in futures:
-                if future.done():  # its callback may not have run yet
-                    progress.count(future)
-            progress.finish()
-
-
 def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> None:
     """Release ``lanes`` once the calls in ``running`` have ended (now if none runs)."""
     left = [future for future in running.copy() if not future.done()]
@@ -445,18 +357,6 @@ def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> No
         one_ended()
     for future in left:
         future.add_done_callback(one_ended)
-
-
-def _result_or_cancel(
-    future: OneCall, timeout: float | None, progress: MapProgress | None = None
-) -> Any:
-    try:
-        return future.result(timeout)
-    finally:
-        future.cancel()
-        if progress is not None and future.done():  # not after a timeout or Ctrl-C
-            progress.count(future)  # before the caller sees it (the callback may come later)
-        del future
 
 
 def _at_exit() -> None:
