@@ -171,6 +171,15 @@ def blas_threads(_: object) -> list[int]:
     return sorted({int(info["num_threads"]) for info in threadpoolctl.threadpool_info()})
 
 
+def openmp_threads(_: object) -> list[int]:
+    """The thread counts the OpenMP runtimes loaded here give this thread (a per-thread
+    setting; scikit-learn loads one)."""
+    import threadpoolctl
+
+    infos = threadpoolctl.threadpool_info()
+    return sorted({int(info["num_threads"]) for info in infos if info["user_api"] == "openmp"})
+
+
 def nested_with_progress(n: int) -> int:
     """A nested call that asks for progress (drawn nowhere: it runs inside a worker)."""
     import smartpool

@@ -4,6 +4,7 @@ workers; the caller's limits restored after a run on threads; a warning without 
 from __future__ import annotations
 
 import gc
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import threadpoolctl
 import smartpool
 from smartpool._work import blas
 
-from .helpers import blas_library_threads, blas_threads
+from .helpers import blas_library_threads, blas_threads, openmp_threads
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +26,12 @@ def _numpy_blas_loaded() -> Iterator[None]:
 
 def _caller_threads() -> list[int]:
     return sorted({int(i["num_threads"]) for i in threadpoolctl.threadpool_info()})
+
+
+def _blas_threads() -> list[int]:
+    """The BLAS libraries' thread counts (process-wide)."""
+    infos = threadpoolctl.threadpool_info()
+    return sorted({int(i["num_threads"]) for i in infos if i["user_api"] == "blas"})
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -64,8 +71,7 @@ def test_a_fresh_worker_reads_the_limit_before_numpy_loads() -> None:
 def test_a_run_on_threads_limits_the_caller_and_restores_it_after() -> None:
     gc.collect()  # runs other tests left open (an imap dropped unread) end now, not midway
     before = _caller_threads()
-    # The BLAS's limit is process-wide; an OpenMP runtime's (loaded by scikit-learn, say) is
-    # per thread, so a limit set in the caller does not reach the pool's threads (docs/cpus.md).
+    # The BLAS's limit is process-wide; an OpenMP runtime's is per thread (the next test).
     seen = smartpool.parallel_map(blas_library_threads, range(4), backend="thread", max_workers=2)
     assert all(threads == [max(1, smartpool.cpu_count() // 2)] for threads in seen), seen
     assert _caller_threads() == before
@@ -108,15 +114,64 @@ def test_overlapping_runs_on_threads_restore_the_limits_from_before_the_first(
     last_out: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if no other run on threads were open (an imap left open elsewhere holds a limit).
-    monkeypatch.setattr(blas._CallerLimit, "_holders", 0)
-    monkeypatch.setattr(blas._CallerLimit, "_first", None)
+    monkeypatch.setattr(blas._ProcessLimit, "_holders", 0)
+    monkeypatch.setattr(blas._ProcessLimit, "_before", {})
     with threadpoolctl.threadpool_limits(limits=3):  # the caller's own setting
         first, second = blas.limited(1), blas.limited(1)
         first.__enter__()
         second.__enter__()
-        assert _caller_threads() == [1]
+        assert _blas_threads() == [1]
         ending = [first, second] if last_out == "second" else [second, first]
         ending[0].__exit__(None, None, None)
-        assert _caller_threads() == [1]  # the other run still holds its limit
+        assert _blas_threads() == [1]  # the other run still holds its limit
         ending[1].__exit__(None, None, None)
-        assert _caller_threads() == [3]
+        assert _blas_threads() == [3]
+
+
+def test_a_run_on_threads_limits_openmp_in_each_worker_thread_and_puts_it_back() -> None:
+    """OpenMP's thread count is a setting of each thread: the pool's threads set it around
+    each chunk of a limited run, and put it back for the next run."""
+    import sklearn  # noqa: F401  (loads its OpenMP runtime, libgomp)
+
+    assert openmp_threads(None), "no OpenMP runtime loaded: nothing here would be tested"
+    baseline: list[list[int]] = []
+    fresh = threading.Thread(target=lambda: baseline.append(openmp_threads(None)))
+    fresh.start()
+    fresh.join()
+    limit = baseline[0][0] + 1  # differs from what any thread has by default
+    run = {"backend": "thread", "max_workers": 2, "chunksize": 1}
+    seen = smartpool.parallel_map(openmp_threads, range(8), inner_threads=limit, **run)
+    assert seen == [[limit]] * 8
+    seen = smartpool.parallel_map(openmp_threads, range(8), inner_threads=None, **run)
+    assert seen == baseline * 8  # the same threads, put back
+    seen = smartpool.parallel_map(openmp_threads, range(8), **run)  # "auto"
+    assert seen == [[max(1, smartpool.cpu_count() // 2)]] * 8
+
+
+@pytest.mark.parametrize("how", ["every result taken", "closed", "dropped"])
+def test_an_imap_on_threads_lets_go_of_the_blas_limit(how: str) -> None:
+    gc.collect()  # runs other tests left open end now, not midway
+    before = _blas_threads()
+    limit = 1 if before != [1] else 2
+    results = smartpool.imap(
+        blas_library_threads, range(6), backend="thread", max_workers=2, inner_threads=limit
+    )
+    assert next(results) == [limit]
+    assert _blas_threads() == [limit]  # held while the run works
+    if how == "every result taken":
+        assert [next(results) for _ in range(5)] == [[limit]] * 5  # no StopIteration asked for
+    elif how == "closed":
+        results.close()
+    else:
+        del results
+    assert _blas_threads() == before
+
+
+def test_a_single_call_on_a_thread_leaves_the_blas_limit_alone() -> None:
+    """One ``submit`` ends on a worker thread, where OpenBLAS ignores a count put back: it
+    limits only the OpenMP runtimes of the thread running it."""
+    gc.collect()
+    before = _blas_threads()
+    futures = [smartpool.submit(smartpool.io_bound(blas_library_threads), i) for i in range(3)]
+    assert [future.result() for future in futures] == [before] * 3
+    assert _blas_threads() == before

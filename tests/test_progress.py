@@ -3,9 +3,11 @@ steps a function reports (``report_progress``) from threads and processes."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,6 +99,22 @@ def test_items_count_as_they_complete_even_when_results_are_ordered() -> None:
     )
     assert got == list(range(20))
     assert release.is_set()
+
+
+class _Result:
+    """A result a weak reference can watch."""
+
+
+def test_an_imap_showing_progress_holds_no_result_it_gave() -> None:
+    options: dict[str, Any] = {"backend": "thread", "max_workers": 1, "chunksize": 1}
+    seen: list[ProgressEvent] = []
+    results = smartpool.imap(lambda _: _Result(), range(100), progress=seen.append, **options)
+    first = weakref.ref(next(results))
+    next(results)
+    next(results)  # the one worker thread ended the first chunk, callbacks and all, before it
+    gc.collect()
+    assert first() is None
+    results.close()
 
 
 def test_nested_calls_in_workers_show_no_progress_of_their_own() -> None:
@@ -306,3 +324,11 @@ def test_the_traceback_starts_at_the_function_with_progress_on(backend: str) -> 
         smartpool.parallel_map(fails, [1, 0], backend=backend, progress=lambda e: None)
     frames = traceback.extract_tb(caught.value.__traceback__)
     assert not any(frame.filename.endswith("reporting.py") for frame in frames)
+
+
+def test_the_cost_benchmark_still_finds_every_progress_hook_to_cut() -> None:
+    """``benchmarks.progress_cost`` times smartpool against itself with the progress hooks cut
+    out; it fails (and so does this) when the hooks it cuts are not the ones in the source."""
+    from benchmarks import progress_cost
+
+    assert progress_cost._run("without", 1000, 1)["cpu"] > 0

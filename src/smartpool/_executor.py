@@ -21,17 +21,19 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from . import _config, _options
 from ._api import hint_of, raw_function, resolve_options
+from ._map_results import MapResults, progress_for, results_of
+from ._progress.calls import MapProgress
 from ._routing import learning, planner
 from ._routing.memory import recall
 from ._routing.planner import Plan
-from ._run.calls import Lane
+from ._run.calls import Lane, OneCall
 from ._work.carried import call_batch
 from ._work.setup import WorkerSetup
 from ._work.task import ChunkResult, RetryPolicy
@@ -152,8 +154,10 @@ class Executor(concurrent.futures.Executor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         batch: bool = False,
-    ) -> Future[Any]:
-        """Send one call of ``fn``, or with ``batch`` one call per tuple of ``args[0]``."""
+        progress: MapProgress | None = None,
+    ) -> OneCall:
+        """Send one call of ``fn``, or with ``batch`` one call per tuple of ``args[0]``; a map's
+        ``progress`` counts it."""
         with self._lock:
             if self._shut or _exiting:
                 after = "interpreter shutdown" if _exiting else "shutdown"
@@ -166,6 +170,10 @@ class Executor(concurrent.futures.Executor):
             else:
                 hook = route.learned_from if route.learning else None
                 future = lane.submit(target, args, kwargs, hook, self._running)
+        if progress is not None:
+            if batch:
+                future.items = len(args[0])
+            progress.watch(future, lane.plan)
         return future
 
     def map(  # buffersize: the 3.14 argument, on every Python
@@ -175,6 +183,7 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: _options.ProgressChoice | None = None,
     ) -> MapResults[R]:
         """``map(fn, *iterables)`` with the calls run in parallel, results in input order.
 
@@ -183,6 +192,10 @@ class Executor(concurrent.futures.Executor):
         is ever read; ``buffersize=n`` keeps at most ``n`` results unread (the rest is submitted
         as results are taken). ``chunksize`` groups calls to send them together. Closing the
         iterator cancels the calls not started.
+
+        ``progress`` shows how far the map got, as ``parallel_map``'s does (None: as a
+        ``config()`` scope, ``configure()`` or ``SMARTPOOL_PROGRESS`` say; off by default):
+        calls are counted as they complete, a failed call as one failed item.
         """
         if buffersize is not None and (
             isinstance(buffersize, bool)
@@ -197,6 +210,7 @@ class Executor(concurrent.futures.Executor):
         ):
             raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
         end = None if timeout is None else time.monotonic() + timeout
+        counter = progress_for(fn, progress, iterables)
         calls: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)  # as map() does
         chunked = chunksize > 1
         if chunked:
@@ -205,9 +219,12 @@ class Executor(concurrent.futures.Executor):
                 (batch,) for batch in iter(lambda: tuple(itertools.islice(rows, chunksize)), ())
             )
         first = calls if buffersize is None else itertools.islice(calls, buffersize)
-        futures = deque(self._submit(fn, args, {}, chunked) for args in first)
+        futures = deque(self._submit(fn, args, {}, chunked, counter) for args in first)
         rest = None if buffersize is None else calls
-        return MapResults(futures, _results(futures, rest, weakref.ref(self), fn, end, chunked))
+        if counter is not None and rest is None:
+            counter.all_sent()
+        results = results_of(futures, rest, weakref.ref(self), fn, end, chunked, counter)
+        return MapResults(futures, results, counter)
 
     def explain(self, fn: Callable[..., Any]) -> Plan:
         """The plan this executor follows for ``fn`` now: backend, workers, and why.
@@ -319,51 +336,6 @@ class Executor(concurrent.futures.Executor):
         concurrent.futures.wait(self._running.copy())
 
 
-class MapResults(Iterator[R]):
-    """The results of :meth:`Executor.map`, in order; ``close()`` cancels the calls not started,
-    even before the first result was taken (a generator closed then would run no cleanup)."""
-
-    def __init__(self, futures: deque[Future[Any]], results: Generator[R, None, None]) -> None:
-        self._futures, self._results = futures, results
-
-    def __next__(self) -> R:
-        return next(self._results)
-
-    def close(self) -> None:
-        self._results.close()
-        for future in self._futures:
-            future.cancel()
-
-
-def _results(
-    futures: deque[Future[Any]],
-    rest: Iterator[tuple[Any, ...]] | None,
-    executor: weakref.ref[Executor],
-    fn: Callable[..., Any],
-    end: float | None,
-    chunked: bool,
-) -> Generator[Any, None, None]:
-    """The results of ``Executor.map``: in order, a future at a time, holding none it gave."""
-    try:
-        while futures:
-            if rest is not None:
-                owner = executor()
-                args = next(rest, None)
-                if owner is not None and args is not None:
-                    futures.append(owner._submit(fn, args, {}, chunked))
-            timeout = None if end is None else end - time.monotonic()
-            if chunked:
-                values = _result_or_cancel(futures.popleft(), timeout)
-                values.reverse()
-                while values:
-                    yield values.pop()  # popped: the iterator keeps no result it gave
-            else:
-                yield _result_or_cancel(futures.popleft(), timeout)
-    finally:
-        for future in futures:
-            future.cancel()
-
-
 def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> None:
     """Release ``lanes`` once the calls in ``running`` have ended (now if none runs)."""
     left = [future for future in running.copy() if not future.done()]
@@ -385,14 +357,6 @@ def _let_go(lanes: dict[tuple[Any, ...], Lane], running: set[Future[Any]]) -> No
         one_ended()
     for future in left:
         future.add_done_callback(one_ended)
-
-
-def _result_or_cancel(future: Future[Any], timeout: float | None) -> Any:
-    try:
-        return future.result(timeout)
-    finally:
-        future.cancel()
-        del future
 
 
 def _at_exit() -> None:

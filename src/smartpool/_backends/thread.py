@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 
 from .._errors import TaskTimeoutError
-from .._work import context
+from .._work import blas, context
 from .._work.limits import start_error
 from .._work.setup import WorkerSetup, WorkerSlot
 from .._work.task import Call, ChunkResult, describe_worker, run_chunk, settle
@@ -292,22 +292,23 @@ class _Chunk:
         self.setup, self.slots = setup, slots
 
     def __call__(self) -> ChunkResult:
-        prepared = self.prepared
         if self.setup is None:
-            return run_chunk(
-                prepared.fn, self.items, self.start, prepared.retry,
-                measure_cpu=prepared.measure_cpu,
-            )  # fmt: skip
+            return self._compute()
         slot: WorkerSlot | None = getattr(self.slots, "slot", None)
         if slot is None:
             slot = self.slots.slot = WorkerSlot(self.setup)
         with slot.running() as failed:
             if failed is not None:
                 return ChunkResult(self.start, [], failed, 0.0, describe_worker())
-            return run_chunk(
-                prepared.fn, self.items, self.start, prepared.retry,
-                measure_cpu=prepared.measure_cpu,
-            )  # fmt: skip
+            return self._compute()
+
+    def _compute(self) -> ChunkResult:
+        prepared = self.prepared
+        fn, retry, cpu = prepared.fn, prepared.retry, prepared.measure_cpu
+        if prepared.inner_threads is None:
+            return run_chunk(fn, self.items, self.start, retry, measure_cpu=cpu)
+        with blas.in_this_thread(prepared.inner_threads):  # OpenMP's limit is per thread
+            return run_chunk(fn, self.items, self.start, retry, measure_cpu=cpu)
 
 
 class ThreadBackend(Backend):

@@ -41,6 +41,11 @@ class OneCall(Future[Any]):
     _on_result: ResultHook | None = None
     #: The calls its owner still tracks: it leaves the set once done (set, failed or cancelled).
     _tracker: set[Future[Any]] | None = None
+    #: For the progress of ``Executor.map`` (``_progress.calls``): the items the call runs,
+    #: its attempts run again (``retries=``), and whether its progress counted it.
+    items: int = 1
+    retried: int = 0
+    counted: bool = False
 
     def _untrack(self) -> None:
         tracker = self._tracker
@@ -74,6 +79,8 @@ class OneCall(Future[Any]):
                 self._on_result(result)
             finally:
                 self._on_result = None
+        if result.retried:
+            self.retried = result.retried
         if result.error is not None:
             add_note(result.error, f"smartpool: failed on the {self._backend.name} backend "
                      f"({result.worker})")  # fmt: skip

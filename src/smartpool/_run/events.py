@@ -62,24 +62,31 @@ class Progress:
         self.item_seconds: float | None = None
         self._began = self._stepped = time.perf_counter()
         self._lock = threading.Lock()
-        self._counted: set[object] = set()
-        self._watched: list[Future[ChunkResult]] = []  # chunks counted when they complete
+        #: Chunks to count when they complete, each left out once counted: a long ``imap``
+        #: must not hold every result it gave.
+        self._watched: set[Future[ChunkResult]] = set()
         self._finished = False
 
-    def chunk_done(self, result: ChunkResult, ran: int | None = None, key: object = None) -> None:
-        """Count a settled chunk (``ran``: how many of its items it ran, if not all it holds).
-
-        ``key`` names a chunk that may be counted from two places (its Future's callback, which
-        can run after the caller already woke, and the run's end): it counts once, and nothing
-        counts after the last event."""
+    def chunk_done(self, result: ChunkResult, ran: int | None = None) -> None:
+        """Count a settled chunk (``ran``: how many of its items it ran, if not all it holds);
+        nothing counts after the last event."""
         with self._lock:
-            if self._finished or (key is not None and key in self._counted):
+            if self._finished:
                 return
-            if key is not None:
-                self._counted.add(key)
             self.done += len(result.values) if ran is None else ran
             self.failed += result.error is not None
             self.retried += result.retried
+            self._emit(False)
+
+    def add(self, done: int, failed: int, retried: int) -> None:
+        """Count items settled one call at a time (``Executor.map``), each counted by its caller
+        once; nothing counts after the last event."""
+        with self._lock:
+            if self._finished:
+                return
+            self.done += done
+            self.failed += failed
+            self.retried += retried
             self._emit(False)
 
     def begin(self) -> None:
@@ -102,12 +109,19 @@ class Progress:
 
     def watch(self, future: Future[ChunkResult]) -> None:
         """Count the chunk of ``future`` when it completes (unless cancelled or failed)."""
-        self._watched.append(future)
+        with self._lock:
+            self._watched.add(future)
         future.add_done_callback(self._count)
 
     def _count(self, future: Future[ChunkResult]) -> None:
+        """Count ``future``'s chunk once: from its callback, which can run after the caller
+        already woke, or from the run's end, whichever comes first."""
+        with self._lock:
+            if future not in self._watched:
+                return
+            self._watched.discard(future)
         if not future.cancelled() and future.exception() is None:
-            self.chunk_done(future.result(), key=future)
+            self.chunk_done(future.result())
 
     def moved(
         self, backend: str, workers: int, replanned: bool, item_seconds: float | None = None
@@ -120,7 +134,9 @@ class Progress:
     def finish(self) -> None:
         """The last event; first the chunks whose callbacks have not run yet, though the
         caller saw their results."""
-        for future in self._watched:
+        with self._lock:
+            watched = list(self._watched)
+        for future in watched:
             if future.done():
                 self._count(future)
         with self._lock:

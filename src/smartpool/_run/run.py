@@ -246,6 +246,7 @@ class Run:
                 raise
             with self._lock:
                 pending.remove(entry)
+            self._inner.ended(entry.future)
             if result.error is not None:
                 if result.values:  # the items before the failing one still count
                     yield result.values
@@ -313,6 +314,7 @@ class Run:
             future.add_done_callback(self._wake_up)
         self._list(Entry(start, len(items), future, backend))
         self._next_index += len(items)
+        self._inner.sent(future)
         backend.submit(self._prepared, items, start, future)
         return True
 

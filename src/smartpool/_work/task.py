@@ -71,7 +71,8 @@ class Call:
     #: Receives the steps the function reports (``smartpool.report_progress``); None: nobody
     #: listens, and workers send none.
     report: Callable[[int], None] | None = None
-    #: BLAS/OpenMP threads each worker process gives its libraries; None: leave them alone.
+    #: BLAS/OpenMP threads each worker process gives its libraries, and each worker thread
+    #: its OpenMP runtimes around a chunk; None: leave them alone.
     inner_threads: int | None = None
 
     def reporting_to(self, report: Callable[[int], None]) -> Call:
