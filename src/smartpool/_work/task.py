@@ -17,12 +17,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._routing.clock import own_stats, queued_seconds
 from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
 from .chunking import Tail
 from .reporting import REPORTING_CODE, Reporting
+from .schedstat import own_stats, queued_seconds
 from .setup import WorkerSetup
 
 
@@ -103,7 +103,7 @@ class ChunkResult:
     #: Attempts that failed and were run again (``retries=``), over all the chunk's items.
     retried: int = 0
     #: Part of ``seconds`` the thread spent runnable but queued for a core (a busy machine):
-    #: neither computing nor waiting. 0.0 where not measured (see ``clock``).
+    #: neither computing nor waiting. 0.0 where not measured (see ``schedstat``).
     queued_seconds: float = 0.0
 
     @property
