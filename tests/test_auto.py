@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import smartpool
 from smartpool._routing import gil as _gil
 from smartpool._routing import probe as _probe
 from smartpool._routing.clock import Span
+from smartpool._routing.measurement import Measurement
 from smartpool._work import chunking as _chunking
 
 from .workloads import mark_once, nap, sha, spin, spin_where
@@ -72,6 +74,17 @@ def script_paired_samples(
     monkeypatch.setattr(_gil, "sample_in_pairs", sample)
     monkeypatch.setattr(_probe, "_cores", lambda: 2)
     return taken
+
+
+def pin_first_items(monkeypatch: pytest.MonkeyPatch, **fields: object) -> None:
+    """What the probe's first items measured, with ``fields`` pinned: a busy machine must not
+    decide the tests of what the probe does next (the items still run, their results kept)."""
+    timed = _probe._Timing.measurement
+
+    def measurement(self: _probe._Timing) -> Measurement:
+        return replace(timed(self), **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_probe._Timing, "measurement", measurement)
 
 
 def unpicklable_spin() -> Callable[[int], int]:
@@ -152,11 +165,18 @@ def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch)
     ],
 )
 def test_an_unclear_gil_sample_is_checked_by_more(
-    monkeypatch: pytest.MonkeyPatch, shares: list[float], releases: bool, samples_taken: int
+    monkeypatch: pytest.MonkeyPatch,
+    no_first_item_sample: None,
+    shares: list[float],
+    releases: bool,
+    samples_taken: int,
 ) -> None:
     """A GIL sample sees a few of the sampler's wake-ups; one late by chance must not decide.
-    Unclear samples are checked by a second, and a disagreement settled by a third."""
+    Unclear samples are checked by a second, and a disagreement settled by a third. (What the
+    first items measured is pinned too: under one other busy process, it kept the probe from
+    sampling at all in 1 run of 20.)"""
     taken = script_paired_samples(monkeypatch, shares)
+    pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
     items = list(range(2000, 2200))
     probe = _probe.probe_items(spin, _chunking.Feed(items))
     assert len(taken) == samples_taken
@@ -650,9 +670,16 @@ def test_error_during_the_probe_names_the_item() -> None:
 
 
 @pytest.mark.parametrize("api", ["parallel_map", "imap"])
-def test_failure_after_the_probe_keeps_the_probes_results(api: str) -> None:
+def test_failure_after_the_probe_keeps_the_probes_results(
+    monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
     """The first serial chunk after the probe appends to the probe's results: a failure there
-    still names the right item and loses none of the values before it."""
+    still names the right item and loses none of the values before it. (What the probe
+    measured is pinned to tiny calls: under one other busy process, it planned processes for
+    ``x * 2`` in 1 run of 20.)"""
+    pin_first_items(
+        monkeypatch, call_seconds=1e-7, cpu_fraction=1.0, crowding=0.0, first_call_seconds=None
+    )
     n, bad = 100_000, 60_000
 
     def fail_at(x: int) -> int:
