@@ -80,10 +80,11 @@ def _round_trip(result: ChunkResult, let_go: bool = False) -> tuple[ChunkResult,
 @pytest.mark.parametrize("let_go", [True, False])
 @pytest.mark.parametrize("retried", [0, 3])
 def test_reply_round_trip(let_go: bool, retried: int) -> None:
-    result = ChunkResult(4, [16, 25, 36], None, 0.5, "process 1, thread 'x'", 0.25, retried)
+    result = ChunkResult(4, [16, 25, 36], None, 0.5, "process 1, thread 'x'", 0.25, retried, 0.2)
     back, reply = _round_trip(result, let_go)
     assert back == result
     assert reply.let_go is let_go
+    assert back.queued_seconds == 0.2  # the worker's time queued for a core reaches the caller
 
 
 def test_reply_round_trip_with_an_error() -> None:

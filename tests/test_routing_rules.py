@@ -9,6 +9,8 @@ import pytest
 from smartpool._routing.cost import Environment
 from smartpool._routing.measurement import Measurement
 from smartpool._routing.planner import Options, Plan, make_plan, replan, typical_plans
+from smartpool._run.steering import Replanner, crowding
+from smartpool._work.task import ChunkResult
 
 TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)
 AUTO = Options()
@@ -241,3 +243,57 @@ def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.Mon
     assert _probe._crowding(0.0009, 0.001) == 0.0  # too little timed
     assert _probe._crowding(0.0002, 0.01) == 0.0  # a wake-up here and there
     assert _probe._crowding(0.0099, 0.01) == pytest.approx(9.0)  # capped
+
+
+# -- re-planning from what a run's chunks report -------------------------------------------------
+
+
+def _chunk(items: int, wall: float, cpu: float, queued: float) -> ChunkResult:
+    """A chunk of ``items`` that took ``wall`` seconds each, ``cpu`` of them computing and
+    ``queued`` of them queued for a core, as a worker reports it."""
+    return ChunkResult(0, [0] * items, None, items * wall, "w", items * cpu, 0, items * queued)
+
+
+def _process_plan_for_python_work() -> tuple[Plan, Measurement]:
+    probed = measured(0.001, 1.0, releases_gil=False)  # 1 ms of pure Python a call
+    plan = plan_for(probed, n=10_000)
+    assert plan.backend == "process"
+    return plan, probed
+
+
+def test_time_queued_for_a_core_is_not_read_as_waiting() -> None:
+    """On a saturated machine, a worker's 11 ms of pure Python took 142 ms, 130 of them queued
+    for a core: "142 ms a call, 8% CPU" once re-planned it to 24 threads (I/O-like), where
+    GIL-bound work gains nothing. Queued time is neither the items' cost nor waiting."""
+    plan, probed = _process_plan_for_python_work()
+    replanner = Replanner(probed, AUTO, 10_000, env=TWO_CORES)
+    assert replanner.observe(plan, _chunk(20, 0.142, 0.0114, 0.1306), 20, 100) is None
+
+
+def test_waiting_that_is_not_queued_still_moves_work_to_threads() -> None:
+    """The same chunk with no time queued waited for real (I/O): threads take it."""
+    plan, probed = _process_plan_for_python_work()
+    replanner = Replanner(probed, AUTO, 10_000, env=TWO_CORES)
+    new = replanner.observe(plan, _chunk(20, 0.142, 0.0114, 0.0), 20, 100)
+    assert new is not None and new.backend == "thread"
+
+
+def test_a_run_on_a_saturated_machine_replans_with_fewer_cores() -> None:
+    """Items 2000x costlier than probed, mostly queued for a core behind other programs: the
+    new plan counts the crowding (fewer cores for every backend), not waiting."""
+    probed = measured(1e-6, 1.0, releases_gil=False)
+    serial = plan_for(probed, n=10_000)
+    assert serial.backend == "serial"
+    replanner = Replanner(probed, AUTO, 10_000, env=TWO_CORES)
+    new = replanner.observe(serial, _chunk(100, 0.01, 0.002, 0.008), 100, 100)
+    assert new is not None and new.backend == "process", new
+    assert "re-planned after 100 items" in new.reasons[0]
+    assert any("saturated" in reason for reason in new.reasons), new.reasons
+
+
+def test_crowding_of_a_runs_workers() -> None:
+    """Two workers on two cores, each queued half its time: two other threads wanted them."""
+    assert crowding(1.0, 2.0, ours=2, cores=2) == pytest.approx(2.0)
+    assert crowding(1.0, 2.0, ours=1, cores=2) == pytest.approx(3.0)  # the caller alone
+    assert crowding(0.01, 2.0, ours=2, cores=2) == 0.0  # a wake-up here and there
+    assert crowding(0.001, 0.001, ours=1, cores=2) == 0.0  # too little timed

@@ -14,7 +14,7 @@ from smartpool._demo_workloads import hash_blocks as sha
 #: Something ``smartpool advise`` must refuse to call.
 NOT_A_FUNCTION = 42
 
-__all__ = ["NOT_A_FUNCTION", "mark_once", "nap", "sha", "spin", "spin_where"]
+__all__ = ["NOT_A_FUNCTION", "mark_once", "nap", "sha", "spin", "spin_on", "spin_where"]
 
 
 def nap(seconds: float) -> float:
@@ -35,3 +35,14 @@ def mark_once(args: tuple[str, int]) -> int:
     os.close(fd)
     spin(30_000)
     return index
+
+
+def spin_on(cpu: int, n: int) -> int:
+    """Pure-Python work run on core ``cpu`` only (the thread is moved back where it may run
+    afterwards): beside programs kept on that core, the thread spends most of a call queued."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # 0: the calling thread
+    try:
+        return spin(n)
+    finally:
+        os.sched_setaffinity(0, allowed)

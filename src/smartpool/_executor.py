@@ -60,7 +60,7 @@ class _Route:
         fn = None if self.key is None else self.key()
         if self.stale or fn is None or result.error is not None:
             return
-        if learning.observe(fn, result.seconds, result.cpu_seconds) is not None:
+        if learning.observe(fn, result.active_seconds, result.cpu_seconds) is not None:
             self.stale = True  # the next submit asks the planner again
 
 

@@ -197,13 +197,13 @@ class DaskBackend(Backend):
 def _unpack(
     payload: tuple[Any, ...], start: int
 ) -> tuple[ChunkResult | None, BaseException | None]:
-    kind, values, error_bytes, seconds, worker, cpu_seconds, retried = payload
+    kind, values, error_bytes, seconds, worker, cpu_seconds, retried, queued = payload
     if kind == "lost":  # the child died or overran: the chunk fails, as on the process backend
         lost = load_exception(error_bytes)
         add_note(lost, f"smartpool: on the dask backend ({worker})")
         return None, lost
     error = load_exception(error_bytes) if error_bytes else None
-    return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried), None
+    return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried, queued), None
 
 
 def _task_failure(exc: BaseException | None, start: int, n_items: int) -> BaseException:
@@ -268,12 +268,13 @@ def run_on_worker(
     timeout: float | None,
     start_method: str,
     shared: list[bytes],
-) -> tuple[str, list[Any], bytes, float, str, float, int]:
+) -> tuple[str, list[Any], bytes, float, str, float, int, float]:
     """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
 
-    Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
-    error, if any, is the item's, pickled by smartpool) or "lost" (the child crashed or overran:
-    the error is smartpool's :class:`WorkerCrashedError` or :class:`TaskTimeoutError`).
+    Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried, queued_seconds)``:
+    kind "done" (the error, if any, is the item's, pickled by smartpool) or "lost" (the child
+    crashed or overran: the error is smartpool's :class:`WorkerCrashedError` or
+    :class:`TaskTimeoutError`).
     """
     distributed: Any = importlib.import_module("distributed")
     worker: Any = distributed.get_worker()
@@ -290,11 +291,20 @@ def run_on_worker(
         state = worker.state.tasks.get(key)
         if state is None or state.state in ("cancelled", "released", "forgotten"):
             pool.cancel([future])  # the caller cancelled: stop the child
-            return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0)
+            return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0, 0.0)
     try:
         result = future.result()
     except BaseException as exc:  # the child crashed or overran (or the pool failed)
-        return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0)
+        return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0, 0.0)
     error = b"" if result.error is None else dump_exception(result.error)
     where = f"{where}, {result.worker}"
-    return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)
+    return (
+        "done",
+        result.values,
+        error,
+        result.seconds,
+        where,
+        result.cpu_seconds,
+        result.retried,
+        result.queued_seconds,
+    )

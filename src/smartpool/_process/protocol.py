@@ -19,9 +19,10 @@ Messages on the worker's socket (length-prefixed, see ``channel``):
 * worker -> caller, while a chunk runs that asked for them, any number of: pickle of an int, the
   steps the function reported (``smartpool.report_progress``) since the last such message.
 * worker -> caller, per chunk: pickle of
-  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, let_go)``, where
-  ``retried`` counts failed attempts that were run again and ``let_go`` says that nothing in
-  the worker uses the chunk's shared-memory files any more (they may be reused).
+  ``(seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, let_go, queued)``,
+  where ``retried`` counts failed attempts that were run again, ``let_go`` says that nothing in
+  the worker uses the chunk's shared-memory files any more (they may be reused) and ``queued``
+  is the part of ``seconds`` the worker's thread spent queued for a core (a busy machine).
 
 One message each way per chunk (steps aside): every write wakes the other side, which costs far
 more than copying the bytes into one buffer.
@@ -148,6 +149,8 @@ class Reply(NamedTuple):
     retried: int
     #: Nothing in the worker uses the chunk's shared-memory files any more.
     let_go: bool = False
+    #: Part of ``seconds`` the worker's thread spent queued for a core.
+    queued_seconds: float = 0.0
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -186,6 +189,7 @@ def reply_for(result: ChunkResult) -> Reply:
         values_bytes,
         error_bytes,
         result.retried,
+        queued_seconds=result.queued_seconds,
     )
 
 
@@ -205,18 +209,19 @@ def result_of(reply: Reply, start: int, items: Callable[[], str]) -> ChunkResult
     Unpickling runs the caller's code (``__reduce__``, ``__setstate__``, imports), which may
     fail here even though pickling worked in the worker.
     """
-    seconds, cpu_seconds, worker, values_bytes, error_bytes, retried, _ = reply
+    seconds, cpu, worker = reply.seconds, reply.cpu_seconds, reply.worker
+    queued = reply.queued_seconds
     try:
-        values: list[object] = loads(values_bytes)
+        values: list[object] = loads(reply.values_bytes)
     except BaseException as exc:  # the caller's code ran here (SystemExit included): not ours
         unloadable = _unloadable("the results of", items(), exc)
-        return ChunkResult(start, [], unloadable, seconds, worker, cpu_seconds)
+        return ChunkResult(start, [], unloadable, seconds, worker, cpu, queued_seconds=queued)
     error: BaseException | None
     try:
-        error = load_exception(error_bytes) if error_bytes else None
+        error = load_exception(reply.error_bytes) if reply.error_bytes else None
     except BaseException as exc:
         error = _unloadable("the exception raised by", items(), exc)
-    return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried)
+    return ChunkResult(start, values, error, seconds, worker, cpu, reply.retried, queued)
 
 
 def _unloadable(what: str, items: str, cause: BaseException) -> SerializationError:

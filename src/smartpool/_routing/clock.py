@@ -3,56 +3,17 @@
 Wall time minus CPU time is not all waiting: on a busy machine a runnable thread also loses time
 queued for a core. Linux reports that queueing per thread (``/proc/thread-self/schedstat``), so
 ``blocked = wall - cpu - queued`` is the time the thread really waited (I/O, sleep, a lock, the
-GIL). Elsewhere ``queued`` reads as zero.
+GIL). Elsewhere ``queued`` reads as zero. (The stats files themselves are read in ``_work``,
+where every chunk reports its own queued time.)
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from dataclasses import dataclass
 
-_SCHEDSTAT = "/proc/thread-self/schedstat"
-
-
-class _StatsFile:
-    """One thread's open stats file: opening it costs ~40 us, so each thread keeps its own
-    for as long as it lives (closed when the thread's locals go away)."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self) -> None:
-        try:
-            self.fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
-        except OSError:
-            self.fd = None
-
-    def __del__(self) -> None:
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-
-
-_threads = threading.local()
-
-
-def _stats_fd() -> int | None:
-    stats: _StatsFile | None = getattr(_threads, "stats", None)
-    if stats is None:
-        stats = _threads.stats = _StatsFile()
-    return stats.fd
-
-
-def _forget_after_fork() -> None:
-    # An inherited descriptor still names the parent's thread: the child opens its own.
-    global _threads
-    _threads = threading.local()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+from .._work.schedstat import own_stats
+from .._work.schedstat import queued_seconds as queued_seconds
 
 
 @dataclass(frozen=True)
@@ -84,21 +45,11 @@ class Span:
         return max(0.0, self.wall - self.cpu - self.queued)
 
 
-def queued_seconds(fd: int | None) -> float:
-    """Seconds the thread whose stats file ``fd`` is has spent queued for a core, so far."""
-    if fd is None:
-        return 0.0
-    try:
-        return int(os.pread(fd, 64, 0).split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 class ThreadClock:
     """Readings for the thread that creates it (the thread's stats file stays open)."""
 
     def __init__(self) -> None:
-        self._fd = _stats_fd()
+        self._fd = own_stats()
 
     def read(self) -> Reading:
         return Reading(time.perf_counter(), time.thread_time(), self.queued())

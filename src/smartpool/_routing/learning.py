@@ -2,7 +2,8 @@
 
 An executor's calls arrive one at a time: there is no batch of items to probe in the caller.
 So the first calls of a function nobody measured yet run on threads, and each reports the time
-it took and the CPU time its thread used (the chunk's own figures, measured where it ran). Once
+it took (less any time its thread was queued for a core: a busy machine, not waiting) and the
+CPU time its thread used (the chunk's own figures, measured where it ran). Once
 :data:`LEARN_CALLS` calls were seen, their measurement is kept for the function, as a probe's
 would be, and the planner routes its later calls from it.
 
@@ -34,7 +35,8 @@ def needs_learning(fn: Callable[..., Any], backend: str, hint: str | None) -> bo
 
 
 def observe(fn: Callable[..., Any], seconds: float, cpu_seconds: float) -> Measurement | None:
-    """Count one call of ``fn`` that took ``seconds`` (``cpu_seconds`` of its thread's CPU).
+    """Count one call of ``fn`` that took ``seconds`` (not counting time queued for a core),
+    ``cpu_seconds`` of its thread's CPU.
 
     Returns the measurement once enough calls were seen (it is then kept for ``fn``), else None.
     """

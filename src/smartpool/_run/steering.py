@@ -12,11 +12,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._backends import registry
 from .._options import Options
 from .._routing import planner
+from .._routing.cost import Environment, cpu_count
 from .._routing.measurement import Measurement
 from .._routing.memory import remember
-from .._routing.probe import ProbeRun, probe_items
+from .._routing.probe import MOST_QUEUED, SATURATED, SATURATED_SECONDS, ProbeRun, probe_items
 from .._work.chunking import Feed
 from .._work.task import Call, ChunkResult
 
@@ -62,15 +64,29 @@ def plan_measured(
 
 class Replanner:
     """Watches what the items of a measured run cost, and asks the planner for a new plan once
-    enough work was seen (the planner answers None when the plan still holds)."""
+    enough work was seen (the planner answers None when the plan still holds).
 
-    def __init__(self, probed: Measurement, options: Options, n_items: int | None) -> None:
-        self._probed, self._options, self._n_items = probed, options, n_items
+    A chunk's wall time less its CPU time is not all waiting: on a saturated machine a worker
+    spends much of a chunk queued for a core, and pure-Python work would look like I/O (and be
+    sent to many threads, where it gains nothing). Chunks report that queued time; it is left
+    out of the items' cost and counts as crowding instead: fewer cores, the same kind of work.
+    """
+
+    def __init__(
+        self,
+        probed: Measurement,
+        options: Options,
+        n_items: int | None,
+        env: Environment | None = None,
+    ) -> None:
+        self._probed, self._options, self._n_items, self._env = probed, options, n_items, env
+        #: The cores this run's threads and other programs share (not capped by ``max_cpus``).
+        self._cores = cpu_count() if env is None else env.cores
         self.reset()
 
     def reset(self) -> None:
         """Forget what was observed (a new plan starts afresh)."""
-        self._items, self._seconds, self._cpu = 0, 0.0, 0.0
+        self._items, self._seconds, self._cpu, self._queued = 0, 0.0, 0.0, 0.0
 
     def observe(
         self, plan: planner.Plan, result: ChunkResult, n: int, done: int
@@ -81,21 +97,45 @@ class Replanner:
         self._items += n
         self._seconds += result.seconds
         self._cpu += result.cpu_seconds
-        if self._seconds < REPLAN_MIN_SECONDS:
+        self._queued += min(result.queued_seconds, result.seconds)
+        active = max(self._cpu, self._seconds - self._queued)
+        if active < REPLAN_MIN_SECONDS:
             return None
         measurement = Measurement(
-            call_seconds=self._seconds / self._items,
-            cpu_fraction=min(1.0, self._cpu / self._seconds) if self._seconds > 0 else 1.0,
+            call_seconds=active / self._items,
+            cpu_fraction=min(1.0, self._cpu / active) if active > 0 else 1.0,
             releases_gil=None,
             picklable=None,
             transfer_seconds=0.0,
             samples=self._items,
+            crowding=crowding(
+                self._queued, self._seconds, _runnable(plan, self._cores), self._cores
+            ),
         )
         self.reset()
         left = None if self._n_items is None else self._n_items - done
         return planner.replan(
-            plan, measurement, self._probed, self._options, n_left=left, done=done
+            plan, measurement, self._probed, self._options, n_left=left, done=done, env=self._env
         )
+
+
+def crowding(queued: float, wall: float, ours: int, cores: int) -> float:
+    """Other programs' threads wanting a core, from the share of ``wall`` that ``ours`` threads
+    of this run, all computing, spent ``queued`` for one: with ``cores`` shared evenly by them
+    and ``S`` others, each runs ``cores / (ours + S)`` of the time. 0.0 when the machine had
+    room (or too little was timed). The probe's estimate, for a run's workers."""
+    share = queued / wall if wall >= SATURATED_SECONDS else 0.0
+    if share < SATURATED:
+        return 0.0
+    return max(0.0, cores / (1.0 - min(share, MOST_QUEUED)) - ours)
+
+
+def _runnable(plan: planner.Plan, cores: int) -> int:
+    """How many of the run's own threads compete for the ``cores``: the caller's, inline; else
+    the workers, at most one per core (more of them than cores wait for one another)."""
+    if registry.traits(plan.backend).runs_inline:
+        return 1
+    return max(1, min(plan.max_workers, cores))
 
 
 class _Paused:
