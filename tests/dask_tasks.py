@@ -102,10 +102,15 @@ def kill_own_dask_worker_at_two(item: tuple[frozenset[int], str, int]) -> int:
     if x == 2:
         with Path(folder, "attempts").open("a") as f:
             f.write(".")
-        pid = os.getppid()
-        while pid not in dask_workers and pid > 1:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-        os.kill(pid, signal.SIGKILL)
+        os.kill(ancestor_in(os.getpid(), dask_workers), signal.SIGKILL)
         time.sleep(60)
     return x
+
+
+def ancestor_in(pid: int, candidates: frozenset[int]) -> int:
+    """The nearest ancestor of process ``pid`` among ``candidates`` (a child's dask worker)."""
+    while pid not in candidates:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        assert pid > 1, "no ancestor among the candidates"
+    return pid

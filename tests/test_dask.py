@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -22,6 +23,7 @@ import pytest
 
 import smartpool
 from smartpool import _cluster
+from smartpool._backends import dask as dask_backend
 
 from . import dask_tasks as tasks
 
@@ -200,6 +202,45 @@ def test_a_timeout_stops_the_sleeping_item(client: Any, tmp_path: Path) -> None:
     assert caught.value.index == 0
     pid = int((tmp_path / "1.pid").read_text())
     eventually(lambda: not alive(pid), f"the child {pid} running the overrun item to die")
+
+
+def test_a_stuck_worker_times_out_at_the_callers_deadline(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dask worker running a timed item is stopped (SIGSTOP), so its child is never killed
+    and nothing reports: the caller's own deadline fails the item and cancels its task."""
+    monkeypatch.setattr(dask_backend, "DEADLINE_GRACE_SECONDS", 1.0)
+    pids = frozenset(client.run(os.getpid).values())
+    before = _started_events(client)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            item = [(str(tmp_path), 1)]
+            smartpool.parallel_map(tasks.record_pid_then_sleep, item, backend="dask", timeout=3.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
+    caller.start()  # in a copy of this context: inside the fixture's using() scope
+    eventually(lambda: (tmp_path / "1.pid").exists(), "the timed item to start")
+    eventually(lambda: _started_events(client) > before, "the task to report its start")
+    child = int((tmp_path / "1.pid").read_text())
+    worker = tasks.ancestor_in(child, pids)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        caller.join(DEADLINE)
+        assert not caller.is_alive(), "the caller still waits for the stopped worker"
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    [error] = outcome
+    assert isinstance(error, smartpool.TaskTimeoutError), repr(error)
+    assert error.index == 0
+    assert "did not report back" in str(error)
+    # Resumed, the worker finds its task cancelled and kills the child.
+    eventually(lambda: not alive(child), f"the child {child} of the cancelled task to die")
+    squares = smartpool.parallel_map(tasks.square, range(4), backend="dask", timeout=30)
+    assert squares == [0, 1, 4, 9]
 
 
 def test_a_task_that_kills_its_process_is_a_crash_and_the_cluster_lives_on(client: Any) -> None:
@@ -399,6 +440,12 @@ def _address_in(scheduler_file: Path) -> str | None:
         return str(json.loads(scheduler_file.read_text())["address"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _started_events(client: Any) -> int:
+    """How many timed tasks reported their start to the scheduler so far."""
+    events: dict[str, Any] = client.get_events()
+    return sum(len(log) for topic, log in events.items() if topic.startswith("smartpool-started"))
 
 
 def _cluster_protocol(client: Any) -> str:

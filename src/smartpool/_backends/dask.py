@@ -18,29 +18,29 @@ share one array ship it once.
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import hashlib
-import importlib
 import pickle
 import threading
 import uuid
 from collections.abc import Collection, Sequence
-from concurrent.futures import CancelledError, Future, wait
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _cluster, _config
-from .._errors import SerializationError, SmartpoolError, WorkerCrashedError
-from .._process.pool import ProcessPool, Task
-from .._transport.remote import add_note, dump_exception, load_exception
-from .._transport.serialize import dump_function, dump_items, dumps, loads
+from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
+from .._transport.remote import add_note, load_exception
+from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.task import NO_RETRY, Call, ChunkResult, RetryPolicy, settle
 from .base import Backend
+from .dask_worker import load_problem, run_on_worker
 
 #: A pickled function at least this large is scattered to the cluster once per call.
 SCATTER_BYTES = 64 * 1024
-#: How often a task on a worker looks whether the caller cancelled it (to kill its child).
-CANCEL_POLL_SECONDS = 0.1
+#: The caller's own deadline for a task with ``timeout=`` gives the worker this long beyond the
+#: items' budget to report the overrun itself (its child may take a while to start).
+DEADLINE_GRACE_SECONDS = 5.0
 #: Functions known to load on this cluster's workers, per backend (bounded).
 MAX_CHECKED = 256
 
@@ -83,6 +83,10 @@ class DaskBackend(Backend):
         self._lock = threading.Lock()
         self._tasks: dict[Future[ChunkResult], Any] = {}  # ours -> dask's, while in flight
         self._checked: set[int] = set()
+        # Tasks with a timeout report their start on this topic; the caller's deadline runs
+        # from then (key -> our Future, the budget in seconds, the timeout, the first index).
+        self._topic: str | None = None
+        self._timed: dict[str, tuple[Future[ChunkResult], float, float, int]] = {}
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -128,6 +132,11 @@ class DaskBackend(Backend):
         items_bytes = dump_items(items, start, large=large)
         shared = prepared.scattered(self._client, large) if large else []
         key = f"smartpool-{prepared.name}-{start}-{uuid.uuid4().hex}"
+        timeout = prepared.call.timeout
+        if timeout is not None:
+            budget = _budget(prepared.call.retry, timeout, len(items))
+            with self._lock:
+                self._timed[key] = (future, budget, timeout, start)
         task: Any = self._client.submit(
             run_on_worker,
             key,
@@ -140,6 +149,7 @@ class DaskBackend(Backend):
             prepared.call.timeout,
             prepared.start_method,
             shared,
+            None if timeout is None else self._started_topic(),
             key=key,
             pure=False,
         )
@@ -149,6 +159,9 @@ class DaskBackend(Backend):
 
         def finish(done: Any) -> None:
             self._finish(future, done, start, n_items)
+            if timeout is not None:
+                with self._lock:
+                    self._timed.pop(key, None)
 
         task.add_done_callback(finish)
         return future
@@ -156,9 +169,8 @@ class DaskBackend(Backend):
     def _finish(self, future: Future[ChunkResult], task: Any, start: int, n_items: int) -> None:
         """On dask's callback thread: complete ``future`` from the finished ``task``."""
         with self._lock:
-            self._tasks.pop(future, None)
-        if future.done():  # cancelled
-            return
+            if self._tasks.pop(future, None) is None:  # cancelled, or past the caller's deadline
+                return
         result: ChunkResult | None = None
         error: BaseException | None = None
         try:
@@ -173,15 +185,56 @@ class DaskBackend(Backend):
         if future.set_running_or_notify_cancel():
             settle(future, result, error)
 
+    def _started_topic(self) -> str:
+        """The topic this backend's timed tasks report their start on (subscribed once)."""
+        with self._lock:
+            if self._topic is None:
+                self._topic = f"smartpool-started-{uuid.uuid4().hex}"
+                self._client.subscribe_topic(self._topic, self._started)
+            return self._topic
+
+    def _started(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: a timed task started on a worker; arm its deadline."""
+        key = str(event[1])
+        with self._lock:
+            found = self._timed.get(key)
+        if found is not None:
+            asyncio.get_running_loop().call_later(found[1], self._expire, key)
+
+    def _expire(self, key: str) -> None:
+        """The caller's deadline of a timed task passed and the worker has not reported (it is
+        stuck, or lost): the chunk fails with :class:`TaskTimeoutError` and the task is
+        cancelled (which kills its child, if the worker ever looks again)."""
+        with self._lock:
+            found = self._timed.pop(key, None)
+            task = None if found is None else self._tasks.pop(found[0], None)
+        if found is None or task is None:  # it ended in time
+            return
+        future, budget, timeout, start = found
+        error = TaskTimeoutError(
+            f"item {start} ran longer than timeout={timeout} s, and its dask worker did not "
+            f"report back within {budget:.3g} s of the item's start: the caller stopped "
+            "waiting (the worker is stuck or lost) and cancelled the task",
+            index=start,
+            timeout=timeout,
+        )
+        if future.set_running_or_notify_cancel():
+            settle(future, error=error)
+        # Not from the event loop's thread: the client's calls wait on that loop.
+        threading.Thread(target=self._cancel_tasks, args=([task],), daemon=True).start()
+
+    def _cancel_tasks(self, tasks: list[Any]) -> None:
+        try:
+            self._client.cancel(tasks)
+        except Exception:  # the client is closed: nothing runs for it any more
+            pass
+
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued tasks never start; a running one's child process is killed by its task."""
         with self._lock:
             tasks = [self._tasks.pop(f) for f in futures if f in self._tasks]
         if tasks:
-            try:
-                self._client.cancel(tasks)
-            except Exception:  # the client is closed: nothing runs for it any more
-                pass
+            self._cancel_tasks(tasks)
         super().cancel(futures)
 
     def warm_workers(self) -> int:
@@ -192,6 +245,13 @@ class DaskBackend(Backend):
         with self._lock:
             futures = list(self._tasks)
         self.cancel(futures)
+
+
+def _budget(retry: RetryPolicy, timeout: float, n_items: int) -> float:
+    """How long a task of ``n_items`` items with ``timeout=`` may run, every retry and backoff
+    included, before the caller stops waiting for the worker to report (plus a grace)."""
+    backoff = sum(retry.delay(attempt) for attempt in range(1, retry.retries + 1))
+    return n_items * ((retry.retries + 1) * timeout + backoff) + DEADLINE_GRACE_SECONDS
 
 
 def _unpack(
@@ -219,82 +279,3 @@ def _task_failure(exc: BaseException | None, start: int, n_items: int) -> BaseEx
     failure = exc if exc is not None else SmartpoolError(f"the dask task running {items} failed")
     add_note(failure, f"smartpool: the dask task running {items} failed on the cluster")
     return failure
-
-
-# -- on the dask worker ------------------------------------------------------------------------
-
-_pools: dict[str, ProcessPool] = {}
-_pools_lock = threading.Lock()
-
-
-def load_problem(fn_bytes: bytes) -> str | None:
-    """On a worker: why the pickled function does not load there, or None if it does."""
-    try:
-        pickle.loads(fn_bytes)
-    except ModuleNotFoundError as exc:
-        return f"module {exc.name!r} is not importable there ({exc})"
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _pool(start_method: str, workers: int) -> ProcessPool:
-    """This dask worker's smartpool pool (one child per worker thread), made on first use."""
-    with _pools_lock:
-        pool = _pools.get(start_method)
-        if pool is None or pool.closed:
-            if not _pools:
-                atexit.register(_close_pools)
-            pool = _pools[start_method] = ProcessPool(workers, start_method)
-        return pool
-
-
-def _close_pools() -> None:
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        pool.shutdown(wait=False)
-
-
-def run_on_worker(
-    key: str,
-    fn_key: int,
-    fn_bytes: bytes,
-    items_bytes: bytes,
-    start: int,
-    n_items: int,
-    retry_bytes: bytes,
-    timeout: float | None,
-    start_method: str,
-    shared: list[bytes],
-) -> tuple[str, list[Any], bytes, float, str, float, int]:
-    """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
-
-    Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
-    error, if any, is the item's, pickled by smartpool) or "lost" (the child crashed or overran:
-    the error is smartpool's :class:`WorkerCrashedError` or :class:`TaskTimeoutError`).
-    """
-    distributed: Any = importlib.import_module("distributed")
-    worker: Any = distributed.get_worker()
-    pool = _pool(start_method, max(1, int(worker.state.nthreads)))
-    if shared:  # the items' large buffers came scattered: the child gets them in the stream
-        items_bytes = dump_items(loads(items_bytes, shared), start)
-    retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
-    future: Future[ChunkResult] = Future()
-    pool.submit(
-        Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
-    )
-    where = f"dask worker {worker.address}"
-    while not wait([future], timeout=CANCEL_POLL_SECONDS).done:
-        state = worker.state.tasks.get(key)
-        if state is None or state.state in ("cancelled", "released", "forgotten"):
-            pool.cancel([future])  # the caller cancelled: stop the child
-            return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0)
-    try:
-        result = future.result()
-    except BaseException as exc:  # the child crashed or overran (or the pool failed)
-        return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0)
-    error = b"" if result.error is None else dump_exception(result.error)
-    where = f"{where}, {result.worker}"
-    return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)

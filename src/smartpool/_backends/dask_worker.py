@@ -1,0 +1,105 @@
+"""The dask backend's side on a dask worker: the task that runs a chunk in a child process there.
+
+A dask worker keeps one smartpool process pool (one child per worker thread, made on first use):
+a chunk's task hands its items to a child and waits, looking every moment whether the caller
+cancelled it (then it kills the child, since dask cannot stop a running task). The outcome comes
+back as plain data, errors pickled by smartpool (type, args, frames, notes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import pickle
+import threading
+from concurrent.futures import CancelledError, Future, wait
+from typing import Any
+
+from .._process.pool import ProcessPool, Task
+from .._transport.remote import dump_exception
+from .._transport.serialize import dump_items, loads
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy
+
+#: How often a task on a worker looks whether the caller cancelled it (to kill its child).
+CANCEL_POLL_SECONDS = 0.1
+
+_pools: dict[str, ProcessPool] = {}
+_pools_lock = threading.Lock()
+
+
+def load_problem(fn_bytes: bytes) -> str | None:
+    """On a worker: why the pickled function does not load there, or None if it does."""
+    try:
+        pickle.loads(fn_bytes)
+    except ModuleNotFoundError as exc:
+        return f"module {exc.name!r} is not importable there ({exc})"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _pool(start_method: str, workers: int) -> ProcessPool:
+    """This dask worker's smartpool pool (one child per worker thread), made on first use."""
+    with _pools_lock:
+        pool = _pools.get(start_method)
+        if pool is None or pool.closed:
+            if not _pools:
+                atexit.register(_close_pools)
+            pool = _pools[start_method] = ProcessPool(workers, start_method)
+        return pool
+
+
+def _close_pools() -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=False)
+
+
+def run_on_worker(
+    key: str,
+    fn_key: int,
+    fn_bytes: bytes,
+    items_bytes: bytes,
+    start: int,
+    n_items: int,
+    retry_bytes: bytes,
+    timeout: float | None,
+    start_method: str,
+    shared: list[bytes],
+    started_topic: str | None = None,
+) -> tuple[str, list[Any], bytes, float, str, float, int]:
+    """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
+
+    Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
+    error, if any, is the item's, pickled by smartpool) or "lost" (the child crashed or overran:
+    the error is smartpool's :class:`WorkerCrashedError` or :class:`TaskTimeoutError`).
+    A task with a timeout logs its start on ``started_topic``, where the caller's own deadline
+    begins (a stuck or lost worker never reports the overrun).
+    """
+    distributed: Any = importlib.import_module("distributed")
+    worker: Any = distributed.get_worker()
+    pool = _pool(start_method, max(1, int(worker.state.nthreads)))
+    if shared:  # the items' large buffers came scattered: the child gets them in the stream
+        items_bytes = dump_items(loads(items_bytes, shared), start)
+    retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
+    future: Future[ChunkResult] = Future()
+    if started_topic is not None:
+        worker.log_event(started_topic, key)
+    pool.submit(
+        Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
+    )
+    where = f"dask worker {worker.address}"
+    while not wait([future], timeout=CANCEL_POLL_SECONDS).done:
+        state = worker.state.tasks.get(key)
+        if state is None or state.state in ("cancelled", "released", "forgotten"):
+            pool.cancel([future])  # the caller cancelled: stop the child
+            return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0)
+    try:
+        result = future.result()
+    except BaseException as exc:  # the child crashed or overran (or the pool failed)
+        return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0)
+    error = b"" if result.error is None else dump_exception(result.error)
+    where = f"{where}, {result.worker}"
+    return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)
