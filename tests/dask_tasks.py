@@ -19,6 +19,16 @@ def where(x: int) -> tuple[int, int]:
     return x, os.getpid()
 
 
+@smartpool.cpu_bound
+def crunch(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+@smartpool.cpu_bound
+def crunch_where(n: int) -> tuple[int, int]:
+    return crunch(n), os.getpid()
+
+
 def slower_first(x: int) -> int:
     """Early items take longest: completion order is the reverse of input order."""
     time.sleep(0.02 * (10 - x))
@@ -52,6 +62,16 @@ def record_pid_then_sleep(item: tuple[str, int]) -> int:
     Path(folder, f"{x}.pid").write_text(str(os.getpid()))
     time.sleep(60)
     return x
+
+
+def wait_for(release: smartpool.Event, x: int) -> int:
+    assert release.wait(60), "never released"
+    return x
+
+
+def touch(folder: str, name: str) -> bool:
+    Path(folder, name).touch()
+    return True
 
 
 def exit_at_three(x: int) -> int:

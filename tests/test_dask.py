@@ -107,6 +107,47 @@ def test_submit_runs_one_call_on_the_cluster(client: Any) -> None:
     assert pid != os.getpid()
 
 
+def test_an_executor_runs_its_calls_on_the_cluster(client: Any) -> None:
+    with smartpool.Executor(backend="dask") as executor:
+        assert executor.explain(tasks.where).backend == "dask"
+        x, pid = executor.submit(tasks.where, 7).result(timeout=DEADLINE)
+        assert (x, pid in client.run(os.getpid).values() or pid != os.getpid()) == (7, True)
+        assert list(executor.map(tasks.slower_first, range(10))) == list(range(10))
+        assert list(executor.map(tasks.square, range(50), chunksize=7)) == [
+            x * x for x in range(50)
+        ]
+        failing = executor.submit(tasks.fail_at_five, 5)
+        with pytest.raises(ValueError, match="item 5 is bad") as caught:
+            failing.result(timeout=DEADLINE)
+        assert "on the dask backend" in " ".join(caught.value.__notes__)
+    # Inside using(), an automatic executor sends CPU-bound functions to the cluster.
+    with smartpool.Executor() as executor:
+        plan = executor.explain(tasks.crunch)
+        if len(os.sched_getaffinity(0)) > 1:
+            assert plan.backend == "dask"
+            _, pid = executor.submit(tasks.crunch_where, 1000).result(timeout=DEADLINE)
+            assert pid != os.getpid()
+        assert executor.submit(tasks.crunch, 10).result(timeout=DEADLINE) == 285
+
+
+def test_an_executor_call_runs_once_started_and_cancelled_before_never_runs(
+    client: Any, tmp_path: Path
+) -> None:
+    release = smartpool.Event()
+    with smartpool.Executor(backend="dask") as executor:
+        # Both worker threads of the cluster are taken by calls that wait to be released.
+        blockers = [executor.submit(tasks.wait_for, release, x) for x in range(2)]
+        eventually(lambda: all(b.running() for b in blockers), "both calls to start")
+        queued = executor.submit(tasks.touch, str(tmp_path), "queued")
+        assert not queued.running()
+        assert queued.cancel()
+        assert not blockers[0].cancel()  # running: past cancelling
+        release.set()
+        assert [b.result(timeout=DEADLINE) for b in blockers] == [0, 1]
+        assert list(executor.map(tasks.touch, [str(tmp_path)] * 4, ["after"] * 4)) == [True] * 4
+    assert not (tmp_path / "queued").exists()  # its task was cancelled on the cluster
+
+
 def test_configure_attaches_a_cluster_to_the_process(client: Any) -> None:
     def outside_any_scope() -> tuple[list[int], smartpool.Config]:
         return smartpool.parallel_map(abs, [-1, -2], backend="dask"), smartpool.current_config()

@@ -72,8 +72,27 @@ class _Prepared:
         return found
 
 
+@dataclass
+class _InFlight:
+    """One chunk's task, while it runs: our Future, dask's, and its items' time budget."""
+
+    future: Future[ChunkResult]
+    task: Any
+    start: int
+    n_items: int
+    timeout: float | None
+    #: Seconds from the task's start after which the caller stops waiting (with a timeout).
+    budget: float | None
+
+
 class DaskBackend(Backend):
-    """Chunks as tasks on the attached cluster's ``client`` (see ``smartpool.using``)."""
+    """Chunks as tasks on the attached cluster's ``client`` (see ``smartpool.using``).
+
+    Every task reports its start on a topic of this backend's own (``Worker.log_event``): its
+    Future then becomes RUNNING, as a process pool's does when a worker takes a chunk, so a
+    Future cancelled before that really never runs (its task is cancelled on the cluster), and
+    with ``timeout=`` the caller's own deadline runs from then.
+    """
 
     name = "dask"
 
@@ -81,12 +100,10 @@ class DaskBackend(Backend):
         super().__init__(workers)
         self._client = client
         self._lock = threading.Lock()
-        self._tasks: dict[Future[ChunkResult], Any] = {}  # ours -> dask's, while in flight
+        self._flying: dict[str, _InFlight] = {}  # by task key
+        self._keys: dict[Future[ChunkResult], str] = {}
         self._checked: set[int] = set()
-        # Tasks with a timeout report their start on this topic; the caller's deadline runs
-        # from then (key -> our Future, the budget in seconds, the timeout, the first index).
         self._topic: str | None = None
-        self._timed: dict[str, tuple[Future[ChunkResult], float, float, int]] = {}
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -133,10 +150,8 @@ class DaskBackend(Backend):
         shared = prepared.scattered(self._client, large) if large else []
         key = f"smartpool-{prepared.name}-{start}-{uuid.uuid4().hex}"
         timeout = prepared.call.timeout
-        if timeout is not None:
-            budget = _budget(prepared.call.retry, timeout, len(items))
-            with self._lock:
-                self._timed[key] = (future, budget, timeout, start)
+        budget = None if timeout is None else _budget(prepared.call.retry, timeout, len(items))
+        topic = self._started_topic()
         task: Any = self._client.submit(
             run_on_worker,
             key,
@@ -146,31 +161,38 @@ class DaskBackend(Backend):
             start,
             len(items),
             prepared.retry_bytes,
-            prepared.call.timeout,
+            timeout,
             prepared.start_method,
             shared,
-            None if timeout is None else self._started_topic(),
+            topic,
             key=key,
             pure=False,
         )
         with self._lock:
-            self._tasks[future] = task
-        n_items = len(items)
+            self._flying[key] = _InFlight(future, task, start, len(items), timeout, budget)
+            self._keys[future] = key
 
-        def finish(done: Any) -> None:
-            self._finish(future, done, start, n_items)
-            if timeout is not None:
-                with self._lock:
-                    self._timed.pop(key, None)
+        def finish(_: object) -> None:
+            self._finish(key)
 
         task.add_done_callback(finish)
+        future.add_done_callback(self._dropped)  # cancelled before it started: cancel the task
         return future
 
-    def _finish(self, future: Future[ChunkResult], task: Any, start: int, n_items: int) -> None:
-        """On dask's callback thread: complete ``future`` from the finished ``task``."""
+    def _take(self, key: str) -> _InFlight | None:
+        """Under no lock: the task ``key`` leaves the flight list (None if it left already)."""
         with self._lock:
-            if self._tasks.pop(future, None) is None:  # cancelled, or past the caller's deadline
-                return
+            flying = self._flying.pop(key, None)
+            if flying is not None:
+                self._keys.pop(flying.future, None)
+        return flying
+
+    def _finish(self, key: str) -> None:
+        """On dask's callback thread: complete our Future from the finished task."""
+        flying = self._take(key)
+        if flying is None:  # cancelled, or past the caller's deadline
+            return
+        task, start = flying.task, flying.start
         result: ChunkResult | None = None
         error: BaseException | None = None
         try:
@@ -179,14 +201,28 @@ class DaskBackend(Backend):
             elif task.status == "cancelled":
                 error = CancelledError()
             else:
-                error = _task_failure(task.exception(), start, n_items)
+                error = _task_failure(task.exception(), start, flying.n_items)
         except BaseException as exc:  # the client closed under us, say
             error = exc
-        if future.set_running_or_notify_cancel():
-            settle(future, result, error)
+        if self._running(flying.future):
+            settle(flying.future, result, error)
+
+    def _running(self, future: Future[ChunkResult]) -> bool:
+        """Mark ``future`` RUNNING if it is not yet; False if it was cancelled (or done)."""
+        with self._lock:
+            if future.running():
+                return True
+            try:
+                return future.set_running_or_notify_cancel()
+            except RuntimeError:  # already done
+                return False
+
+    def _dropped(self, future: Future[ChunkResult]) -> None:
+        if future.cancelled():
+            self.cancel([future])
 
     def _started_topic(self) -> str:
-        """The topic this backend's timed tasks report their start on (subscribed once)."""
+        """The topic this backend's tasks report their start on (subscribed once)."""
         with self._lock:
             if self._topic is None:
                 self._topic = f"smartpool-started-{uuid.uuid4().hex}"
@@ -194,34 +230,40 @@ class DaskBackend(Backend):
             return self._topic
 
     def _started(self, event: tuple[float, Any]) -> None:
-        """On the client's event loop: a timed task started on a worker; arm its deadline."""
+        """On the client's event loop: a task started on a worker. Its Future runs now (or, if
+        it was cancelled, the task is); with a timeout, the caller's deadline is armed."""
         key = str(event[1])
         with self._lock:
-            found = self._timed.get(key)
-        if found is not None:
-            asyncio.get_running_loop().call_later(found[1], self._expire, key)
+            flying = self._flying.get(key)
+        if flying is None:
+            return
+        if not self._running(flying.future):
+            self._off_loop(self.cancel, [flying.future])
+        elif flying.budget is not None:
+            asyncio.get_running_loop().call_later(flying.budget, self._expire, key)
 
     def _expire(self, key: str) -> None:
         """The caller's deadline of a timed task passed and the worker has not reported (it is
         stuck, or lost): the chunk fails with :class:`TaskTimeoutError` and the task is
         cancelled (which kills its child, if the worker ever looks again)."""
-        with self._lock:
-            found = self._timed.pop(key, None)
-            task = None if found is None else self._tasks.pop(found[0], None)
-        if found is None or task is None:  # it ended in time
+        flying = self._take(key)
+        if flying is None:  # it ended in time
             return
-        future, budget, timeout, start = found
         error = TaskTimeoutError(
-            f"item {start} ran longer than timeout={timeout} s, and its dask worker did not "
-            f"report back within {budget:.3g} s of the item's start: the caller stopped "
-            "waiting (the worker is stuck or lost) and cancelled the task",
-            index=start,
-            timeout=timeout,
+            f"item {flying.start} ran longer than timeout={flying.timeout} s, and its dask "
+            f"worker did not report back within {flying.budget:.3g} s of the item's start: the "
+            "caller stopped waiting (the worker is stuck or lost) and cancelled the task",
+            index=flying.start,
+            timeout=flying.timeout,
         )
-        if future.set_running_or_notify_cancel():
-            settle(future, error=error)
-        # Not from the event loop's thread: the client's calls wait on that loop.
-        threading.Thread(target=self._cancel_tasks, args=([task],), daemon=True).start()
+        settle(flying.future, error=error)
+        self._off_loop(self._cancel_tasks, [flying.task])
+
+    @staticmethod
+    def _off_loop(action: Any, arg: list[Any]) -> None:
+        """Run ``action(arg)`` on a thread of its own: the client's calls wait on its event loop,
+        which must not be the thread that waits."""
+        threading.Thread(target=action, args=(arg,), daemon=True).start()
 
     def _cancel_tasks(self, tasks: list[Any]) -> None:
         try:
@@ -232,7 +274,9 @@ class DaskBackend(Backend):
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued tasks never start; a running one's child process is killed by its task."""
         with self._lock:
-            tasks = [self._tasks.pop(f) for f in futures if f in self._tasks]
+            keys = [self._keys.get(f) for f in futures]
+        taken = [self._take(key) for key in keys if key is not None]
+        tasks = [flying.task for flying in taken if flying is not None]
         if tasks:
             self._cancel_tasks(tasks)
         super().cancel(futures)
@@ -243,7 +287,7 @@ class DaskBackend(Backend):
     def shutdown(self, wait: bool = True) -> None:
         """Cancel this backend's tasks (the cluster belongs to whoever attached it)."""
         with self._lock:
-            futures = list(self._tasks)
+            futures = list(self._keys)
         self.cancel(futures)
 
 

@@ -68,15 +68,16 @@ def run_on_worker(
     timeout: float | None,
     start_method: str,
     shared: list[bytes],
-    started_topic: str | None = None,
+    started_topic: str,
 ) -> tuple[str, list[Any], bytes, float, str, float, int]:
     """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
 
     Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
     error, if any, is the item's, pickled by smartpool) or "lost" (the child crashed or overran:
     the error is smartpool's :class:`WorkerCrashedError` or :class:`TaskTimeoutError`).
-    A task with a timeout logs its start on ``started_topic``, where the caller's own deadline
-    begins (a stuck or lost worker never reports the overrun).
+    The task logs its start on ``started_topic``: the caller's Future runs from then (a cancel
+    before that keeps the chunk from running), and so does its own deadline for a timeout (a
+    stuck or lost worker never reports the overrun).
     """
     distributed: Any = importlib.import_module("distributed")
     worker: Any = distributed.get_worker()
@@ -85,8 +86,7 @@ def run_on_worker(
         items_bytes = dump_items(loads(items_bytes, shared), start)
     retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
     future: Future[ChunkResult] = Future()
-    if started_topic is not None:
-        worker.log_event(started_topic, key)
+    worker.log_event(started_topic, key)
     pool.submit(
         Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
     )
