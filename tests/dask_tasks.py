@@ -69,6 +69,16 @@ def wait_for(release: smartpool.Event, x: int) -> int:
     return x
 
 
+@smartpool.io_bound
+def meet(item: tuple[smartpool.Value, smartpool.Event, int, int]) -> tuple[int, int]:
+    """Wait until ``n`` items arrived (each counts itself in ``arrived``); the process's pid."""
+    arrived, everyone, n, x = item
+    if arrived.add(1) == n:
+        everyone.set()
+    assert everyone.wait(60), "the items never all ran at once"
+    return x, os.getpid()
+
+
 def touch(folder: str, name: str) -> bool:
     Path(folder, name).touch()
     return True

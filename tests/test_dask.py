@@ -177,6 +177,25 @@ def test_automatic_cpu_work_goes_to_the_attached_cluster(client: Any) -> None:
     assert smartpool.explain(tasks.square, range(3), backend="thread").backend == "thread"
 
 
+def test_io_bound_work_fans_out_on_the_dask_workers_threads(client: Any) -> None:
+    """Six items that each wait until all six run at once: more than the cluster's 2 threads,
+    so they finish only if the tasks left the workers' thread pools; they ran in the dask
+    workers' own processes, not in children."""
+    arrived, everyone = smartpool.Value(0), smartpool.Event()
+    items = [(arrived, everyone, 6, x) for x in range(6)]
+    plan = smartpool.explain(tasks.meet, items, backend="dask")
+    assert plan.backend == "dask-thread"
+    assert "I/O-bound" in " ".join(plan.reasons)
+    ran = smartpool.parallel_map(tasks.meet, items, backend="dask", chunksize=1)
+    assert [x for x, _ in ran] == list(range(6))
+    assert {pid for _, pid in ran} <= set(client.run(os.getpid).values())
+    with smartpool.config(backend="auto"):  # inside using(): I/O-bound work goes there too
+        assert smartpool.explain(tasks.meet, items).backend == "dask-thread"
+        # ...unless a timeout asks for work that can be stopped: child processes.
+        assert smartpool.explain(tasks.meet, items, timeout=5).backend == "dask"
+        assert smartpool.explain(tasks.crunch, [1, 2]).backend in ("dask", "serial")
+
+
 def test_nested_calls_inside_a_task_run_inline(client: Any) -> None:
     assert smartpool.parallel_map(tasks.nested_backend, [3, 4], backend="dask") == [
         (5, "serial"),

@@ -34,7 +34,7 @@ from .._transport.remote import add_note, load_exception
 from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.task import NO_RETRY, Call, ChunkResult, RetryPolicy, settle
 from .base import Backend
-from .dask_worker import load_problem, run_on_worker
+from .dask_worker import load_problem, run_on_threads, run_on_worker
 
 #: A pickled function at least this large is scattered to the cluster once per call.
 SCATTER_BYTES = 64 * 1024
@@ -95,6 +95,8 @@ class DaskBackend(Backend):
     """
 
     name = "dask"
+    #: The task that runs a chunk on a dask worker.
+    _task = staticmethod(run_on_worker)
 
     def __init__(self, workers: int, client: Any) -> None:
         super().__init__(workers)
@@ -153,7 +155,7 @@ class DaskBackend(Backend):
         budget = None if timeout is None else _budget(prepared.call.retry, timeout, len(items))
         topic = self._started_topic()
         task: Any = self._client.submit(
-            run_on_worker,
+            self._task,
             key,
             prepared.fn_key,
             prepared.fn,
@@ -289,6 +291,17 @@ class DaskBackend(Backend):
         with self._lock:
             futures = list(self._keys)
         self.cancel(futures)
+
+
+class DaskThreadBackend(DaskBackend):
+    """I/O-bound work on the cluster: each chunk's task runs its items on a thread of the dask
+    worker's process, out of the worker's thread pool, so that many chunks wait at once (the
+    planner's choice for work that waits or releases the GIL; GIL-bound work goes to child
+    processes, where it cannot starve the worker's event loop). Nothing here can be killed: a
+    timeout ends the caller's wait and abandons the item, as on the thread backend."""
+
+    name = "dask-thread"
+    _task = staticmethod(run_on_threads)
 
 
 def _budget(retry: RetryPolicy, timeout: float, n_items: int) -> float:

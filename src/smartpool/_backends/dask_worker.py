@@ -1,9 +1,12 @@
-"""The dask backend's side on a dask worker: the task that runs a chunk in a child process there.
+"""The dask backend's side on a dask worker: the tasks that run a chunk there.
 
-A dask worker keeps one smartpool process pool (one child per worker thread, made on first use):
-a chunk's task hands its items to a child and waits, looking every moment whether the caller
-cancelled it (then it kills the child, since dask cannot stop a running task). The outcome comes
-back as plain data, errors pickled by smartpool (type, args, frames, notes).
+:func:`run_on_worker` (GIL-bound work): a dask worker keeps one smartpool process pool (one
+child per worker thread, made on first use); a chunk's task hands its items to a child and
+waits, looking every moment whether the caller cancelled it (then it kills the child, since dask
+cannot stop a running task). :func:`run_on_threads` (I/O-bound work): the task leaves the dask
+worker's thread pool (``secede``) and runs its items on its own thread, so that as many chunks
+wait at once as the caller sends. Either way the outcome comes back as plain data, errors
+pickled by smartpool (type, args, frames, notes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from typing import Any
 from .._process.pool import ProcessPool, Task
 from .._transport.remote import dump_exception
 from .._transport.serialize import dump_items, loads
-from .._work.task import NO_RETRY, ChunkResult, RetryPolicy
+from .._work import context
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+
+#: The outcome of a task as plain data: (kind, values, error, seconds, worker, cpu, retried).
+Outcome = tuple[str, list[Any], bytes, float, str, float, int]
 
 #: How often a task on a worker looks whether the caller cancelled it (to kill its child).
 CANCEL_POLL_SECONDS = 0.1
@@ -69,7 +76,7 @@ def run_on_worker(
     start_method: str,
     shared: list[bytes],
     started_topic: str,
-) -> tuple[str, list[Any], bytes, float, str, float, int]:
+) -> Outcome:
     """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
 
     Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
@@ -79,8 +86,7 @@ def run_on_worker(
     before that keeps the chunk from running), and so does its own deadline for a timeout (a
     stuck or lost worker never reports the overrun).
     """
-    distributed: Any = importlib.import_module("distributed")
-    worker: Any = distributed.get_worker()
+    worker: Any = importlib.import_module("distributed").get_worker()
     pool = _pool(start_method, max(1, int(worker.state.nthreads)))
     if shared:  # the items' large buffers came scattered: the child gets them in the stream
         items_bytes = dump_items(loads(items_bytes, shared), start)
@@ -102,4 +108,44 @@ def run_on_worker(
         return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0)
     error = b"" if result.error is None else dump_exception(result.error)
     where = f"{where}, {result.worker}"
+    return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)
+
+
+_functions: dict[int, Any] = {}
+#: Functions kept loaded on a worker (by the key of their pickle), at most.
+MAX_FUNCTIONS = 64
+
+
+def run_on_threads(
+    key: str,
+    fn_key: int,
+    fn_bytes: bytes,
+    items_bytes: bytes,
+    start: int,
+    n_items: int,
+    retry_bytes: bytes,
+    timeout: float | None,
+    start_method: str,
+    shared: list[bytes],
+    started_topic: str,
+) -> Outcome:
+    """The dask task for I/O-bound work: run the chunk on this task's own thread, out of the dask
+    worker's thread pool (``secede``: the worker starts the next task meanwhile). The arguments
+    are :func:`run_on_worker`'s; a running item cannot be stopped here (the caller abandons it
+    at its deadline, as on the thread backend)."""
+    distributed: Any = importlib.import_module("distributed")
+    worker: Any = distributed.get_worker()
+    worker.log_event(started_topic, key)
+    distributed.secede()
+    fn = _functions.get(fn_key)
+    if fn is None:
+        if len(_functions) >= MAX_FUNCTIONS:
+            _functions.clear()
+        fn = _functions[fn_key] = pickle.loads(fn_bytes)
+    items = loads(items_bytes, shared)
+    retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
+    with context.running_task():  # a nested call runs inline
+        result = run_chunk(fn, items, start, retry)
+    error = b"" if result.error is None else dump_exception(result.error)
+    where = f"dask worker {worker.address}, {result.worker}"
     return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)

@@ -259,6 +259,11 @@ register(
     # (a few milliseconds): chunks of ~0.1 s hide it.
     BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.1),
 )
+register(
+    "dask-thread",  # chosen by the planner for I/O-bound work on a cluster (no user choice)
+    "smartpool._backends.dask:DaskThreadBackend",
+    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=True, chunk_seconds=0.1),
+)
 
 register(
     "interpreter",
