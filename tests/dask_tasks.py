@@ -79,6 +79,23 @@ def meet(item: tuple[smartpool.Value, smartpool.Event, int, int]) -> tuple[int, 
     return x, os.getpid()
 
 
+#: Data that only the cluster's workers have (set there by install_data).
+WORKER_DATA: str | None = None
+
+
+def install_data(data: str | None) -> None:
+    global WORKER_DATA
+    WORKER_DATA = data
+
+
+def read_worker_data(x: int) -> tuple[int, str, int]:
+    """Waiting work that needs the workers' data."""
+    if WORKER_DATA is None:
+        raise KeyError(f"no data here (process {os.getpid()})")
+    time.sleep(0.01)
+    return x, WORKER_DATA, os.getpid()
+
+
 def touch(folder: str, name: str) -> bool:
     Path(folder, name).touch()
     return True

@@ -196,6 +196,37 @@ def test_io_bound_work_fans_out_on_the_dask_workers_threads(client: Any) -> None
         assert smartpool.explain(tasks.crunch, [1, 2]).backend in ("dask", "serial")
 
 
+def test_unhinted_work_is_probed_on_a_worker_where_its_data_is(client: Any) -> None:
+    """Items that need what only the workers have (here a module global set on them): the
+    probe runs in a task on a worker, and so does the rest (waiting work: on its threads)."""
+    client.run(tasks.install_data, "worker data")
+    try:
+        smartpool.forget(tasks.read_worker_data)
+        items = range(12)
+        plan = smartpool.explain(tasks.read_worker_data, items)
+        assert plan.backend == "dask-thread", plan
+        smartpool.forget(tasks.read_worker_data)
+        ran = smartpool.parallel_map(tasks.read_worker_data, items)
+        assert [x for x, _, _ in ran] == list(items)
+        assert {data for _, data, _ in ran} == {"worker data"}
+        assert {pid for _, _, pid in ran} <= set(client.run(os.getpid).values())
+        with pytest.raises(KeyError, match="no data here"):  # the caller has none
+            tasks.read_worker_data(0)
+    finally:
+        client.run(tasks.install_data, None)
+        smartpool.forget(tasks.read_worker_data)
+
+
+def test_an_item_failing_in_the_probe_on_a_worker_says_where(client: Any) -> None:
+    smartpool.forget(tasks.fail_at_five)
+    with pytest.raises(ValueError, match="item 5 is bad") as caught:
+        smartpool.parallel_map(tasks.fail_at_five, range(10))
+    notes = " ".join(caught.value.__notes__)
+    assert "item 5 failed" in notes
+    assert "the probe, in the first task on dask worker" in notes
+    assert "fail_at_five" in [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+
+
 def test_nested_calls_inside_a_task_run_inline(client: Any) -> None:
     assert smartpool.parallel_map(tasks.nested_backend, [3, 4], backend="dask") == [
         (5, "serial"),
