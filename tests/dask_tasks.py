@@ -137,6 +137,24 @@ def count_into(item: tuple[smartpool.Value, int]) -> int:
     return x
 
 
+@smartpool.io_bound
+def count_into_io(item: tuple[smartpool.Value, int]) -> int:
+    return count_into(item)
+
+
+def add_under_locks(item: tuple[Any, Any, Any, Any, int]) -> tuple[int, int]:
+    """Read-modify-write a shared total under a lock (an RLock taken twice, a semaphore held)."""
+    lock, rlock, gate, total, x = item
+    with gate, rlock, rlock, lock:
+        total.set(total.get() + 1)
+    return x, os.getpid()
+
+
+def set_event(event: smartpool.Event) -> bool:
+    event.set()
+    return event.is_set()
+
+
 def checksum(item: tuple[Any, int]) -> tuple[int, float]:
     data, x = item
     return x, float(data[::4096].sum())

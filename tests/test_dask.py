@@ -23,6 +23,7 @@ import pytest
 
 import smartpool
 from smartpool import _cluster
+from smartpool import _cluster_sync as cluster_sync
 from smartpool._backends import dask as dask_backend
 
 from . import dask_tasks as tasks
@@ -142,6 +143,9 @@ def test_an_executor_call_runs_once_started_and_cancelled_before_never_runs(
         assert not queued.running()
         assert queued.cancel()
         assert not blockers[0].cancel()  # running: past cancelling
+        # dask's cancel travels on asynchronously: once the scheduler has dropped the task, a
+        # worker freed by the blockers finds nothing of it to run.
+        eventually(lambda: _scheduled(client) == 2, "the scheduler to drop the cancelled task")
         release.set()
         assert [b.result(timeout=DEADLINE) for b in blockers] == [0, 1]
         assert list(executor.map(tasks.touch, [str(tmp_path)] * 4, ["after"] * 4)) == [True] * 4
@@ -241,6 +245,71 @@ def test_shared_memory_state_works_on_a_local_cluster(client: Any) -> None:
         range(20)
     )
     assert counter.get() == 20
+
+
+@pytest.fixture
+def elsewhere(client: Any) -> Iterator[None]:
+    """The cluster's workers report another machine (as workers on other hosts would): what
+    they see of shared memory is real, only their identity is not."""
+    client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    cluster_sync.forget_machines()
+    try:
+        yield
+    finally:
+        client.run(cluster_sync.pretend_machine, None)
+        cluster_sync.forget_machines()
+
+
+def test_primitives_stay_in_shared_memory_while_the_workers_share_this_machine(
+    client: Any,
+) -> None:
+    assert not cluster_sync.reaches_other_machines(client)
+    assert type(smartpool.Lock()) is smartpool.Lock
+    assert type(smartpool.Value(0)) is smartpool.Value
+
+
+def test_across_machines_the_primitives_are_dask_ones_used_by_tasks(
+    client: Any, elsewhere: None
+) -> None:
+    assert cluster_sync.reaches_other_machines(client)
+    lock, rlock, event = smartpool.Lock(), smartpool.RLock(), smartpool.Event()
+    gate, total = smartpool.BoundedSemaphore(2), smartpool.Value(0)
+    for made, kind in ((lock, smartpool.Lock), (rlock, smartpool.RLock), (event, smartpool.Event)):
+        assert isinstance(made, kind)
+        assert type(made) is not kind  # not the shared-memory one
+    assert isinstance(gate, smartpool.Semaphore)
+    assert isinstance(total, smartpool.Value)
+    items = [(lock, rlock, gate, total, x) for x in range(12)]
+    ran = smartpool.parallel_map(tasks.add_under_locks, items, backend="dask", chunksize=1)
+    assert [x for x, _ in ran] == list(range(12))
+    assert {pid for _, pid in ran} <= set(client.run(os.getpid).values())  # on their threads
+    assert total.get() == 12  # each task read and wrote it under the cluster-wide lock
+    assert not lock.locked()
+    assert gate.acquire(timeout=DEADLINE) and gate.acquire(timeout=DEADLINE)  # both leases back
+    assert not gate.acquire(blocking=False)
+    gate.release(2)
+    with pytest.raises(ValueError):
+        gate.release()
+    assert smartpool.parallel_map(tasks.set_event, [event], backend="dask") == [True]
+    assert event.is_set() and event.wait(0)  # set by a task, seen here
+    assert total.add(5) == 17
+
+
+def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: Any) -> None:
+    counter = smartpool.Value(0)  # made while the workers share this machine: shared memory
+    client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    cluster_sync.forget_machines()
+    try:
+        for backend_choice in ("dask", "auto"):  # on child processes, and on threads (I/O)
+            fn = tasks.count_into if backend_choice == "dask" else tasks.count_into_io
+            with pytest.raises(smartpool.SerializationError, match="made for the caller's machine"):
+                smartpool.parallel_map(
+                    fn, [(counter, x) for x in range(3)], backend=backend_choice, chunksize=1
+                )
+    finally:
+        client.run(cluster_sync.pretend_machine, None)
+        cluster_sync.forget_machines()
+    assert counter.get() == 0  # no task touched it
 
 
 def test_a_large_buffer_shared_by_many_items_is_scattered_once(client: Any) -> None:
@@ -531,6 +600,16 @@ def _address_in(scheduler_file: Path) -> str | None:
         return str(json.loads(scheduler_file.read_text())["address"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _scheduled(client: Any) -> int:
+    """Tasks the scheduler still has to run or is running."""
+
+    def count(dask_scheduler: Any) -> int:
+        states = ("waiting", "queued", "no-worker", "processing")
+        return sum(task.state in states for task in dask_scheduler.tasks.values())
+
+    return int(client.run_on_scheduler(count))
 
 
 def _started_events(client: Any) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _cluster, _config
+from .._cluster_sync import carried, machine_identity
 from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
 from .._transport.remote import add_note, load_exception
 from .._transport.serialize import dump_function, dump_items, dumps
@@ -54,6 +55,8 @@ class _Prepared:
     retry_bytes: bytes
     start_method: str
     name: str
+    #: The pickled function carries a cluster-wide primitive (it needs a dask worker's thread).
+    carries: bool
     #: Large buffers of the call's items scattered so far: (id, size) -> (owner, dask Future).
     shared: dict[tuple[int, int], tuple[object, Any]] = field(default_factory=dict[Any, Any])
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,13 +109,16 @@ class DaskBackend(Backend):
         self._keys: dict[Future[ChunkResult], str] = {}
         self._checked: set[int] = set()
         self._topic: str | None = None
+        self._origin = machine_identity()  # a worker elsewhere refuses this machine's primitives
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
         return {"client": _cluster.require_client()}
 
     def prepare(self, call: Call) -> _Prepared:
+        before = carried()
         fn_bytes = dump_function(call.portable)  # type: ignore[arg-type]  # raises before any work
+        carries = carried() != before
         fn_key = int.from_bytes(hashlib.blake2b(fn_bytes, digest_size=7).digest(), "big")
         name = getattr(call.portable, "__qualname__", None) or type(call.portable).__name__
         if fn_key not in self._checked:
@@ -124,7 +130,8 @@ class DaskBackend(Backend):
         fn: Any = fn_bytes
         if len(fn_bytes) >= SCATTER_BYTES:
             fn = self._client.scatter(fn_bytes, hash=False)
-        return _Prepared(call, fn_key, fn, retry_bytes, _config.start_method(), name)
+        start_method = _config.start_method()
+        return _Prepared(call, fn_key, fn, retry_bytes, start_method, name, carries)
 
     def _check_loads(self, fn_bytes: bytes, name: str) -> None:
         """Load the function on one worker: a module missing there fails the call now."""
@@ -148,14 +155,18 @@ class DaskBackend(Backend):
         # Large buffers of items made before the call (a list, a tuple) may be shared by many
         # items: each is scattered once, and tasks carry only its Future.
         large: list[pickle.PickleBuffer] | None = [] if prepared.call.stored_items else None
+        before = carried()
         items_bytes = dump_items(items, start, large=large)
+        # A cluster-wide primitive needs the worker's connection to the scheduler: a chunk that
+        # carries one runs on the dask worker's thread (a child process has no such connection).
+        run = run_on_threads if prepared.carries or carried() != before else self._task
         shared = prepared.scattered(self._client, large) if large else []
         key = f"smartpool-{prepared.name}-{start}-{uuid.uuid4().hex}"
         timeout = prepared.call.timeout
         budget = None if timeout is None else _budget(prepared.call.retry, timeout, len(items))
         topic = self._started_topic()
         task: Any = self._client.submit(
-            self._task,
+            run,
             key,
             prepared.fn_key,
             prepared.fn,
@@ -167,6 +178,7 @@ class DaskBackend(Backend):
             prepared.start_method,
             shared,
             topic,
+            self._origin,
             key=key,
             pure=False,
         )

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import io
 import pickle
 import threading
 from concurrent.futures import CancelledError, Future, wait
 from typing import Any
 
+from .._cluster_sync import machine_identity
+from .._errors import SerializationError
 from .._process.pool import ProcessPool, Task
 from .._transport.remote import dump_exception
 from .._transport.serialize import dump_items, loads
@@ -76,17 +79,24 @@ def run_on_worker(
     start_method: str,
     shared: list[bytes],
     started_topic: str,
+    origin: str,
 ) -> Outcome:
     """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
 
     Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried)``: kind "done" (the
     error, if any, is the item's, pickled by smartpool) or "lost" (the child crashed or overran:
     the error is smartpool's :class:`WorkerCrashedError` or :class:`TaskTimeoutError`).
-    The task logs its start on ``started_topic``: the caller's Future runs from then (a cancel
+    ``origin`` is the caller's machine (:func:`machine_identity`): on another one, a function or
+    items holding a primitive of the caller's shared memory fail with SerializationError. The
+    task logs its start on ``started_topic``: the caller's Future runs from then (a cancel
     before that keeps the chunk from running), and so does its own deadline for a timeout (a
     stuck or lost worker never reports the overrun).
     """
     worker: Any = importlib.import_module("distributed").get_worker()
+    where = f"dask worker {worker.address}"
+    refused = _refused(origin, fn_bytes, items_bytes, shared)
+    if refused is not None:
+        return ("lost", [], refused, 0.0, where, 0.0, 0)
     pool = _pool(start_method, max(1, int(worker.state.nthreads)))
     if shared:  # the items' large buffers came scattered: the child gets them in the stream
         items_bytes = dump_items(loads(items_bytes, shared), start)
@@ -96,7 +106,6 @@ def run_on_worker(
     pool.submit(
         Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
     )
-    where = f"dask worker {worker.address}"
     while not wait([future], timeout=CANCEL_POLL_SECONDS).done:
         state = worker.state.tasks.get(key)
         if state is None or state.state in ("cancelled", "released", "forgotten"):
@@ -128,6 +137,7 @@ def run_on_threads(
     start_method: str,
     shared: list[bytes],
     started_topic: str,
+    origin: str,
 ) -> Outcome:
     """The dask task for I/O-bound work: run the chunk on this task's own thread, out of the dask
     worker's thread pool (``secede``: the worker starts the next task meanwhile). The arguments
@@ -135,6 +145,9 @@ def run_on_threads(
     at its deadline, as on the thread backend)."""
     distributed: Any = importlib.import_module("distributed")
     worker: Any = distributed.get_worker()
+    refused = _refused(origin, fn_bytes, items_bytes, shared)
+    if refused is not None:
+        return ("lost", [], refused, 0.0, f"dask worker {worker.address}", 0.0, 0)
     worker.log_event(started_topic, key)
     distributed.secede()
     fn = _functions.get(fn_key)
@@ -149,3 +162,39 @@ def run_on_threads(
     error = b"" if result.error is None else dump_exception(result.error)
     where = f"dask worker {worker.address}, {result.worker}"
     return ("done", result.values, error, result.seconds, where, result.cpu_seconds, result.retried)
+
+
+class _Refusing(pickle.Unpickler):
+    """Unpickles a payload to find the caller's shared-memory primitives in it: each one found
+    is a SerializationError naming it (they cannot be opened on another machine)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("smartpool._sync._base", "_rebuild"):
+            return _refuse
+        return super().find_class(module, name)
+
+
+def _refuse(cls: type[Any], state: object) -> None:
+    kind = cls.__name__
+    raise SerializationError(
+        f"a smartpool.{kind} made for the caller's machine was sent to a dask worker on another "
+        f"machine ({machine_identity()!r}), which cannot open it: it lives in that machine's "
+        f"shared memory. Make the {kind} inside the using() scope of this cluster: on a cluster "
+        "that reaches other machines it is then cluster-wide (backed by dask's distributed "
+        "primitives, see docs/dask.md)"
+    )
+
+
+def _refused(origin: str, fn_bytes: bytes, items_bytes: bytes, shared: list[bytes]) -> bytes | None:
+    """On a machine other than ``origin``: the pickled SerializationError for a payload holding
+    one of the caller's shared-memory primitives, or None (also on the caller's machine)."""
+    if origin == machine_identity():
+        return None
+    try:
+        _Refusing(io.BytesIO(fn_bytes)).load()
+        _Refusing(io.BytesIO(items_bytes), buffers=shared).load()
+    except SerializationError as exc:
+        return dump_exception(exc)
+    except Exception:  # not this check's business: the run reports it as it would anyway
+        return None
+    return None
