@@ -299,10 +299,17 @@ class DaskBackend(Backend):
         return self.workers  # the cluster runs already
 
     def shutdown(self, wait: bool = True) -> None:
-        """Cancel this backend's tasks (the cluster belongs to whoever attached it)."""
+        """Cancel this backend's tasks and stop listening to their starts (the cluster belongs
+        to whoever attached it)."""
         with self._lock:
             futures = list(self._keys)
+            topic, self._topic = self._topic, None
         self.cancel(futures)
+        if topic is not None:
+            try:
+                self._client.unsubscribe_topic(topic)
+            except Exception:  # the client is closed already
+                pass
 
 
 class DaskThreadBackend(DaskBackend):
