@@ -259,11 +259,6 @@ register(
     # (a few milliseconds): chunks of ~0.1 s hide it.
     BackendTraits(runs_inline=False, can_kill=True, needs_pickling=True, chunk_seconds=0.1),
 )
-register(
-    "dask-thread",  # chosen by the planner for I/O-bound work on a cluster (no user choice)
-    "smartpool._backends.dask:DaskThreadBackend",
-    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=True, chunk_seconds=0.1),
-)
 
 register(
     "interpreter",
@@ -276,6 +271,11 @@ register(
         f"this is Python {sys.version_info.major}.{sys.version_info.minor}. Run under CPython "
         "3.14+ to use it, or use backend='process' for CPU parallelism on this Python"
     ),
+)
+register(  # the planner's choice for I/O-bound work on a cluster (not a BackendChoice)
+    "dask-thread",
+    "smartpool._backends.dask:DaskThreadBackend",
+    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=True, chunk_seconds=0.1),
 )
 
 atexit.register(shutdown)
