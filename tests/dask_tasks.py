@@ -19,6 +19,16 @@ def where(x: int) -> tuple[int, int]:
     return x, os.getpid()
 
 
+@smartpool.cpu_bound
+def crunch(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+@smartpool.cpu_bound
+def crunch_where(n: int) -> tuple[int, int]:
+    return crunch(n), os.getpid()
+
+
 def slower_first(x: int) -> int:
     """Early items take longest: completion order is the reverse of input order."""
     time.sleep(0.02 * (10 - x))
@@ -52,6 +62,43 @@ def record_pid_then_sleep(item: tuple[str, int]) -> int:
     Path(folder, f"{x}.pid").write_text(str(os.getpid()))
     time.sleep(60)
     return x
+
+
+def wait_for(release: smartpool.Event, x: int) -> int:
+    assert release.wait(60), "never released"
+    return x
+
+
+@smartpool.io_bound
+def meet(item: tuple[smartpool.Value, smartpool.Event, int, int]) -> tuple[int, int]:
+    """Wait until ``n`` items arrived (each counts itself in ``arrived``); the process's pid."""
+    arrived, everyone, n, x = item
+    if arrived.add(1) == n:
+        everyone.set()
+    assert everyone.wait(60), "the items never all ran at once"
+    return x, os.getpid()
+
+
+#: Data that only the cluster's workers have (set there by install_data).
+WORKER_DATA: str | None = None
+
+
+def install_data(data: str | None) -> None:
+    global WORKER_DATA
+    WORKER_DATA = data
+
+
+def read_worker_data(x: int) -> tuple[int, str, int]:
+    """Waiting work that needs the workers' data."""
+    if WORKER_DATA is None:
+        raise KeyError(f"no data here (process {os.getpid()})")
+    time.sleep(0.01)
+    return x, WORKER_DATA, os.getpid()
+
+
+def touch(folder: str, name: str) -> bool:
+    Path(folder, name).touch()
+    return True
 
 
 def exit_at_three(x: int) -> int:
@@ -90,6 +137,24 @@ def count_into(item: tuple[smartpool.Value, int]) -> int:
     return x
 
 
+@smartpool.io_bound
+def count_into_io(item: tuple[smartpool.Value, int]) -> int:
+    return count_into(item)
+
+
+def add_under_locks(item: tuple[Any, Any, Any, Any, int]) -> tuple[int, int]:
+    """Read-modify-write a shared total under a lock (an RLock taken twice, a semaphore held)."""
+    lock, rlock, gate, total, x = item
+    with gate, rlock, rlock, lock:
+        total.set(total.get() + 1)
+    return x, os.getpid()
+
+
+def set_event(event: smartpool.Event) -> bool:
+    event.set()
+    return event.is_set()
+
+
 def checksum(item: tuple[Any, int]) -> tuple[int, float]:
     data, x = item
     return x, float(data[::4096].sum())
@@ -102,10 +167,15 @@ def kill_own_dask_worker_at_two(item: tuple[frozenset[int], str, int]) -> int:
     if x == 2:
         with Path(folder, "attempts").open("a") as f:
             f.write(".")
-        pid = os.getppid()
-        while pid not in dask_workers and pid > 1:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-        os.kill(pid, signal.SIGKILL)
+        os.kill(ancestor_in(os.getpid(), dask_workers), signal.SIGKILL)
         time.sleep(60)
     return x
+
+
+def ancestor_in(pid: int, candidates: frozenset[int]) -> int:
+    """The nearest ancestor of process ``pid`` among ``candidates`` (a child's dask worker)."""
+    while pid not in candidates:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        assert pid > 1, "no ancestor among the candidates"
+    return pid

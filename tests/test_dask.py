@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -22,6 +23,8 @@ import pytest
 
 import smartpool
 from smartpool import _cluster
+from smartpool import _cluster_sync as cluster_sync
+from smartpool._backends import dask as dask_backend
 
 from . import dask_tasks as tasks
 
@@ -105,6 +108,52 @@ def test_submit_runs_one_call_on_the_cluster(client: Any) -> None:
     assert pid != os.getpid()
 
 
+def test_an_executor_runs_its_calls_on_the_cluster(client: Any) -> None:
+    with smartpool.Executor(backend="dask") as executor:
+        assert executor.explain(tasks.where).backend == "dask"
+        x, pid = executor.submit(tasks.where, 7).result(timeout=DEADLINE)
+        assert (x, pid in client.run(os.getpid).values() or pid != os.getpid()) == (7, True)
+        assert list(executor.map(tasks.slower_first, range(10))) == list(range(10))
+        assert list(executor.map(tasks.square, range(50), chunksize=7)) == [
+            x * x for x in range(50)
+        ]
+        failing = executor.submit(tasks.fail_at_five, 5)
+        with pytest.raises(ValueError, match="item 5 is bad") as caught:
+            failing.result(timeout=DEADLINE)
+        assert "on the dask backend" in " ".join(caught.value.__notes__)
+    # Inside using(), an automatic executor sends CPU-bound functions to the cluster.
+    with smartpool.Executor() as executor:
+        plan = executor.explain(tasks.crunch)
+        if len(os.sched_getaffinity(0)) > 1:
+            assert plan.backend == "dask"
+            _, pid = executor.submit(tasks.crunch_where, 1000).result(timeout=DEADLINE)
+            assert pid != os.getpid()
+        assert executor.submit(tasks.crunch, 10).result(timeout=DEADLINE) == 285
+
+
+def test_an_executor_call_runs_once_started_and_cancelled_before_never_runs(
+    client: Any, tmp_path: Path
+) -> None:
+    release = smartpool.Event()
+    with smartpool.Executor(backend="dask") as executor:
+        # Calls that wait to be released take both worker threads of the cluster (3 of them:
+        # dask may give a worker of one thread 2 tasks, the second waiting behind the first).
+        blockers = [executor.submit(tasks.wait_for, release, x) for x in range(3)]
+        eventually(lambda: sum(b.running() for b in blockers) == 2, "two calls to start")
+        queued = executor.submit(tasks.touch, str(tmp_path), "queued")
+        assert not queued.running()
+        assert queued.cancel()
+        started = next(b for b in blockers if b.running())
+        assert not started.cancel()  # running: past cancelling
+        # dask's cancel travels on asynchronously: once the scheduler has dropped the task, a
+        # worker freed by the blockers finds nothing of it to run.
+        eventually(lambda: _scheduled(client) == 3, "the scheduler to drop the cancelled task")
+        release.set()
+        assert [b.result(timeout=DEADLINE) for b in blockers] == [0, 1, 2]
+        assert list(executor.map(tasks.touch, [str(tmp_path)] * 4, ["after"] * 4)) == [True] * 4
+    assert not (tmp_path / "queued").exists()  # its task was cancelled on the cluster
+
+
 def test_configure_attaches_a_cluster_to_the_process(client: Any) -> None:
     def outside_any_scope() -> tuple[list[int], smartpool.Config]:
         return smartpool.parallel_map(abs, [-1, -2], backend="dask"), smartpool.current_config()
@@ -134,6 +183,56 @@ def test_automatic_cpu_work_goes_to_the_attached_cluster(client: Any) -> None:
     assert smartpool.explain(tasks.square, range(3), backend="thread").backend == "thread"
 
 
+def test_io_bound_work_fans_out_on_the_dask_workers_threads(client: Any) -> None:
+    """Six items that each wait until all six run at once: more than the cluster's 2 threads,
+    so they finish only if the tasks left the workers' thread pools; they ran in the dask
+    workers' own processes, not in children."""
+    arrived, everyone = smartpool.Value(0), smartpool.Event()
+    items = [(arrived, everyone, 6, x) for x in range(6)]
+    plan = smartpool.explain(tasks.meet, items, backend="dask")
+    assert plan.backend == "dask-thread"
+    assert "I/O-bound" in " ".join(plan.reasons)
+    ran = smartpool.parallel_map(tasks.meet, items, backend="dask", chunksize=1)
+    assert [x for x, _ in ran] == list(range(6))
+    assert {pid for _, pid in ran} <= set(client.run(os.getpid).values())
+    with smartpool.config(backend="auto"):  # inside using(): I/O-bound work goes there too
+        assert smartpool.explain(tasks.meet, items).backend == "dask-thread"
+        # ...unless a timeout asks for work that can be stopped: child processes.
+        assert smartpool.explain(tasks.meet, items, timeout=5).backend == "dask"
+        assert smartpool.explain(tasks.crunch, [1, 2]).backend in ("dask", "serial")
+
+
+def test_unhinted_work_is_probed_on_a_worker_where_its_data_is(client: Any) -> None:
+    """Items that need what only the workers have (here a module global set on them): the
+    probe runs in a task on a worker, and so does the rest (waiting work: on its threads)."""
+    client.run(tasks.install_data, "worker data")
+    try:
+        smartpool.forget(tasks.read_worker_data)
+        items = range(12)
+        plan = smartpool.explain(tasks.read_worker_data, items)
+        assert plan.backend == "dask-thread", plan
+        smartpool.forget(tasks.read_worker_data)
+        ran = smartpool.parallel_map(tasks.read_worker_data, items)
+        assert [x for x, _, _ in ran] == list(items)
+        assert {data for _, data, _ in ran} == {"worker data"}
+        assert {pid for _, _, pid in ran} <= set(client.run(os.getpid).values())
+        with pytest.raises(KeyError, match="no data here"):  # the caller has none
+            tasks.read_worker_data(0)
+    finally:
+        client.run(tasks.install_data, None)
+        smartpool.forget(tasks.read_worker_data)
+
+
+def test_an_item_failing_in_the_probe_on_a_worker_says_where(client: Any) -> None:
+    smartpool.forget(tasks.fail_at_five)
+    with pytest.raises(ValueError, match="item 5 is bad") as caught:  # the first item: probed
+        smartpool.parallel_map(tasks.fail_at_five, [5, 1, 2, 3])
+    notes = " ".join(caught.value.__notes__)
+    assert "item 0 failed" in notes
+    assert "the probe, in the first task on dask worker" in notes
+    assert "fail_at_five" in [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+
+
 def test_nested_calls_inside_a_task_run_inline(client: Any) -> None:
     assert smartpool.parallel_map(tasks.nested_backend, [3, 4], backend="dask") == [
         (5, "serial"),
@@ -148,6 +247,71 @@ def test_shared_memory_state_works_on_a_local_cluster(client: Any) -> None:
         range(20)
     )
     assert counter.get() == 20
+
+
+@pytest.fixture
+def elsewhere(client: Any) -> Iterator[None]:
+    """The cluster's workers report another machine (as workers on other hosts would): what
+    they see of shared memory is real, only their identity is not."""
+    client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    cluster_sync.forget_machines()
+    try:
+        yield
+    finally:
+        client.run(cluster_sync.pretend_machine, None)
+        cluster_sync.forget_machines()
+
+
+def test_primitives_stay_in_shared_memory_while_the_workers_share_this_machine(
+    client: Any,
+) -> None:
+    assert not cluster_sync.reaches_other_machines(client)
+    assert type(smartpool.Lock()) is smartpool.Lock
+    assert type(smartpool.Value(0)) is smartpool.Value
+
+
+def test_across_machines_the_primitives_are_dask_ones_used_by_tasks(
+    client: Any, elsewhere: None
+) -> None:
+    assert cluster_sync.reaches_other_machines(client)
+    lock, rlock, event = smartpool.Lock(), smartpool.RLock(), smartpool.Event()
+    gate, total = smartpool.BoundedSemaphore(2), smartpool.Value(0)
+    for made, kind in ((lock, smartpool.Lock), (rlock, smartpool.RLock), (event, smartpool.Event)):
+        assert isinstance(made, kind)
+        assert type(made) is not kind  # not the shared-memory one
+    assert isinstance(gate, smartpool.Semaphore)
+    assert isinstance(total, smartpool.Value)
+    items = [(lock, rlock, gate, total, x) for x in range(12)]
+    ran = smartpool.parallel_map(tasks.add_under_locks, items, backend="dask", chunksize=1)
+    assert [x for x, _ in ran] == list(range(12))
+    assert {pid for _, pid in ran} <= set(client.run(os.getpid).values())  # on their threads
+    assert total.get() == 12  # each task read and wrote it under the cluster-wide lock
+    assert not lock.locked()
+    assert gate.acquire(timeout=DEADLINE) and gate.acquire(timeout=DEADLINE)  # both leases back
+    assert not gate.acquire(blocking=False)
+    gate.release(2)
+    with pytest.raises(ValueError):
+        gate.release()
+    assert smartpool.parallel_map(tasks.set_event, [event], backend="dask") == [True]
+    assert event.is_set() and event.wait(0)  # set by a task, seen here
+    assert total.add(5) == 17
+
+
+def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: Any) -> None:
+    counter = smartpool.Value(0)  # made while the workers share this machine: shared memory
+    client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    cluster_sync.forget_machines()
+    try:
+        for backend_choice in ("dask", "auto"):  # on child processes, and on threads (I/O)
+            fn = tasks.count_into if backend_choice == "dask" else tasks.count_into_io
+            with pytest.raises(smartpool.SerializationError, match="made for the caller's machine"):
+                smartpool.parallel_map(
+                    fn, [(counter, x) for x in range(3)], backend=backend_choice, chunksize=1
+                )
+    finally:
+        client.run(cluster_sync.pretend_machine, None)
+        cluster_sync.forget_machines()
+    assert counter.get() == 0  # no task touched it
 
 
 def test_a_large_buffer_shared_by_many_items_is_scattered_once(client: Any) -> None:
@@ -200,6 +364,45 @@ def test_a_timeout_stops_the_sleeping_item(client: Any, tmp_path: Path) -> None:
     assert caught.value.index == 0
     pid = int((tmp_path / "1.pid").read_text())
     eventually(lambda: not alive(pid), f"the child {pid} running the overrun item to die")
+
+
+def test_a_stuck_worker_times_out_at_the_callers_deadline(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dask worker running a timed item is stopped (SIGSTOP), so its child is never killed
+    and nothing reports: the caller's own deadline fails the item and cancels its task."""
+    monkeypatch.setattr(dask_backend, "DEADLINE_GRACE_SECONDS", 1.0)
+    pids = frozenset(client.run(os.getpid).values())
+    before = _started_events(client)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            item = [(str(tmp_path), 1)]
+            smartpool.parallel_map(tasks.record_pid_then_sleep, item, backend="dask", timeout=3.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
+    caller.start()  # in a copy of this context: inside the fixture's using() scope
+    eventually(lambda: (tmp_path / "1.pid").exists(), "the timed item to start")
+    eventually(lambda: _started_events(client) > before, "the task to report its start")
+    child = int((tmp_path / "1.pid").read_text())
+    worker = tasks.ancestor_in(child, pids)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        caller.join(DEADLINE)
+        assert not caller.is_alive(), "the caller still waits for the stopped worker"
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    [error] = outcome
+    assert isinstance(error, smartpool.TaskTimeoutError), repr(error)
+    assert error.index == 0
+    assert "did not report back" in str(error)
+    # Resumed, the worker finds its task cancelled and kills the child.
+    eventually(lambda: not alive(child), f"the child {child} of the cancelled task to die")
+    squares = smartpool.parallel_map(tasks.square, range(4), backend="dask", timeout=30)
+    assert squares == [0, 1, 4, 9]
 
 
 def test_a_task_that_kills_its_process_is_a_crash_and_the_cluster_lives_on(client: Any) -> None:
@@ -399,6 +602,22 @@ def _address_in(scheduler_file: Path) -> str | None:
         return str(json.loads(scheduler_file.read_text())["address"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _scheduled(client: Any) -> int:
+    """Tasks the scheduler still has to run or is running."""
+
+    def count(dask_scheduler: Any) -> int:
+        states = ("waiting", "queued", "no-worker", "processing")
+        return sum(task.state in states for task in dask_scheduler.tasks.values())
+
+    return int(client.run_on_scheduler(count))
+
+
+def _started_events(client: Any) -> int:
+    """How many timed tasks reported their start to the scheduler so far."""
+    events: dict[str, Any] = client.get_events()
+    return sum(len(log) for topic, log in events.items() if topic.startswith("smartpool-started"))
 
 
 def _cluster_protocol(client: Any) -> str:

@@ -23,6 +23,7 @@ from ._routing import planner
 from ._routing.memory import recall, remember
 from ._routing.planner import Hint, Plan
 from ._routing.probe import probe_items
+from ._run import steering
 from ._run.events import Observer
 from ._run.flight import with_note
 from ._run.run import Run
@@ -285,9 +286,12 @@ def explain(fn: Callable[..., Any], iterable: Iterable[Any] | None = None, **opt
     if planner.needs_probe(opts, hint, n_items):
         measurement = recall(fn)
         if measurement is None and iterable is not None:
-            probe = probe_items(
-                raw_function(fn),
-                Feed(iterable),
+            feed = Feed(iterable)
+            raw = raw_function(fn)
+            # On a worker of an attached Dask cluster, as parallel_map would (None: no cluster).
+            probe = steering.on_cluster(Call(raw, portable=fn), feed, opts) or probe_items(
+                raw,
+                feed,
                 max_items=EXPLAIN_MAX_ITEMS,
                 gil_matters=lambda m: planner.gil_matters(m, opts, n_items),
             )

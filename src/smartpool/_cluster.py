@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _config
+from ._sync import _base as _sync_base
 
 #: How long the cluster's thread count is trusted before it is asked again (workers come and go).
 THREADS_TTL_SECONDS = 2.0
@@ -50,9 +51,11 @@ class using:  # lower case: used like a function, ``with smartpool.using(...)``
     ``n_workers`` (default: the usable cores) and ``threads_per_worker`` (default 1) size it.
 
     Inside the scope ``backend="dask"`` runs there, and ``backend="auto"`` sends work it would
-    give to worker processes (CPU-bound, worth shipping) to the cluster; work planned serial or
-    on threads stays here. Plain ``tcp://`` to an address that is not loopback warns: anyone who
-    reaches the port runs code as the cluster's user.
+    give to worker processes or threads to the cluster (an unhinted call is measured there, on
+    a worker); work planned serial stays here. Shared-state primitives made in the scope of a
+    cluster that reaches other machines are cluster-wide (see ``docs/dask.md``). Plain
+    ``tcp://`` to an address that is not loopback warns: anyone who reaches the port runs code
+    as the cluster's user.
 
     Example:
         >>> import smartpool
@@ -249,3 +252,15 @@ def total_threads(client: Any) -> int:
     count = max(1, sum(nthreads.values()))
     _threads[id(client)] = (now, count)
     return count
+
+
+def _made_elsewhere(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object | None:
+    """A primitive made while a cluster is attached may belong on it (see ``_cluster_sync``)."""
+    if _config.cluster() is None:
+        return None
+    from . import _cluster_sync
+
+    return _cluster_sync.twin(cls, args, kwargs)
+
+
+_sync_base.made_elsewhere = _made_elsewhere

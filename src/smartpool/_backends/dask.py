@@ -18,29 +18,30 @@ share one array ship it once.
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import hashlib
-import importlib
 import pickle
 import threading
 import uuid
 from collections.abc import Collection, Sequence
-from concurrent.futures import CancelledError, Future, wait
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _cluster, _config
-from .._errors import SerializationError, SmartpoolError, WorkerCrashedError
-from .._process.pool import ProcessPool, Task
-from .._transport.remote import add_note, dump_exception, load_exception
-from .._transport.serialize import dump_function, dump_items, dumps, loads
+from .._cluster_sync import carried, machine_identity
+from .._errors import SerializationError, SmartpoolError, TaskTimeoutError, WorkerCrashedError
+from .._transport.remote import add_note, load_exception
+from .._transport.serialize import dump_function, dump_items, dumps
 from .._work.task import NO_RETRY, Call, ChunkResult, RetryPolicy, settle
 from .base import Backend
+from .dask_worker import load_problem, run_on_threads, run_on_worker
 
 #: A pickled function at least this large is scattered to the cluster once per call.
 SCATTER_BYTES = 64 * 1024
-#: How often a task on a worker looks whether the caller cancelled it (to kill its child).
-CANCEL_POLL_SECONDS = 0.1
+#: The caller's own deadline for a task with ``timeout=`` gives the worker this long beyond the
+#: items' budget to report the overrun itself (its child may take a while to start).
+DEADLINE_GRACE_SECONDS = 5.0
 #: Functions known to load on this cluster's workers, per backend (bounded).
 MAX_CHECKED = 256
 
@@ -54,6 +55,8 @@ class _Prepared:
     retry_bytes: bytes
     start_method: str
     name: str
+    #: The pickled function carries a cluster-wide primitive (it needs a dask worker's thread).
+    carries: bool
     #: Large buffers of the call's items scattered so far: (id, size) -> (owner, dask Future).
     shared: dict[tuple[int, int], tuple[object, Any]] = field(default_factory=dict[Any, Any])
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,24 +75,50 @@ class _Prepared:
         return found
 
 
+@dataclass
+class _InFlight:
+    """One chunk's task, while it runs: our Future, dask's, and its items' time budget."""
+
+    future: Future[ChunkResult]
+    task: Any
+    start: int
+    n_items: int
+    timeout: float | None
+    #: Seconds from the task's start after which the caller stops waiting (with a timeout).
+    budget: float | None
+
+
 class DaskBackend(Backend):
-    """Chunks as tasks on the attached cluster's ``client`` (see ``smartpool.using``)."""
+    """Chunks as tasks on the attached cluster's ``client`` (see ``smartpool.using``).
+
+    Every task reports its start on a topic of this backend's own (``Worker.log_event``): its
+    Future then becomes RUNNING, as a process pool's does when a worker takes a chunk, so a
+    Future cancelled before that really never runs (its task is cancelled on the cluster), and
+    with ``timeout=`` the caller's own deadline runs from then.
+    """
 
     name = "dask"
+    #: The task that runs a chunk on a dask worker.
+    _task = staticmethod(run_on_worker)
 
     def __init__(self, workers: int, client: Any) -> None:
         super().__init__(workers)
         self._client = client
         self._lock = threading.Lock()
-        self._tasks: dict[Future[ChunkResult], Any] = {}  # ours -> dask's, while in flight
+        self._flying: dict[str, _InFlight] = {}  # by task key
+        self._keys: dict[Future[ChunkResult], str] = {}
         self._checked: set[int] = set()
+        self._topic: str | None = None
+        self._origin = machine_identity()  # a worker elsewhere refuses this machine's primitives
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
         return {"client": _cluster.require_client()}
 
     def prepare(self, call: Call) -> _Prepared:
+        before = carried()
         fn_bytes = dump_function(call.portable)  # type: ignore[arg-type]  # raises before any work
+        carries = carried() != before
         fn_key = int.from_bytes(hashlib.blake2b(fn_bytes, digest_size=7).digest(), "big")
         name = getattr(call.portable, "__qualname__", None) or type(call.portable).__name__
         if fn_key not in self._checked:
@@ -101,7 +130,8 @@ class DaskBackend(Backend):
         fn: Any = fn_bytes
         if len(fn_bytes) >= SCATTER_BYTES:
             fn = self._client.scatter(fn_bytes, hash=False)
-        return _Prepared(call, fn_key, fn, retry_bytes, _config.start_method(), name)
+        start_method = _config.start_method()
+        return _Prepared(call, fn_key, fn, retry_bytes, start_method, name, carries)
 
     def _check_loads(self, fn_bytes: bytes, name: str) -> None:
         """Load the function on one worker: a module missing there fails the call now."""
@@ -125,11 +155,18 @@ class DaskBackend(Backend):
         # Large buffers of items made before the call (a list, a tuple) may be shared by many
         # items: each is scattered once, and tasks carry only its Future.
         large: list[pickle.PickleBuffer] | None = [] if prepared.call.stored_items else None
+        before = carried()
         items_bytes = dump_items(items, start, large=large)
+        # A cluster-wide primitive needs the worker's connection to the scheduler: a chunk that
+        # carries one runs on the dask worker's thread (a child process has no such connection).
+        run = run_on_threads if prepared.carries or carried() != before else self._task
         shared = prepared.scattered(self._client, large) if large else []
         key = f"smartpool-{prepared.name}-{start}-{uuid.uuid4().hex}"
+        timeout = prepared.call.timeout
+        budget = None if timeout is None else _budget(prepared.call.retry, timeout, len(items))
+        topic = self._started_topic()
         task: Any = self._client.submit(
-            run_on_worker,
+            run,
             key,
             prepared.fn_key,
             prepared.fn,
@@ -137,28 +174,39 @@ class DaskBackend(Backend):
             start,
             len(items),
             prepared.retry_bytes,
-            prepared.call.timeout,
+            timeout,
             prepared.start_method,
             shared,
+            topic,
+            self._origin,
             key=key,
             pure=False,
         )
         with self._lock:
-            self._tasks[future] = task
-        n_items = len(items)
+            self._flying[key] = _InFlight(future, task, start, len(items), timeout, budget)
+            self._keys[future] = key
 
-        def finish(done: Any) -> None:
-            self._finish(future, done, start, n_items)
+        def finish(_: object) -> None:
+            self._finish(key)
 
         task.add_done_callback(finish)
+        future.add_done_callback(self._dropped)  # cancelled before it started: cancel the task
         return future
 
-    def _finish(self, future: Future[ChunkResult], task: Any, start: int, n_items: int) -> None:
-        """On dask's callback thread: complete ``future`` from the finished ``task``."""
+    def _take(self, key: str) -> _InFlight | None:
+        """Under no lock: the task ``key`` leaves the flight list (None if it left already)."""
         with self._lock:
-            self._tasks.pop(future, None)
-        if future.done():  # cancelled
+            flying = self._flying.pop(key, None)
+            if flying is not None:
+                self._keys.pop(flying.future, None)
+        return flying
+
+    def _finish(self, key: str) -> None:
+        """On dask's callback thread: complete our Future from the finished task."""
+        flying = self._take(key)
+        if flying is None:  # cancelled, or past the caller's deadline
             return
+        task, start = flying.task, flying.start
         result: ChunkResult | None = None
         error: BaseException | None = None
         try:
@@ -167,31 +215,119 @@ class DaskBackend(Backend):
             elif task.status == "cancelled":
                 error = CancelledError()
             else:
-                error = _task_failure(task.exception(), start, n_items)
+                error = _task_failure(task.exception(), start, flying.n_items)
         except BaseException as exc:  # the client closed under us, say
             error = exc
-        if future.set_running_or_notify_cancel():
-            settle(future, result, error)
+        if self._running(flying.future):
+            settle(flying.future, result, error)
+
+    def _running(self, future: Future[ChunkResult]) -> bool:
+        """Mark ``future`` RUNNING if it is not yet; False if it was cancelled (or done)."""
+        with self._lock:
+            if future.running():
+                return True
+            try:
+                return future.set_running_or_notify_cancel()
+            except RuntimeError:  # already done
+                return False
+
+    def _dropped(self, future: Future[ChunkResult]) -> None:
+        if future.cancelled():
+            self.cancel([future])
+
+    def _started_topic(self) -> str:
+        """The topic this backend's tasks report their start on (subscribed once)."""
+        with self._lock:
+            if self._topic is None:
+                self._topic = f"smartpool-started-{uuid.uuid4().hex}"
+                self._client.subscribe_topic(self._topic, self._started)
+            return self._topic
+
+    def _started(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: a task started on a worker. Its Future runs now (or, if
+        it was cancelled, the task is); with a timeout, the caller's deadline is armed."""
+        key = str(event[1])
+        with self._lock:
+            flying = self._flying.get(key)
+        if flying is None:
+            return
+        if not self._running(flying.future):
+            self._off_loop(self.cancel, [flying.future])
+        elif flying.budget is not None:
+            asyncio.get_running_loop().call_later(flying.budget, self._expire, key)
+
+    def _expire(self, key: str) -> None:
+        """The caller's deadline of a timed task passed and the worker has not reported (it is
+        stuck, or lost): the chunk fails with :class:`TaskTimeoutError` and the task is
+        cancelled (which kills its child, if the worker ever looks again)."""
+        flying = self._take(key)
+        if flying is None:  # it ended in time
+            return
+        error = TaskTimeoutError(
+            f"item {flying.start} ran longer than timeout={flying.timeout} s, and its dask "
+            f"worker did not report back within {flying.budget:.3g} s of the item's start: the "
+            "caller stopped waiting (the worker is stuck or lost) and cancelled the task",
+            index=flying.start,
+            timeout=flying.timeout,
+        )
+        settle(flying.future, error=error)
+        self._off_loop(self._cancel_tasks, [flying.task])
+
+    @staticmethod
+    def _off_loop(action: Any, arg: list[Any]) -> None:
+        """Run ``action(arg)`` on a thread of its own: the client's calls wait on its event loop,
+        which must not be the thread that waits."""
+        threading.Thread(target=action, args=(arg,), daemon=True).start()
+
+    def _cancel_tasks(self, tasks: list[Any]) -> None:
+        try:
+            self._client.cancel(tasks)
+        except Exception:  # the client is closed: nothing runs for it any more
+            pass
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued tasks never start; a running one's child process is killed by its task."""
         with self._lock:
-            tasks = [self._tasks.pop(f) for f in futures if f in self._tasks]
+            keys = [self._keys.get(f) for f in futures]
+        taken = [self._take(key) for key in keys if key is not None]
+        tasks = [flying.task for flying in taken if flying is not None]
         if tasks:
-            try:
-                self._client.cancel(tasks)
-            except Exception:  # the client is closed: nothing runs for it any more
-                pass
+            self._cancel_tasks(tasks)
         super().cancel(futures)
 
     def warm_workers(self) -> int:
         return self.workers  # the cluster runs already
 
     def shutdown(self, wait: bool = True) -> None:
-        """Cancel this backend's tasks (the cluster belongs to whoever attached it)."""
+        """Cancel this backend's tasks and stop listening to their starts (the cluster belongs
+        to whoever attached it)."""
         with self._lock:
-            futures = list(self._tasks)
+            futures = list(self._keys)
+            topic, self._topic = self._topic, None
         self.cancel(futures)
+        if topic is not None:
+            try:
+                self._client.unsubscribe_topic(topic)
+            except Exception:  # the client is closed already
+                pass
+
+
+class DaskThreadBackend(DaskBackend):
+    """I/O-bound work on the cluster: each chunk's task runs its items on a thread of the dask
+    worker's process, out of the worker's thread pool, so that many chunks wait at once (the
+    planner's choice for work that waits or releases the GIL; GIL-bound work goes to child
+    processes, where it cannot starve the worker's event loop). Nothing here can be killed: a
+    timeout ends the caller's wait and abandons the item, as on the thread backend."""
+
+    name = "dask-thread"
+    _task = staticmethod(run_on_threads)
+
+
+def _budget(retry: RetryPolicy, timeout: float, n_items: int) -> float:
+    """How long a task of ``n_items`` items with ``timeout=`` may run, every retry and backoff
+    included, before the caller stops waiting for the worker to report (plus a grace)."""
+    backoff = sum(retry.delay(attempt) for attempt in range(1, retry.retries + 1))
+    return n_items * ((retry.retries + 1) * timeout + backoff) + DEADLINE_GRACE_SECONDS
 
 
 def _unpack(
@@ -219,92 +355,3 @@ def _task_failure(exc: BaseException | None, start: int, n_items: int) -> BaseEx
     failure = exc if exc is not None else SmartpoolError(f"the dask task running {items} failed")
     add_note(failure, f"smartpool: the dask task running {items} failed on the cluster")
     return failure
-
-
-# -- on the dask worker ------------------------------------------------------------------------
-
-_pools: dict[str, ProcessPool] = {}
-_pools_lock = threading.Lock()
-
-
-def load_problem(fn_bytes: bytes) -> str | None:
-    """On a worker: why the pickled function does not load there, or None if it does."""
-    try:
-        pickle.loads(fn_bytes)
-    except ModuleNotFoundError as exc:
-        return f"module {exc.name!r} is not importable there ({exc})"
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _pool(start_method: str, workers: int) -> ProcessPool:
-    """This dask worker's smartpool pool (one child per worker thread), made on first use."""
-    with _pools_lock:
-        pool = _pools.get(start_method)
-        if pool is None or pool.closed:
-            if not _pools:
-                atexit.register(_close_pools)
-            pool = _pools[start_method] = ProcessPool(workers, start_method)
-        return pool
-
-
-def _close_pools() -> None:
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        pool.shutdown(wait=False)
-
-
-def run_on_worker(
-    key: str,
-    fn_key: int,
-    fn_bytes: bytes,
-    items_bytes: bytes,
-    start: int,
-    n_items: int,
-    retry_bytes: bytes,
-    timeout: float | None,
-    start_method: str,
-    shared: list[bytes],
-) -> tuple[str, list[Any], bytes, float, str, float, int, float]:
-    """The dask task: run a chunk in a child process of this worker; the outcome as plain data.
-
-    Returns ``(kind, values, error, seconds, worker, cpu_seconds, retried, queued_seconds)``:
-    kind "done" (the error, if any, is the item's, pickled by smartpool) or "lost" (the child
-    crashed or overran: the error is smartpool's :class:`WorkerCrashedError` or
-    :class:`TaskTimeoutError`).
-    """
-    distributed: Any = importlib.import_module("distributed")
-    worker: Any = distributed.get_worker()
-    pool = _pool(start_method, max(1, int(worker.state.nthreads)))
-    if shared:  # the items' large buffers came scattered: the child gets them in the stream
-        items_bytes = dump_items(loads(items_bytes, shared), start)
-    retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
-    future: Future[ChunkResult] = Future()
-    pool.submit(
-        Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
-    )
-    where = f"dask worker {worker.address}"
-    while not wait([future], timeout=CANCEL_POLL_SECONDS).done:
-        state = worker.state.tasks.get(key)
-        if state is None or state.state in ("cancelled", "released", "forgotten"):
-            pool.cancel([future])  # the caller cancelled: stop the child
-            return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0, 0.0)
-    try:
-        result = future.result()
-    except BaseException as exc:  # the child crashed or overran (or the pool failed)
-        return ("lost", [], dump_exception(exc), 0.0, where, 0.0, 0, 0.0)
-    error = b"" if result.error is None else dump_exception(result.error)
-    where = f"{where}, {result.worker}"
-    return (
-        "done",
-        result.values,
-        error,
-        result.seconds,
-        where,
-        result.cpu_seconds,
-        result.retried,
-        result.queued_seconds,
-    )

@@ -272,6 +272,11 @@ register(
         "3.14+ to use it, or use backend='process' for CPU parallelism on this Python"
     ),
 )
+register(  # the planner's choice for I/O-bound work on a cluster (not a BackendChoice)
+    "dask-thread",
+    "smartpool._backends.dask:DaskThreadBackend",
+    BackendTraits(runs_inline=False, can_kill=False, needs_pickling=True, chunk_seconds=0.1),
+)
 
 atexit.register(shutdown)
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -145,8 +145,8 @@ def make_plan(
     if options.timeout is not None and backend == "serial" and options.backend == "auto":
         backend = "thread"
         reasons.append("timeout= needs an interruptible backend")
-    if backend in ("dask", "process"):
-        backend, workers = _on_cluster(backend, workers, options, env, reasons)
+    if backend in ("dask", "process", "thread"):
+        backend, workers = _on_cluster(backend, workers, options, env, reasons, hint == "io")
     if workers is None:
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
@@ -178,22 +178,34 @@ def _on_cluster(
     options: Options,
     env: Environment,
     reasons: list[str],
+    io_bound: bool,
 ) -> tuple[BackendName, int | None]:
     """The Dask cluster's part of a plan: ``backend="dask"`` needs an attached cluster (a clear
-    ValueError otherwise) and uses its threads; an automatic plan for worker processes goes to
-    the cluster when one is attached (``using()``, ``configure(cluster=...)``). A call nested in
-    a task runs inline."""
+    ValueError otherwise) and uses its threads; an automatic plan for worker processes or
+    threads goes to the cluster when one is attached (``using()``, ``configure(cluster=...)``).
+    On the cluster, work that holds the GIL runs in child processes of the dask workers
+    ("dask"), where it cannot starve a worker's event loop; I/O-bound work (and work that
+    releases the GIL) fans out on the dask workers' own threads ("dask-thread"), unless a
+    ``timeout=`` asks for children that can be killed. A call nested in a task runs inline."""
     if env.nested:
         if backend == "dask":
             reasons.append("nested call inside a smartpool worker runs in-process")
             return "serial", 1
         return backend, workers
-    if backend == "process":
+    threaded = backend == "thread" or (backend == "dask" and io_bound)
+    if backend != "dask":
         if options.backend != "auto" or _cluster.attached_client() is None:
             return backend, workers
-        reasons.append("a Dask cluster is attached: work worth worker processes runs there")
-        workers = options.max_workers
+        kind = "threads" if threaded else "worker processes"
+        reasons.append(f"a Dask cluster is attached: work for {kind} runs there")
+        workers = workers if threaded else options.max_workers
     threads = _cluster.total_threads(_cluster.require_client())
+    if threaded and options.timeout is not None:
+        reasons.append("timeout= needs work that can be stopped: child processes on the cluster")
+        threaded = False
+    elif threaded:
+        reasons.append("on the dask workers' own threads (I/O-bound or GIL-free work)")
+        return "dask-thread", max(workers or DEFAULT_IO_WORKERS, threads)
     if workers is None:
         reasons.append(f"the Dask cluster has {threads} worker threads")
     return "dask", workers or threads
@@ -234,7 +246,7 @@ def plan_call(
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
     """``workers``, but no more than this machine can take (workers start only when work waits
     for them, so a pool larger than a call's items costs nothing). A cluster is not capped."""
-    if backend == "dask":
+    if backend in ("dask", "dask-thread"):
         return workers
     cap = MAX_THREADS if backend == "thread" else MAX_PROCESSES_PER_CORE * env.cores
     if workers > cap:

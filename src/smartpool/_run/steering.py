@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _cluster
 from .._backends import registry
 from .._options import Options
 from .._routing import planner
@@ -19,7 +20,8 @@ from .._routing.cost import Environment, cpu_count
 from .._routing.measurement import Measurement
 from .._routing.memory import remember
 from .._routing.probe import MOST_QUEUED, SATURATED, SATURATED_SECONDS, ProbeRun, probe_items
-from .._work.chunking import Feed
+from .._work import context
+from .._work.chunking import Feed, ItemSource
 from .._work.task import Call, ChunkResult
 
 logger = logging.getLogger("smartpool")
@@ -33,19 +35,36 @@ def probe(
 ) -> ProbeRun:
     """Time the first items of ``feed`` in the caller, keeping their results; the measurement
     is kept for ``fn``'s later calls. An input read ahead is never waited on past its first item:
-    what it has not given within a moment is left for the run (its results may feed it)."""
-    ran = probe_items(
-        call.fn,
-        _Paused(feed) if feed.reading else feed,
-        retry=call.retry,
-        gil_matters=lambda m: planner.gil_matters(m, options, n_items),
-    )
+    what it has not given within a moment is left for the run (its results may feed it). With a
+    Dask cluster attached, the items run on a worker instead (see ``_run.cluster_probe``)."""
+    source = _Paused(feed) if feed.reading else feed
+    ran = on_cluster(call, source, options)
+    if ran is None:
+        ran = probe_items(
+            call.fn,
+            source,
+            retry=call.retry,
+            gil_matters=lambda m: planner.gil_matters(m, options, n_items),
+        )
     if ran.failed is None:
         remember(fn, ran.measurement)
         logger.debug(
             "probe: %s on %d items: %s", name(fn), len(ran.values), described(ran.measurement)
         )
     return ran
+
+
+def on_cluster(call: Call, source: ItemSource, options: Options) -> ProbeRun | None:
+    """The probe run on a worker of the attached Dask cluster (automatic calls only), or None:
+    no cluster, or the call cannot be sent to one."""
+    if options.backend != "auto" or context.in_worker():
+        return None
+    client = _cluster.attached_client()
+    if client is None:
+        return None
+    from .cluster_probe import probe_on_cluster
+
+    return probe_on_cluster(client, call, source)
 
 
 def plan_measured(

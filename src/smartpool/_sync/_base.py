@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from . import _registry
 from ._shm import BlockGoneError, Handle, open_handle
 
+#: Set by smartpool's cluster support: what to make instead of ``cls(*args, **kwargs)`` (a
+#: cluster-wide primitive, when a cluster reaching other machines is attached), or None.
+made_elsewhere: Callable[[type[Any], tuple[Any, ...], dict[str, Any]], object | None] | None = None
 
-class SharedObject(ABC):
+
+class _Made(ABCMeta):
+    """Constructs a primitive where it is to live: in shared memory, unless ``made_elsewhere``
+    answers with a cluster-wide one."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        hook = made_elsewhere
+        if hook is not None:
+            made = hook(cls, args, kwargs)
+            if made is not None:
+                return made
+        return super().__call__(*args, **kwargs)
+
+
+_registry.constructor_frames.add(_Made.__call__.__code__)
+
+
+class SharedObject(metaclass=_Made):
     """A process-shared object identified by the name of its shared-memory block.
 
     Subclasses implement ``_create(*args)`` (make new shared state), ``_attach(state)`` (bind

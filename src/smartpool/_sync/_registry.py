@@ -15,7 +15,7 @@ import contextlib
 import sys
 import threading
 import weakref
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from ._shm import BlockGoneError
@@ -31,12 +31,17 @@ _module_objects: dict[Key, weakref.ref[SharedObject]] = {}
 _installed: dict[Key, tuple[type[SharedObject], Any]] = {}
 
 _MAIN_ALIASES = {"__mp_main__": "__main__", "__parents_main__": "__main__"}
+#: Code of the frames that call a constructor on the caller's behalf (the metaclass's
+#: ``__call__``): skipped, like the constructors themselves, to find the creating code.
+constructor_frames: set[CodeType] = set()
 
 
 def creation_key(obj: object) -> Key | None:
     """Key of ``obj``'s creation if a module's top-level code is constructing it, else None."""
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_locals.get("self") is obj:
+    while frame is not None and (
+        frame.f_locals.get("self") is obj or frame.f_code in constructor_frames
+    ):
         frame = frame.f_back  # skip the constructors of obj's class and its bases
     if frame is None or frame.f_code.co_name != "<module>":
         return None
