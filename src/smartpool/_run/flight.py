@@ -12,6 +12,11 @@ from .._errors import SmartpoolError
 from .._transport.remote import add_note
 from .._work.task import ChunkResult
 
+#: Chunks a run may have pending in all (running, queued, or done and held back until an earlier
+#: one is handed out, with results in input order), in windows: a long chunk at the head of the
+#: order does not stop the other workers, up to this many windows of results held.
+HELD_WINDOWS = 4
+
 
 class Entry(NamedTuple):
     """A chunk in flight: its first index, how many items it runs, its Future, its backend."""
@@ -58,6 +63,21 @@ def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
             if future.done() and not future.cancelled() and future.exception() is None:
                 values = future.result().values
                 found.update(zip(range(start, start + len(values)), values, strict=True))
+
+
+def running(pending: deque[Entry]) -> int:
+    """How many of the chunks are not done (running, or queued for a worker)."""
+    return sum(not entry.future.done() for entry in pending)
+
+
+def can_hold(pending: deque[Entry], window: int) -> bool:
+    """Whether another chunk may join ``pending`` (see ``HELD_WINDOWS``)."""
+    return len(pending) < HELD_WINDOWS * window
+
+
+def wait_any(pending: deque[Entry]) -> None:
+    """Wait until one of the chunks not done is done."""
+    wait([e.future for e in pending if not e.future.done()], return_when=FIRST_COMPLETED)
 
 
 def first_done(pending: deque[Entry]) -> Entry:
