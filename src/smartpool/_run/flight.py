@@ -65,14 +65,19 @@ def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
                 found.update(zip(range(start, start + len(values)), values, strict=True))
 
 
-def running(pending: deque[Entry]) -> int:
-    """How many of the chunks are not done (running, or queued for a worker)."""
-    return sum(not entry.future.done() for entry in pending)
+def has_room(pending: deque[Entry], window: int) -> bool:
+    """Whether another chunk may be submitted: fewer than ``window`` chunks are running or
+    queued (a chunk done, held until an earlier one is handed out, counts no more), and fewer
+    than ``HELD_WINDOWS`` windows are pending in all."""
+    running = sum(not entry.future.done() for entry in pending)
+    return running < window and len(pending) < HELD_WINDOWS * window
 
 
-def can_hold(pending: deque[Entry], window: int) -> bool:
-    """Whether another chunk may join ``pending`` (see ``HELD_WINDOWS``)."""
-    return len(pending) < HELD_WINDOWS * window
+def head_is_late(pending: deque[Entry], window: int) -> bool:
+    """(Results in input order.) Whether the next result in order is not in while more chunks
+    may be held: the run then waits for any chunk, not that one, so that a worker that finished
+    another gets a new chunk (a long chunk holds up delivery, not the workers)."""
+    return not pending[0].future.done() and len(pending) < HELD_WINDOWS * window
 
 
 def wait_any(pending: deque[Entry]) -> None:

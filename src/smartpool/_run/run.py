@@ -44,11 +44,11 @@ from .events import Observer, Progress
 from .flight import (
     Entry,
     StartsWith,
-    can_hold,
     cancel_chunks,
     first_done,
     gather_completed,
-    running,
+    has_room,
+    head_is_late,
     wait_any,
     with_note,
 )
@@ -239,7 +239,7 @@ class Run:
             done, self._done = self._done, None
             yield done
         while True:
-            while not exhausted and self._room(pending):
+            while not exhausted and has_room(pending, self._window):
                 if self._cancelled:
                     raise CancelledError()
                 submitted = self._submit_next(wait=not pending)
@@ -248,17 +248,10 @@ class Run:
                 exhausted = not submitted
             if not pending:
                 return
-            if not exhausted and self._room(pending) and not self._ready(pending):
+            if not exhausted and has_room(pending, self._window) and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
-            if (
-                ordered
-                and not exhausted
-                and not pending[0].future.done()
-                and can_hold(pending, self._window)
-            ):
-                # The next result in order is not in: while it runs, a worker that finished
-                # another chunk gets a new one (a long chunk holds up delivery, not the workers).
-                wait_any(pending)
+            if ordered and not exhausted and head_is_late(pending, self._window):
+                wait_any(pending)  # then a worker that finished a chunk gets a new one
                 continue
             entry = pending[0] if ordered else first_done(pending)
             try:
@@ -274,12 +267,6 @@ class Run:
                 raise with_note(result, entry.backend.name)
             self._learn(result, entry.size)
             yield result.values
-
-    def _room(self, pending: deque[Entry]) -> bool:
-        """Whether another chunk may be submitted: fewer than ``window`` chunks are running or
-        queued (a chunk done, held until an earlier one is handed out, counts no more), and
-        ``can_hold`` allows one more pending in all."""
-        return can_hold(pending, self._window) and running(pending) < self._window
 
     def _ready(self, pending: deque[Entry]) -> bool:
         """Wait until the next result is ready (True) or the input read ahead has more (False)."""
