@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from typing import Any, ClassVar
 
 from smartpool._backends.thread import ThreadBackend
-from smartpool._work.task import Call, ChunkResult
+from smartpool._work.task import Call, ChunkResult, run_chunk
 
 #: (workers, first index, items) of every chunk the backend was given.
 submitted: list[tuple[int, int, int]] = []
@@ -96,4 +96,25 @@ class HeadHeldBackend(ThreadBackend):
         waiter = threading.Thread(target=later, name="head-held")
         cls._waiters.append(waiter)
         waiter.start()
+        return future
+
+
+class DoneAtOnceBackend(ThreadBackend):
+    """Runs each chunk in the caller inside ``submit`` (not registered as inline), so every
+    chunk is done by the time the run looks at it; counts the chunks submitted."""
+
+    name = "done-at-once"
+    submitted = 0
+
+    def submit(
+        self,
+        prepared: Call,
+        items: Sequence[object],
+        start: int,
+        future: Future[ChunkResult] | None = None,
+    ) -> Future[ChunkResult]:
+        future = Future() if future is None else future
+        type(self).submitted += 1
+        if future.set_running_or_notify_cancel():
+            future.set_result(run_chunk(prepared.fn, items, start))
         return future

@@ -538,3 +538,20 @@ def test_results_held_back_for_order_are_bounded(
     )
     assert list(results) == [2 * x for x in range(200)]
     assert head_held.others_at_release <= 4 * 2 * 2 - 1
+
+
+def test_done_results_are_handed_out_before_more_than_a_window_is_submitted() -> None:
+    # Every chunk is done as soon as it is submitted: the run hands each out before it submits
+    # past its window (2 x 2 chunks), rather than holding done chunks it could deliver.
+    target = "tests.custom_backend:DoneAtOnceBackend"
+    registry.register("done-at-once", target, registry.traits("thread"))
+    custom_backend.DoneAtOnceBackend.submitted = 0
+    try:
+        results = smartpool.imap(
+            double, range(1000), backend="done-at-once", max_workers=2, chunksize=1
+        )  # type: ignore[arg-type]
+        assert next(results) == 0
+        assert custom_backend.DoneAtOnceBackend.submitted <= 2 * 2
+        assert list(results) == [2 * x for x in range(1, 1000)]
+    finally:
+        registry.unregister("done-at-once")

@@ -65,12 +65,15 @@ def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
                 found.update(zip(range(start, start + len(values)), values, strict=True))
 
 
-def has_room(pending: deque[Entry], window: int) -> bool:
-    """Whether another chunk may be submitted: fewer than ``window`` chunks are running or
-    queued (a chunk done, held until an earlier one is handed out, counts no more), and fewer
-    than ``HELD_WINDOWS`` windows are pending in all."""
-    running = sum(not entry.future.done() for entry in pending)
-    return running < window and len(pending) < HELD_WINDOWS * window
+def has_room(pending: deque[Entry], window: int, ordered: bool) -> bool:
+    """Whether another chunk may be submitted: fewer than ``window`` chunks pending, or, with
+    results in input order while the next one in order is not in (``head_is_late``), fewer
+    than ``window`` running or queued: the chunks done behind it are held, and count no more."""
+    if len(pending) < window:
+        return True
+    if not ordered or not head_is_late(pending, window):
+        return False  # what is done can be handed out first
+    return sum(not entry.future.done() for entry in pending) < window
 
 
 def head_is_late(pending: deque[Entry], window: int) -> bool:

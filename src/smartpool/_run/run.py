@@ -239,7 +239,7 @@ class Run:
             done, self._done = self._done, None
             yield done
         while True:
-            while not exhausted and has_room(pending, self._window):
+            while not exhausted and self._room():
                 if self._cancelled:
                     raise CancelledError()
                 submitted = self._submit_next(wait=not pending)
@@ -248,7 +248,7 @@ class Run:
                 exhausted = not submitted
             if not pending:
                 return
-            if not exhausted and has_room(pending, self._window) and not self._ready(pending):
+            if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
             if ordered and not exhausted and head_is_late(pending, self._window):
                 wait_any(pending)  # then a worker that finished a chunk gets a new one
@@ -267,6 +267,9 @@ class Run:
                 raise with_note(result, entry.backend.name)
             self._learn(result, entry.size)
             yield result.values
+
+    def _room(self) -> bool:
+        return has_room(self._pending, self._window, self._options.ordered)
 
     def _ready(self, pending: deque[Entry]) -> bool:
         """Wait until the next result is ready (True) or the input read ahead has more (False)."""
