@@ -24,7 +24,7 @@ def primary_metric(workload: str) -> str:
     return PRIMARY_METRIC.get(workload, "time")
 
 
-def _env(engine: str) -> dict[str, str]:
+def cell_env(engine: str) -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
     path = str(REPO_ROOT) + (os.pathsep + path if path else "")
@@ -62,7 +62,7 @@ def run_cell(
         proc = subprocess.Popen(
             cmd,
             cwd=REPO_ROOT,
-            env=_env(engine),
+            env=cell_env(engine),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
