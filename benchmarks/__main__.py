@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks import report, targets
 from benchmarks.busy import spinning
-from benchmarks.engines import ENGINES
+from benchmarks.engines import BASELINE, BASELINE_ENV, DEFAULT_ENGINES, ENGINES
 from benchmarks.machine import machine_info
 from benchmarks.runner import REPO_ROOT, run_cell
 from benchmarks.workloads import ALL_WORKLOADS, LOCK, LOCK_KINDS
@@ -41,7 +41,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads", help=f"comma-separated, default all: {','.join(ALL_WORKLOADS)}"
     )
-    parser.add_argument("--engines", help=f"comma-separated, default all: {','.join(ENGINES)}")
+    parser.add_argument(
+        "--engines", help=f"comma-separated, default all: {','.join(DEFAULT_ENGINES)}"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help=f"a folder holding another (built) smartpool package, e.g. src/ of an earlier "
+        f"commit: adds the engine {BASELINE}, smartpool-auto imported from there, for an A/B "
+        "of a change in one run (it is not ranked against the other engines)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed maps per cell (default 3)")
     parser.add_argument(
         "--rounds",
@@ -77,6 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--focus-rounds must be at least 0")
     if args.busy < 0:
         parser.error("--busy must be at least 0")
+    if args.baseline is not None and not (args.baseline / "smartpool" / "__init__.py").exists():
+        parser.error(f"--baseline {args.baseline}: no smartpool package there")
     return args
 
 
@@ -133,7 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     workloads = _names(args.workloads, ALL_WORKLOADS, "workloads")
-    engines = _names(args.engines, list(ENGINES), "engines")
+    engines = list(DEFAULT_ENGINES)
+    if args.engines is not None:
+        engines = _names(args.engines, list(ENGINES), "engines")
+    if args.baseline is not None:
+        os.environ[BASELINE_ENV] = str(args.baseline.resolve())  # for the cells (runner)
+        if BASELINE not in engines:
+            engines.append(BASELINE)
     todo = plan(workloads, engines)
     started = time.perf_counter()
     machine = machine_info(REPO_ROOT)
@@ -181,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             "focused": [list(key) for key in focus],
             "quick": args.quick,
             "busy": args.busy,
+            "baseline": None if args.baseline is None else str(args.baseline),
             "timeout_s": args.timeout,
             "total_wall_s": time.perf_counter() - started,
             "load_average_at_end": os.getloadavg(),

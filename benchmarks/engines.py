@@ -212,6 +212,26 @@ def _load_smartpool(backend: str) -> Callable[[], Factory]:
 
 
 SMARTPOOL_ENGINES = tuple(f"smartpool-{b}" for b in ("auto", "serial", "thread", "process"))
+#: ``smartpool-auto`` imported from another source tree (``--baseline DIR``: DIR holds the
+#: ``smartpool`` package, built, e.g. ``src/`` of an earlier commit), so that a change is measured
+#: against the code before it in the same run, its cells interleaved with the others'. It ranks
+#: with no one: ratios and targets compare with the other engines only.
+BASELINE = "smartpool-auto-baseline"
+#: The environment variable that carries ``--baseline`` to the cells (``runner`` puts DIR first
+#: on their PYTHONPATH, so that their worker processes import the same smartpool).
+BASELINE_ENV = "SMARTPOOL_BENCH_BASELINE"
+
+
+def _load_baseline() -> Factory:
+    folder = os.environ.get(BASELINE_ENV)
+    if not folder:
+        raise EngineUnavailable(f"{BASELINE} needs --baseline DIR")
+    smartpool = _require("smartpool")
+    where = os.path.realpath(smartpool.__file__)
+    if not where.startswith(os.path.realpath(folder) + os.sep):
+        raise EngineUnavailable(f"smartpool was imported from {where}, not from {folder}")
+    return lambda: _Smartpool(smartpool, "auto")
+
 
 ENGINES: dict[str, Engine] = {
     e.name: e
@@ -225,7 +245,10 @@ ENGINES: dict[str, Engine] = {
         Engine("joblib-threads", "joblib (threads)", _load_joblib("threading")),
         Engine("mpire", "mpire", _load_mpire),
         Engine("pebble", "pebble ProcessPool", _load_pebble),
+        Engine(BASELINE, "smartpool-auto (--baseline)", _load_baseline),
     )
 }
 
-PEER_ENGINES = tuple(name for name in ENGINES if name not in SMARTPOOL_ENGINES)
+PEER_ENGINES = tuple(name for name in ENGINES if name not in (*SMARTPOOL_ENGINES, BASELINE))
+#: Engines run when ``--engines`` is not given (the baseline only with ``--baseline``).
+DEFAULT_ENGINES = tuple(name for name in ENGINES if name != BASELINE)

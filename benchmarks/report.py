@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from benchmarks.engines import BASELINE
 from benchmarks.workloads import COLD, LOCK, MAP_WORKLOADS, WARM_SMALL
 
 Cell = dict[str, Any]
@@ -16,14 +17,20 @@ def index(cells: Iterable[Cell]) -> dict[Key, Cell]:
     return {(c["workload"], c["engine"]): c for c in cells}
 
 
+def ranked(engine: str) -> bool:
+    """Whether an engine competes for a workload's best (not the ``--baseline`` smartpool)."""
+    return engine != BASELINE
+
+
 def add_ratios(cells: Sequence[Cell]) -> None:
-    """ratio = value / the best (lowest) value among the ok cells of the same workload."""
+    """ratio = value / the best (lowest) value among the ok cells of the same workload (of the
+    engines ``ranked``)."""
     best: dict[str, float] = {}
     for c in cells:
-        if c["status"] == "ok" and c.get("value") is not None:
+        if c["status"] == "ok" and c.get("value") is not None and ranked(c["engine"]):
             best[c["workload"]] = min(best.get(c["workload"], c["value"]), c["value"])
     for c in cells:
-        ok = c["status"] == "ok" and c.get("value") is not None and best[c["workload"]] > 0
+        ok = c["status"] == "ok" and c.get("value") is not None and best.get(c["workload"], 0) > 0
         c["ratio"] = c["value"] / best[c["workload"]] if ok else None
 
 

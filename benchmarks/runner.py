@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.engines import BASELINE, BASELINE_ENV
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRIMARY_METRIC = {"cold": "first_map", "warm_small": "per_call", "lock": "pair"}
 
@@ -22,10 +24,14 @@ def primary_metric(workload: str) -> str:
     return PRIMARY_METRIC.get(workload, "time")
 
 
-def _env() -> dict[str, str]:
+def cell_env(engine: str) -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    path = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    baseline = env.get(BASELINE_ENV)
+    if engine == BASELINE and baseline:  # its smartpool first, in the cell and its workers
+        path = baseline + os.pathsep + path
+    env["PYTHONPATH"] = path
     return env
 
 
@@ -56,7 +62,7 @@ def run_cell(
         proc = subprocess.Popen(
             cmd,
             cwd=REPO_ROOT,
-            env=_env(),
+            env=cell_env(engine),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.report import Cell, Key, fmt_seconds, index
+from benchmarks.engines import BASELINE
+from benchmarks.report import Cell, Key, fmt_seconds, index, ranked
 from benchmarks.workloads import COLD, LOCK, MAP_WORKLOADS, WARM_SMALL
 
 AUTO = "smartpool-auto"
@@ -57,7 +58,11 @@ def _value(by_key: dict[Key, Cell], workload: str, engine: str, metric: str | No
 
 
 def _best(by_key: dict[Key, Cell], workload: str) -> tuple[str, float]:
-    ok = [(c["value"], e) for (w, e), c in by_key.items() if w == workload and c["status"] == "ok"]
+    ok = [
+        (c["value"], e)
+        for (w, e), c in by_key.items()
+        if w == workload and c["status"] == "ok" and ranked(e)
+    ]
     if not ok:
         raise _Missing("N/A", f"no engine finished {workload}")
     value, engine = min(ok)
@@ -140,8 +145,9 @@ CHECKS: list[tuple[str, Callable[[dict[Key, Cell]], tuple[str, str]]]] = [
 
 
 def contenders(cells: Sequence[Cell]) -> list[Key]:
-    """The map cells the verdicts turn on: auto, every engine within ``CLOSE`` of its workload's
-    best (any of them could be the best), and the ``REFERENCES``; in run order. The runner gives
+    """The map cells the verdicts turn on: auto (and the ``--baseline`` auto), every engine
+    within ``CLOSE`` of its workload's best (any of them could be the best), and the
+    ``REFERENCES``; in run order. The runner gives
     them extra rounds, so that a close verdict rests on more samples than a clear one. (Needs
     the cells' ratios: ``report.add_ratios``.)"""
     return [
@@ -150,7 +156,7 @@ def contenders(cells: Sequence[Cell]) -> list[Key]:
         if c["workload"] in MAP_WORKLOADS
         and c["status"] == "ok"
         and (
-            c["engine"] == AUTO
+            c["engine"] in (AUTO, BASELINE)
             or (c.get("ratio") is not None and c["ratio"] <= CLOSE)
             or (c["workload"], c["engine"]) in REFERENCES
         )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# Calibrated on the 2-core reference machine (CPython 3.11): ~17.5 us per 1000 iterations.
+# Calibrated on the 2-core reference machine (CPython 3.11): ~57 us per 1000 iterations of spin().
 CPU_PY_LOOPS = 260_000  # ~15 ms
 MIXED_CPU_LOOPS = 88_000  # ~5 ms
 MIXED_SLEEP_S = 0.005
@@ -23,6 +24,12 @@ SHA_BLOCK_BYTES = 4 * 1024 * 1024
 SHA_ROUNDS = 5
 BIG_ARRAY_LEN = 1024 * 1024  # float64: 8 MiB
 SHARED_ARRAY_LEN = 4 * 1024 * 1024  # float64: 32 MiB
+LOOPS_PER_MS = 17_500  # spin() iterations in ~1 ms on the reference machine
+# Uneven items: each item is the loop count of its own call (see ``burn``).
+HEAVY_TAIL_EVERY = 50  # 1 item in 50 is heavy...
+HEAVY_LOOPS = 100 * LOOPS_PER_MS  # ...~100 ms, the others ~1 ms
+VARIED_LOOPS = (LOOPS_PER_MS * 13 // 100, LOOPS_PER_MS * 130 // 100)  # ~0.13-1.3 ms, ~0.7 ms mean
+DRIFT_LOOPS = (LOOPS_PER_MS // 10, 5 * LOOPS_PER_MS)  # the first ~0.1 ms, the last ~5 ms
 
 
 def spin(loops: int) -> int:
@@ -88,6 +95,32 @@ class SharedSlice:
 def shared_pick(item: SharedSlice) -> float:
     """big_shared: ~5 ms of pure-Python CPU per item, reading one large array every item has."""
     return spin(MIXED_CPU_LOOPS) + float(item.array[item.index * 1000])
+
+
+def burn(loops: int) -> int:
+    """heavy_tail, varied, drifting: each item is the number of loops its call spins, so that
+    the items of one map cost different amounts of pure-Python CPU."""
+    return spin(loops)
+
+
+def _heavy_tail(n: int) -> list[Any]:
+    """~1 ms items, of which 1 in ``HEAVY_TAIL_EVERY`` (placed at random, the same places every
+    time) costs ~100 ms."""
+    rng = random.Random(23)
+    heavy = set(rng.sample(range(n), max(1, n // HEAVY_TAIL_EVERY)))
+    return [HEAVY_LOOPS if i in heavy else LOOPS_PER_MS for i in range(n)]
+
+
+def _varied(n: int) -> list[Any]:
+    """Items whose cost varies tenfold, uniformly at random (the same every time)."""
+    rng = random.Random(23)
+    return [rng.randint(*VARIED_LOOPS) for _ in range(n)]
+
+
+def _drifting(n: int) -> list[Any]:
+    """Items whose cost rises steadily from the first to the last."""
+    low, high = DRIFT_LOOPS
+    return [low + (high - low) * i // max(1, n - 1) for i in range(n)]
 
 
 def _ints(n: int) -> list[Any]:
@@ -179,6 +212,25 @@ MAP_WORKLOADS: dict[str, MapWorkload] = {
             8,
             _one_shared_array,
             "64 x ~5 ms pure-Python CPU, every item holding the same 32 MiB NumPy array",
+        ),
+        MapWorkload(
+            "heavy_tail",
+            burn,
+            500,
+            100,
+            _heavy_tail,
+            "500 pure-Python items of ~1 ms, 1 in 50 of ~100 ms instead",
+        ),
+        MapWorkload(
+            "varied", burn, 1500, 150, _varied, "1500 pure-Python items of 0.13-1.3 ms, at random"
+        ),
+        MapWorkload(
+            "drifting",
+            burn,
+            400,
+            40,
+            _drifting,
+            "400 pure-Python items rising steadily from ~0.1 ms to ~5 ms",
         ),
     )
 }

@@ -107,7 +107,9 @@ def test_imap_keeps_workers_x_chunksize_items_in_flight(backend: str, chunksize:
             yield i
 
     workers = 1 if backend == "serial" else 3
-    limit = 2 * workers * chunksize
+    # 2 chunks a worker running or queued; behind a chunk that holds up the order, done ones
+    # are held too, up to 8 chunks a worker in all (inline, every chunk is done at once).
+    limit = (2 if backend == "serial" else 8) * workers * chunksize
     results = smartpool.imap(
         double, endless(), backend=backend, max_workers=workers, chunksize=chunksize
     )

@@ -23,6 +23,7 @@ from smartpool._routing import planner
 from smartpool._routing.measurement import Measurement
 from smartpool._routing.memory import remember
 
+from . import custom_backend
 from .helpers import double, first_then_wait, nested_sum, signal_then_wait
 from .subprocesses import ROOT, run_python
 
@@ -494,3 +495,63 @@ def test_explain_without_items_says_the_call_will_measure_first() -> None:
     reasons = smartpool.explain(unseen, backend="thread").reasons
     assert reasons[0] == "backend='thread' was requested"
     assert not any("not measured" in reason for reason in reasons)
+
+
+@pytest.fixture
+def head_held() -> Iterator[type[custom_backend.HeadHeldBackend]]:
+    registry.register(
+        "head-held", "tests.custom_backend:HeadHeldBackend", registry.traits("thread")
+    )
+    try:
+        yield custom_backend.HeadHeldBackend
+    finally:
+        registry.unregister("head-held")
+        custom_backend.HeadHeldBackend.join()
+
+
+@pytest.mark.timeout(120)
+def test_a_long_chunk_at_the_head_of_the_order_does_not_idle_the_other_workers(
+    head_held: type[custom_backend.HeadHeldBackend],
+) -> None:
+    # Item 0's chunk runs long; the other worker finishes the chunks after it. A run that kept
+    # its window full of those done chunks, waiting to hand out item 0 first, would submit
+    # nothing more (3 others with 2 workers), and the chunk would start only at the deadline.
+    head_held.reset(enough=8, deadline=30.0)
+    got = smartpool.parallel_map(double, range(40), backend="head-held", max_workers=2, chunksize=1)  # type: ignore[arg-type]
+    assert got == [2 * x for x in range(40)]
+    assert head_held.released_by_progress, f"only {head_held.others} chunks were submitted"
+
+
+@pytest.mark.timeout(120)
+def test_results_held_back_for_order_are_bounded(
+    head_held: type[custom_backend.HeadHeldBackend],
+) -> None:
+    # Item 0's chunk never ends by progress here: the run goes on submitting only as far as
+    # its bound on done chunks held back (4 windows of 2 x 2 chunks, item 0's included).
+    head_held.reset(enough=None, deadline=2.0)
+    results = smartpool.imap(
+        double,
+        iter(range(200)),
+        backend="head-held",  # type: ignore[arg-type]
+        max_workers=2,
+        chunksize=1,
+    )
+    assert list(results) == [2 * x for x in range(200)]
+    assert head_held.others_at_release <= 4 * 2 * 2 - 1
+
+
+def test_done_results_are_handed_out_before_more_than_a_window_is_submitted() -> None:
+    # Every chunk is done as soon as it is submitted: the run hands each out before it submits
+    # past its window (2 x 2 chunks), rather than holding done chunks it could deliver.
+    target = "tests.custom_backend:DoneAtOnceBackend"
+    registry.register("done-at-once", target, registry.traits("thread"))
+    custom_backend.DoneAtOnceBackend.submitted = 0
+    try:
+        results = smartpool.imap(
+            double, range(1000), backend="done-at-once", max_workers=2, chunksize=1
+        )  # type: ignore[arg-type]
+        assert next(results) == 0
+        assert custom_backend.DoneAtOnceBackend.submitted <= 2 * 2
+        assert list(results) == [2 * x for x in range(1, 1000)]
+    finally:
+        registry.unregister("done-at-once")

@@ -183,7 +183,8 @@ def imap(
     in the input: with ``ordered=False`` (results in completion order) it says which item each
     result belongs to. Several iterables are zipped as in :func:`parallel_map`.
 
-    At most about ``2 x max_workers`` chunks are in flight, so an endless generator streams.
+    At most about ``2 x max_workers`` chunks are running or queued (and ``8 x max_workers``
+    pending in all, done ones held behind a long one included), so an endless generator streams.
     Bad arguments and functions that cannot be sent to a worker fail here, not on first ``next``.
     Leaving the loop early (``break``, ``close()``, an exception, dropping the iterator) cancels
     the work still in flight; :meth:`ResultIterator.cancel` does so from any thread.

@@ -12,6 +12,11 @@ from .._errors import SmartpoolError
 from .._transport.remote import add_note
 from .._work.task import ChunkResult
 
+#: Chunks a run may have pending in all (running, queued, or done and held back until an earlier
+#: one is handed out, with results in input order), in windows: a long chunk at the head of the
+#: order does not stop the other workers, up to this many windows of results held.
+HELD_WINDOWS = 4
+
 
 class Entry(NamedTuple):
     """A chunk in flight: its first index, how many items it runs, its Future, its backend."""
@@ -58,6 +63,29 @@ def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
             if future.done() and not future.cancelled() and future.exception() is None:
                 values = future.result().values
                 found.update(zip(range(start, start + len(values)), values, strict=True))
+
+
+def has_room(pending: deque[Entry], window: int, ordered: bool) -> bool:
+    """Whether another chunk may be submitted: fewer than ``window`` chunks pending, or, with
+    results in input order while the next one in order is not in (``head_is_late``), fewer
+    than ``window`` running or queued: the chunks done behind it are held, and count no more."""
+    if len(pending) < window:
+        return True
+    if not ordered or not head_is_late(pending, window):
+        return False  # what is done can be handed out first
+    return sum(not entry.future.done() for entry in pending) < window
+
+
+def head_is_late(pending: deque[Entry], window: int) -> bool:
+    """(Results in input order.) Whether the next result in order is not in while more chunks
+    may be held: the run then waits for any chunk, not that one, so that a worker that finished
+    another gets a new chunk (a long chunk holds up delivery, not the workers)."""
+    return not pending[0].future.done() and len(pending) < HELD_WINDOWS * window
+
+
+def wait_any(pending: deque[Entry]) -> None:
+    """Wait until one of the chunks not done is done."""
+    wait([e.future for e in pending if not e.future.done()], return_when=FIRST_COMPLETED)
 
 
 def first_done(pending: deque[Entry]) -> Entry:

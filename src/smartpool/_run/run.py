@@ -2,8 +2,10 @@
 
 Every entry point goes through a Run: ``parallel_map`` and ``imap`` (and the decorators' ``.map``
 and ``.imap``) iterate :meth:`Run.results`; ``submit`` is :meth:`Run.submit_one`. The run is the
-one place that knows the call's state. It keeps at most ``window`` chunks in flight and reads
-input only when it submits, so an endless generator streams with bounded memory. Results come
+one place that knows the call's state. It keeps at most ``window`` chunks running or queued (a
+chunk done but held back until an earlier one is handed out frees its place, up to a bound on
+the chunks held) and reads input only when it submits, so an endless generator streams with
+bounded memory. Results come
 out in input order (or completion order with ``ordered=False``); the first failing item in that
 order raises.
 
@@ -39,7 +41,17 @@ from .._work.chunking import ChunkSizer, Feed, length_of
 from .._work.task import Call, ChunkResult, settle
 from . import steering
 from .events import Observer, Progress
-from .flight import Entry, StartsWith, cancel_chunks, first_done, gather_completed, with_note
+from .flight import (
+    Entry,
+    StartsWith,
+    cancel_chunks,
+    first_done,
+    gather_completed,
+    has_room,
+    head_is_late,
+    wait_any,
+    with_note,
+)
 from .inner import InnerThreads
 
 logger = logging.getLogger("smartpool")
@@ -227,7 +239,7 @@ class Run:
             done, self._done = self._done, None
             yield done
         while True:
-            while not exhausted and len(pending) < self._window:
+            while not exhausted and self._room():
                 if self._cancelled:
                     raise CancelledError()
                 submitted = self._submit_next(wait=not pending)
@@ -236,8 +248,11 @@ class Run:
                 exhausted = not submitted
             if not pending:
                 return
-            if not exhausted and len(pending) < self._window and not self._ready(pending):
+            if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
+            if ordered and not exhausted and head_is_late(pending, self._window):
+                wait_any(pending)  # then a worker that finished a chunk gets a new one
+                continue
             entry = pending[0] if ordered else first_done(pending)
             try:
                 result = entry.future.result()
@@ -253,6 +268,9 @@ class Run:
                 raise with_note(result, entry.backend.name)
             self._learn(result, entry.size)
             yield result.values
+
+    def _room(self) -> bool:
+        return has_room(self._pending, self._window, self._options.ordered)
 
     def _ready(self, pending: deque[Entry]) -> bool:
         """Wait until the next result is ready (True) or the input read ahead has more (False)."""
@@ -279,7 +297,8 @@ class Run:
         budget; the items it did not run go back to the input, to be planned anew.
         """
         start, backend = self._next_index, self._backend
-        size = self._sizer.next_size()
+        left = None if self._n_items is None else self._n_items - start
+        size = self._sizer.next_size(left)
         items = self._feed.take(size) if wait else self._feed.take_ready(size)
         if items is None:
             return None

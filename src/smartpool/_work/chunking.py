@@ -3,7 +3,9 @@
 Adaptive chunk sizes give few round trips for tiny items and fine-grained balance for slow ones.
 
 Each chunk reports how long its items took; the next chunk is sized so that it takes about
-``target_seconds``. A fixed ``chunksize=`` from the user switches adaptation off.
+``target_seconds``. Towards the end of an input of known length the chunks taper (see
+:meth:`ChunkSizer.next_size`), so that the last ones are short and no worker idles while
+another runs a long one. A fixed ``chunksize=`` from the user switches adaptation off.
 """
 
 from __future__ import annotations
@@ -29,14 +31,32 @@ def length_of(iterable: Iterable[Any]) -> int | None:
     return None
 
 
+#: Towards the end of an input, a chunk takes at most 1/(TAPER x workers) of the items not yet
+#: handed out (guided self-scheduling): whatever the items turn out to cost, the work committed
+#: at any moment is a shrinking share of what is left, and the last chunks are small.
+TAPER = 2
+#: ...but no chunk is tapered below this share of the target duration: each chunk costs a round
+#: trip, and a tail of one-item chunks of tiny items would cost more than it balances.
+TAPER_FLOOR = 0.1
+
+
 class ChunkSizer:
     """Chooses the size of the next chunk from the measured cost of the previous ones."""
 
-    def __init__(self, *, fixed: int | None, first: int, target_seconds: float, cap: int) -> None:
+    def __init__(
+        self,
+        *,
+        fixed: int | None,
+        first: int,
+        target_seconds: float,
+        cap: int,
+        workers: int = 1,
+    ) -> None:
         self._fixed = fixed
         self._size = max(1, min(first, cap))
         self._target = target_seconds
         self._cap = max(1, cap)
+        self._workers = max(1, workers)
         self._per_item: float | None = None
 
     @classmethod
@@ -68,14 +88,31 @@ class ChunkSizer:
         if limit is not None:  # the backend's workers take at most that many items at a time
             cap, first = min(cap, limit), min(first, limit)
             chunksize = None if chunksize is None else min(chunksize, limit)
-        sizer = cls(fixed=chunksize, first=first, target_seconds=target_seconds, cap=cap)
+        sizer = cls(
+            fixed=chunksize, first=first, target_seconds=target_seconds, cap=cap, workers=workers
+        )
         if item_seconds is not None:
             sizer._per_item = item_seconds
             sizer._size = sizer._ideal()
         return sizer
 
-    def next_size(self) -> int:
-        return self._fixed if self._fixed is not None else self._size
+    def next_size(self, left: int | None = None) -> int:
+        """The size of the next chunk, ``left`` items (if known) not yet handed out.
+
+        Sized for the target duration, but tapered near the end (``TAPER``): costs measured on
+        earlier items may not hold for later ones (items that grow dearer, a heavy one among
+        light ones), and a chunk that runs long while the other workers have nothing left
+        decides when the run ends. The taper stops at ``TAPER_FLOOR`` of the target duration.
+        """
+        if self._fixed is not None:
+            return self._fixed
+        if left is None:
+            return self._size
+        tapered = math.ceil(left / (TAPER * self._workers))
+        floor = 1
+        if self._per_item is not None:
+            floor = int(TAPER_FLOOR * self._target / max(self._per_item, 1e-9))
+        return max(1, min(self._size, max(tapered, floor)))
 
     def observe(self, n_items: int, seconds: float) -> None:
         """Record that a chunk of ``n_items`` took ``seconds`` of work."""
