@@ -30,7 +30,7 @@ from . import _config, _options
 from ._api import hint_of, raw_function, resolve_options
 from ._map_results import MapResults, progress_for, results_of
 from ._progress.calls import MapProgress
-from ._routing import learning, planner
+from ._routing import call_plans, learning
 from ._routing.memory import recall
 from ._routing.planner import Plan
 from ._run.calls import Lane, OneCall
@@ -313,7 +313,9 @@ class Executor(concurrent.futures.Executor):
         hint = hint_of(fn)
         learns = learning.needs_learning(fn, options.backend, hint)
         measurement = recall(fn) if options.backend == "auto" and hint is None else None
-        plan = planner.plan_call(fn, options, hint=hint, measurement=measurement, learning=learns)
+        plan = call_plans.plan_call(
+            fn, options, hint=hint, measurement=measurement, learning=learns
+        )
         return plan, options, learns
 
     def _ended(self, _: Future[Any]) -> None:

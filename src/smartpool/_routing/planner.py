@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .. import _cluster
 from .._backends import registry
 from .._errors import SerializationError
 from .._options import Options
 from .._transport.serialize import dump_function
 from .._work import context
+from . import on_cluster
 from .cost import (
     Environment,
     effective_cores,
@@ -146,7 +146,9 @@ def make_plan(
         backend = "thread"
         reasons.append("timeout= needs an interruptible backend")
     if backend in ("dask", "process", "thread"):
-        backend, workers = _on_cluster(backend, workers, options, env, reasons, hint == "io")
+        backend, workers = on_cluster.place(
+            backend, workers, options, env, reasons, hint == "io", DEFAULT_IO_WORKERS
+        )
     if workers is None:
         workers = _workers(backend, hint, env)
     chunksize = 1 if options.timeout is not None else options.chunksize
@@ -170,77 +172,6 @@ def _inner_threads(
     if isinstance(setting, int):
         return setting
     return max(1, env.cores // workers)
-
-
-def _on_cluster(
-    backend: BackendName,
-    workers: int | None,
-    options: Options,
-    env: Environment,
-    reasons: list[str],
-    io_bound: bool,
-) -> tuple[BackendName, int | None]:
-    """The Dask cluster's part of a plan: ``backend="dask"`` needs an attached cluster (a clear
-    ValueError otherwise) and uses its threads; an automatic plan for worker processes or
-    threads goes to the cluster when one is attached (``using()``, ``configure(cluster=...)``).
-    On the cluster, work that holds the GIL runs in child processes of the dask workers
-    ("dask"), where it cannot starve a worker's event loop; I/O-bound work (and work that
-    releases the GIL) fans out on the dask workers' own threads ("dask-thread"), unless a
-    ``timeout=`` asks for children that can be killed. A call nested in a task runs inline."""
-    if env.nested:
-        if backend == "dask":
-            reasons.append("nested call inside a smartpool worker runs in-process")
-            return "serial", 1
-        return backend, workers
-    threaded = backend == "thread" or (backend == "dask" and io_bound)
-    if backend != "dask":
-        if options.backend != "auto" or _cluster.attached_client() is None:
-            return backend, workers
-        kind = "threads" if threaded else "worker processes"
-        reasons.append(f"a Dask cluster is attached: work for {kind} runs there")
-        workers = workers if threaded else options.max_workers
-    threads = _cluster.total_threads(_cluster.require_client())
-    if threaded and options.timeout is not None:
-        reasons.append("timeout= needs work that can be stopped: child processes on the cluster")
-        threaded = False
-    elif threaded:
-        reasons.append("on the dask workers' own threads (I/O-bound or GIL-free work)")
-        return "dask-thread", max(workers or DEFAULT_IO_WORKERS, threads)
-    if workers is None:
-        reasons.append(f"the Dask cluster has {threads} worker threads")
-    return "dask", workers or threads
-
-
-def plan_call(
-    fn: Callable[..., Any],
-    options: Options,
-    *,
-    hint: Hint | None,
-    measurement: Measurement | None,
-    learning: bool,
-) -> Plan:
-    """The plan for calls of ``fn`` submitted one at a time (``Executor.submit``).
-
-    A hint or a chosen backend decides; else a kept ``measurement`` of ``fn``; else, while
-    ``learning``, its first calls run on threads, where they are measured (see ``learning``).
-    Such a call never runs in the caller, since ``submit`` returns before it runs: where the
-    planner would run the work serially, it runs on threads.
-    """
-    if measurement is not None and options.backend == "auto" and hint is None:
-        plan, _ = plan_measured(fn, options, None, measurement)
-    else:
-        plan = make_plan(fn, options, hint=hint, n_items=None)
-        if learning:
-            why = (
-                "not measured yet: its first calls run on threads and are timed there; later "
-                "calls go where they run best"
-            )
-            plan = replace(plan, reasons=(why, *plan.reasons))
-    if plan.backend == "serial" and options.backend == "auto":
-        workers = options.max_workers or DEFAULT_IO_WORKERS
-        why = "a submitted call never runs in the caller: threads instead of serial"
-        plan = replace(plan, backend="thread", max_workers=workers, reasons=(*plan.reasons, why))
-    return plan
 
 
 def _capped(backend: BackendName, workers: int, env: Environment, reasons: list[str]) -> int:
