@@ -12,7 +12,6 @@ from ._aio import aimap as aimap
 from ._aio import amap as amap
 from ._aio import asubmit as asubmit
 from ._api import ResultIterator as ResultIterator
-from ._api import explain as explain
 from ._api import imap as imap
 from ._api import parallel_map as parallel_map
 from ._api import submit as submit
@@ -34,6 +33,7 @@ from ._errors import SmartpoolError as SmartpoolError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._executor import Executor as Executor
+from ._explain import explain as explain
 from ._options import MapOptions as MapOptions
 from ._progress_event import ProgressEvent as ProgressEvent
 from ._routing.classify import Classification as Classification

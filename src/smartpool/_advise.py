@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import _api
+from . import _api, _explain
 from ._options import BackendChoice
 from ._routing import cost, memory
 from ._routing.classify import Classification, from_measurement, measure_call
@@ -94,7 +94,7 @@ def advise(fn: Callable[..., Any], args: Sequence[Any], name: str | None = None)
     seconds = compare(star, items, rounds=ADVICE_ROUNDS)
     memory.remember(star, measurement)  # the estimate from the measurement classified above
     try:
-        plan = _api.explain(star, items)
+        plan = _explain.explain(star, items)
     finally:
         memory.forget(star)
     verdict, measured = _verdict(seconds, plan.backend, calls)

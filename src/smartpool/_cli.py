@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
-from . import _api, _demo_workloads
+from . import _demo_workloads, _explain
 from ._advise import BACKENDS, Advice, advise, compare
 from ._errors import SmartpoolError
 from ._routing import cost, memory
@@ -57,7 +57,7 @@ def demo(quick: bool = False, out: TextIO | None = None) -> list[dict[str, Any]]
         seconds = compare(fn, items)
         fastest = min(seconds, key=seconds.__getitem__)
         memory.forget(fn)
-        picked = _api.explain(fn, items).backend  # what backend="auto" decides, probe included
+        picked = _explain.explain(fn, items).backend  # what backend="auto" decides, probe included
         print(f"{name:<24}{_cells(seconds)}{fastest:>10}{picked:>18}", file=out)
         rows.append({"workload": name, "seconds": seconds, "fastest": fastest, "picked": picked})
     print(
