@@ -14,6 +14,7 @@ from typing import Any
 
 from .._options import Options
 from .._routing import planner
+from .._routing.beside import Elsewhere
 from .._routing.measurement import Measurement
 from .._routing.memory import remember
 from .._routing.probe import ProbeRun, probe_items
@@ -27,21 +28,33 @@ REPLAN_MIN_SECONDS = 0.02
 
 
 def probe(
-    fn: Callable[..., Any], call: Call, feed: Feed, options: Options, n_items: int | None
+    fn: Callable[..., Any],
+    call: Call,
+    feed: Feed,
+    options: Options,
+    n_items: int | None,
+    elsewhere: Elsewhere | None = None,
 ) -> ProbeRun:
     """Time the first items of ``feed`` in the caller, keeping their results; the measurement
     is kept for ``fn``'s later calls. An input read ahead is never waited on past its first item:
-    what it has not given within a moment is left for the run (its results may feed it)."""
+    what it has not given within a moment is left for the run (its results may feed it). Items
+    after a long first one may run ``elsewhere`` meanwhile (see ``_routing.beside``)."""
     ran = probe_items(
         call.fn,
         _Paused(feed) if feed.reading else feed,
         retry=call.retry,
         gil_matters=lambda m: planner.gil_matters(m, options, n_items),
+        elsewhere=elsewhere,
+        take_now=feed.take_ready,
     )
     if ran.failed is None:
         remember(fn, ran.measurement)
         logger.debug(
-            "probe: %s on %d items: %s", name(fn), len(ran.values), described(ran.measurement)
+            "probe: %s on %d items%s: %s",
+            name(fn),
+            len(ran.values),
+            f" ({len(ran.sent)} more sent to worker processes meanwhile)" if ran.sent else "",
+            described(ran.measurement),
         )
     return ran
 
