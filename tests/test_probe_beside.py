@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import smartpool
+from smartpool._routing import gil
 from smartpool._run import beside as run_beside
 
 from . import beside_tasks as tasks
@@ -21,8 +23,12 @@ from . import beside_tasks as tasks
 @pytest.fixture(autouse=True)
 def _two_cores_and_warm_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Two usable cores, whatever the machine has, and worker processes already running (items
-    are sent only to a warm pool: see ``Processes.ready``); every call probes afresh."""
+    are sent only to a warm pool: see ``Processes.ready``); every call probes afresh. No thread
+    is started beside a first item: the GIL verdict is not under test here (on a machine loaded
+    far beyond its cores, the sampler can take an item that holds the GIL for one that frees
+    it, and a thread then runs the next item beside it instead: see test_gil_evidence.py)."""
     monkeypatch.setattr(run_beside, "cpu_count", lambda max_cpus=None: 2)
+    monkeypatch.setattr(gil, "HELPER_AFTER", sys.maxsize)
     smartpool.parallel_map(abs, [1, 2], backend="process", max_workers=2)
     smartpool.forget()
     yield
@@ -141,5 +147,15 @@ def test_no_item_is_sent_when_no_worker_process_is_running(
     with caplog.at_level(logging.DEBUG, logger="smartpool"):
         results = smartpool.parallel_map(tasks.run, tasks.items(tmp_path, {}, 4))
     assert [index for index, _ in results] == list(range(4))
-    assert "probe: run on 2 items:" in caplog.text
+    assert "probe: run on " in caplog.text
     assert "sent to worker processes" not in caplog.text
+
+
+def test_a_one_time_cost_in_the_first_call_is_still_left_out() -> None:
+    """The first call is long (a one-time cost), so items are sent beside it; the calls after
+    it are cheap: sending stops, and the first call is still left out of the estimate."""
+    tasks.reset_once()
+    results = smartpool.parallel_map(tasks.once_then_cheap, range(300_000))
+    assert results == list(range(1, 300_001))
+    plan = smartpool.explain(tasks.once_then_cheap)  # from what the probe measured
+    assert any("first call took" in reason for reason in plan.reasons), plan.reasons

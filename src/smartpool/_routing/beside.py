@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any, NamedTuple, Protocol
 
 from .._errors import ResourceLimitError
@@ -41,7 +41,7 @@ class Elsewhere(Protocol):
     """Where a run lets its probe send items: worker processes it leases and holds until it ends.
     (The run provides it; routing imports no backend.)"""
 
-    #: How many items may run there at once: the usable cores beside the caller's.
+    #: How many items may run there at once (the usable cores beside the caller's), once ready.
     slots: int
 
     def ready(self) -> bool:
@@ -181,18 +181,25 @@ class Sender:
         with self._lock:
             if self._item_ended or self._stopped:
                 return
+            if self._helped() or self._cpu is None:
+                logger.debug("probe: a long first item, none sent beside it (a thread is)")
+                return
             queued = self._clock.queued() - self._queued  # (the caller's stats file: any thread)
-            active = time.perf_counter() - self._began - queued
+            now = time.perf_counter()
+            active = now - self._began - queued
             if active < self._long:  # it was queued for a core meanwhile: not long yet
-                when = time.perf_counter() + self._long - active
-                self._token = _deadline.watcher.call_at(when, Sender._check, self)
+                again = now + self._long - active
+            elif self._cpu.fraction(queued) < SEND_BESIDE_CPU:
+                # It waits, or it is queued for a core right now (that wait is counted only once
+                # it runs again): look again, as late again.
+                again = 2 * now - self._began
+            else:
+                try:
+                    self._job = spare.start(self._send)
+                except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+                    pass
                 return
-            if self._helped() or self._cpu is None or self._cpu.fraction(queued) < SEND_BESIDE_CPU:
-                return
-            try:
-                self._job = spare.start(self._send)
-            except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
-                return
+            self._token = _deadline.watcher.call_at(again, Sender._check, self)
 
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves
@@ -230,15 +237,20 @@ class Sender:
             self._wake.wait(POLL_SECONDS if free > 0 and sent is None else None)
 
     def _finished(self, future: Future[ChunkResult]) -> None:
-        failed = future.cancelled() or future.exception() is not None
+        result = None if future.cancelled() or future.exception() else future.result()
         with self._lock:
             self._running -= 1
-            if failed or future.result().error is not None:
-                self._stopped = True  # the run raises there: nothing more is worth sending
+            # After a failure the run raises there: nothing more is worth sending. After a short
+            # item, the first one's time was mostly a one-time cost: sending would cost more
+            # than it saves (and crowd the caller's cores while it times the calls after it).
+            if result is None or result.error is not None or result.cpu_seconds < self._long:
+                self._stopped = True
         self._wake.set()
 
-    def stop(self) -> list[Sent]:
-        """Send nothing more (wait for a sending in progress); what was sent."""
+    def stop(self, settle: float = 0.0) -> list[Sent]:
+        """Send nothing more (wait for a sending in progress); what was sent. With ``settle``,
+        also wait up to that long for the items running elsewhere to come back: the caller
+        then times its next items without this process's threads handling their results."""
         with self._lock:
             self._stopped = True
             job = self._job
@@ -246,4 +258,6 @@ class Sender:
         self._wake.set()
         if job is not None:
             job.join()
+            if settle > 0.0:
+                wait([sent.future for sent in self.sent], timeout=settle)
         return self.sent

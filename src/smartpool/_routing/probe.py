@@ -178,7 +178,9 @@ class _Timing:
                 )  # appends
                 ran, self.queued = len(self.values) - before, None
                 if self.sender is not None and result.cpu_seconds < first_item.LONG_ITEM_SECONDS:
-                    self.sender.stop()  # short items: the plan may well be serial
+                    # Short items: the plan may well be serial, and the next ones are timed
+                    # best once the items sent have come back (if they are short too).
+                    self.sender.stop(settle=first_item.LONG_ITEM_SECONDS)
             else:
                 result, self.first_sample, self.first_queued, own = first_item.run_first(
                     self.fn,

@@ -50,9 +50,7 @@ class Processes:
         (False: the run has ended, and the lease was let go)."""
         self._fn, self._call, self._options = fn, call, options
         self._listed, self._adopt = listed, adopt
-        cores = cpu_count(options.max_cpus)
-        self.workers = min(options.max_workers or cores, planner.MAX_PROCESSES_PER_CORE * cores)
-        self.slots = min(cores, self.workers) - 1
+        self.workers = self.slots = 0  # known once ready
         self.backend: Backend | None = None
         self._prepared: object = None
         self._sent_call: Call | None = None
@@ -66,19 +64,22 @@ class Processes:
         listed: Callable[[Entry], None],
         adopt: Callable[[registry.Lease], bool],
     ) -> Processes | None:
-        """The run's processes, or None when none could run beside the caller: one usable core
-        (or ``max_workers=1``), or work for processes goes to an attached Dask cluster."""
-        if _config.cluster() is not None:
-            return None
-        processes = cls(fn, call, options, listed, adopt)
-        return processes if processes.slots >= 1 else None
+        """The run's processes, or None when work for processes goes to an attached Dask
+        cluster. (Nothing is leased unless items are sent: most probes send none.)"""
+        return None if _config.cluster() is not None else cls(fn, call, options, listed, adopt)
 
     def ready(self) -> bool:
-        """Lease the pool and pickle the function, on the probe's sending thread. Not if no
-        worker process is running yet: the first one started here, while the caller runs the
-        item, would have the fork server started as a fresh interpreter rather than forked from
-        the caller (see ``_process.forkserver``), for good; the run starts it as usual."""
-        if registry.warm_workers("process") == 0:
+        """Lease the pool and pickle the function, on the probe's sending thread. False if no
+        core is usable beside the caller's (or ``max_workers=1``), or no worker process runs
+        yet: the first one started here, while the caller runs the item, would have the fork
+        server started as a fresh interpreter rather than forked from the caller (see
+        ``_process.forkserver``), for good; the run starts it as usual."""
+        cores = cpu_count(self._options.max_cpus)
+        self.workers = min(
+            self._options.max_workers or cores, planner.MAX_PROCESSES_PER_CORE * cores
+        )
+        self.slots = min(cores, self.workers) - 1
+        if self.slots < 1 or registry.warm_workers("process") == 0:
             return False
         lease = registry.lease("process", self.workers, setup=self._call.setup)
         if not self._adopt(lease):
@@ -113,7 +114,7 @@ class Processes:
         """What happened, for the plan's reasons."""
         sent = len(probe.sent)
         return (
-            f"while the probe timed the first items in the caller (long ones, holding the GIL), "
+            f"while the probe timed the first item in the caller (a long one, holding the GIL), "
             f"{sent} more item{'s' * (sent > 1)} ran on {self.workers} worker processes beside "
             "it: their results are kept"
         )
