@@ -25,7 +25,7 @@ from .._work import deadline as _deadline
 from .._work.chunking import ItemSource
 from .._work.spare_threads import Job, spare
 from .._work.task import ChunkResult
-from .clock import CpuClock, ThreadClock
+from .clock import ThreadClock, queued_seconds
 
 logger = logging.getLogger("smartpool")
 
@@ -148,7 +148,7 @@ class Sender:
     def __init__(self, elsewhere: Elsewhere, items: Numbered) -> None:
         self._elsewhere, self._items = elsewhere, items
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake: threading.Event | None = None  # made when sending begins
         self._stopped = self._item_ended = False
         self._running = 0
         self._job: Job | None = None
@@ -160,40 +160,56 @@ class Sender:
         """Whether sending began and has not stopped."""
         return self._job is not None and not self._stopped
 
-    def arm(self, helped: Callable[[], bool], long_seconds: float) -> None:
-        """Called by the caller as its first item starts: begin sending once the item has
-        computed for ``long_seconds`` (time queued for a core does not count), unless a thread
-        ``helped`` beside it (the GIL is free: see ``gil.DuringItem``)."""
+    def prepare(
+        self, helped: Callable[[], bool], long_seconds: float, clock: ThreadClock, queued: float
+    ) -> None:
+        """Called by the caller as its first item starts (``clock`` reading ``queued`` seconds
+        queued for a core so far): once ``arm`` is called, begin sending when the item has
+        computed for ``long_seconds`` (time queued does not count), unless a thread ``helped``
+        beside it (the GIL is free: see ``gil.DuringItem``). Cheap: most first items are short."""
         self._helped, self._long = helped, long_seconds
-        self._clock = ThreadClock()
-        self._queued, self._cpu = self._clock.queued(), CpuClock.of_this_thread()
+        self._stats, self._queued = clock.stats_fd, queued
+        self._thread, self._cpu = threading.get_ident(), time.thread_time()
         self._began = time.perf_counter()
-        self._token = _deadline.watcher.call_at(self._began + long_seconds, Sender._check, self)
+
+    def arm(self) -> None:
+        """On the deadline watcher's thread, once the first item has run a while (see
+        ``gil.DuringItem``'s ``then``): look at it again when it may have become long."""
+        with self._lock:
+            if not self._item_ended and not self._stopped:
+                when = self._began + self._long
+                self._token = _deadline.watcher.call_at(when, Sender._check, self)
 
     def disarm(self) -> None:
         """The first item ended: if sending has not begun, it never does."""
-        _deadline.watcher.disarm(self._token)
         with self._lock:
             self._item_ended = True
+            if self._token >= 0:
+                _deadline.watcher.disarm(self._token)
 
     def _check(self) -> None:
         """On the deadline watcher's thread (briefly): is the item long, computing, alone?"""
         with self._lock:
             if self._item_ended or self._stopped:
                 return
-            if self._helped() or self._cpu is None:
+            if self._helped():
                 logger.debug("probe: a long first item, none sent beside it (a thread is)")
                 return
-            queued = self._clock.queued() - self._queued  # (the caller's stats file: any thread)
+            try:  # (the caller's clocks, read from here)
+                cpu = time.clock_gettime(time.pthread_getcpuclockid(self._thread)) - self._cpu
+            except (AttributeError, OSError):  # pragma: no cover - not on this platform
+                return
+            queued = queued_seconds(self._stats) - self._queued
             now = time.perf_counter()
             active = now - self._began - queued
             if active < self._long:  # it was queued for a core meanwhile: not long yet
                 again = now + self._long - active
-            elif self._cpu.fraction(queued) < SEND_BESIDE_CPU:
+            elif cpu < SEND_BESIDE_CPU * active:
                 # It waits, or it is queued for a core right now (that wait is counted only once
                 # it runs again): look again, as late again.
                 again = 2 * now - self._began
             else:
+                self._wake = threading.Event()
                 try:
                     self._job = spare.start(self._send)
                 except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
@@ -204,6 +220,8 @@ class Sender:
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves
         time: if it fails, the items run as they would have without it.)"""
+        wake = self._wake
+        assert wake is not None
         try:
             if not self._elsewhere.ready():
                 return
@@ -211,7 +229,7 @@ class Sender:
             logger.debug("no items sent beside the probe: %r", exc)
             return
         while True:
-            self._wake.clear()  # before looking: a wake-up from now on is not missed
+            wake.clear()  # before looking: a wake-up from now on is not missed
             with self._lock:
                 if self._stopped:
                     return
@@ -234,7 +252,7 @@ class Sender:
             if sent:
                 continue
             # Nothing to do until a slot frees up, an item comes (polled), or the stop.
-            self._wake.wait(POLL_SECONDS if free > 0 and sent is None else None)
+            wake.wait(POLL_SECONDS if free > 0 and sent is None else None)
 
     def _finished(self, future: Future[ChunkResult]) -> None:
         result = None if future.cancelled() or future.exception() else future.result()
@@ -245,6 +263,7 @@ class Sender:
             # than it saves (and crowd the caller's cores while it times the calls after it).
             if result is None or result.error is not None or result.cpu_seconds < self._long:
                 self._stopped = True
+        assert self._wake is not None
         self._wake.set()
 
     def stop(self, settle: float = 0.0) -> list[Sent]:
@@ -254,8 +273,10 @@ class Sender:
         with self._lock:
             self._stopped = True
             job = self._job
-        _deadline.watcher.disarm(self._token)
-        self._wake.set()
+        if self._token >= 0:
+            _deadline.watcher.disarm(self._token)
+        if self._wake is not None:
+            self._wake.set()
         if job is not None:
             job.join()
             if settle > 0.0:

@@ -53,17 +53,20 @@ def run_first(
             result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
         second.append(result)
 
-    sample = _gil.DuringItem(beside=run_second if spare else None)
+    sending = sender if spare else None
+    sample = _gil.DuringItem(
+        beside=run_second if spare else None, then=None if sending is None else sending.arm
+    )
+    if sending is not None:  # (before the sampler, which may call ``sending.arm`` soon)
+        sending.prepare(lambda: sample.helped, LONG_ITEM_SECONDS, clock, clock.queued())
     began = time.perf_counter()
     with sample:
         queued_before = clock.queued()  # (arming the sampler can cost a thread switch)
-        if sender is not None and spare:
-            sender.arm(lambda: sample.helped, LONG_ITEM_SECONDS)
         try:
             result = run_chunk(fn, items, 0, retry, after=values)
         finally:
-            if sender is not None:
-                sender.disarm()
+            if sending is not None:
+                sending.disarm()
         queued = clock.queued() - queued_before
         ended = time.perf_counter()
     if not sample.helped:

@@ -151,10 +151,15 @@ class DuringItem:
     show the GIL free: a long GIL-free item then leaves no core idle while it is timed. (Never
     for code that holds the GIL: the helper would slow the timed item down.) It has finished
     when the ``with`` block ends, unless Ctrl-C cut it short; ``helped`` tells if it ran.
+    ``then``, if given, runs on the watcher's thread once sampling is over (only for an item
+    that lasted ``SAMPLE_AFTER``: a short item costs nothing more).
     """
 
-    def __init__(self, beside: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, beside: Callable[[], object] | None = None, then: Callable[[], object] | None = None
+    ) -> None:
         self.held: float | None = None
+        self._then = then
         self.helped = False
         #: CPU seconds of the item and the one beside it per second of their wall time, when
         #: a helper ran (set by the probe, which times both): see ``Pair``.
@@ -244,6 +249,8 @@ class DuringItem:
             self._naps, self._span = naps, span
         finally:
             self._finished.set()
+            if self._then is not None:  # what follows once the item is known not short
+                self._then()
 
     def _queued_since(self, fd: int | None) -> float:
         """The watcher's time queued for a core since the item started (0 if unknown)."""

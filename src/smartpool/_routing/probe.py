@@ -103,7 +103,8 @@ def probe_items(
     finally:  # (on Ctrl-C too: nothing is sent once the caller has stopped)
         sent = [] if sender is None else sender.stop()
         taken = numbered.close(failed)
-    return replace(ran, segments=timing.segments, sent=sent, taken=taken)
+    ran.segments, ran.sent, ran.taken = timing.segments, sent, taken
+    return ran
 
 
 class _Timing:
