@@ -17,6 +17,7 @@ from typing import Any
 
 # Calibrated on the 2-core reference machine (CPython 3.11): ~57 us per 1000 iterations of spin().
 CPU_PY_LOOPS = 260_000  # ~15 ms
+LONG_PY_LOOPS = 1_730_000  # ~100 ms
 MIXED_CPU_LOOPS = 88_000  # ~5 ms
 MIXED_SLEEP_S = 0.005
 IO_SLEEP_S = 0.02
@@ -48,6 +49,11 @@ def double(x: int) -> int:
 def cpu_py(seed: int) -> int:
     """cpu_py: ~15 ms of pure-Python CPU."""
     return spin(CPU_PY_LOOPS) + seed
+
+
+def long_py(seed: int) -> int:
+    """long_py and few_long_py: ~100 ms of pure-Python CPU."""
+    return spin(LONG_PY_LOOPS) + seed
 
 
 @functools.cache
@@ -186,6 +192,8 @@ MAP_WORKLOADS: dict[str, MapWorkload] = {
     for w in (
         MapWorkload("tiny", double, 200_000, 20_000, _ints, "200,000 x `x*2`: per-item overhead"),
         MapWorkload("cpu_py", cpu_py, 64, 8, _ints, "64 pure-Python loops of ~15 ms: GIL-bound"),
+        MapWorkload("long_py", long_py, 6, 6, _ints, "6 pure-Python loops of ~100 ms: a few long"),
+        MapWorkload("few_long_py", long_py, 3, 3, _ints, "3 pure-Python loops of ~100 ms"),
         MapWorkload(
             "cpu_gil_free", cpu_gil_free, 32, 4, _ints, "32 x sha256 over 4 MiB x5: releases GIL"
         ),

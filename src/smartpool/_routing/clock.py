@@ -9,6 +9,7 @@ where every chunk reports its own queued time.)
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -72,3 +73,28 @@ class ThreadClock:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CpuClock:
+    """The CPU time a thread used since this was made, readable from any thread."""
+
+    def __init__(self, clock_id: int) -> None:
+        self._clock_id = clock_id
+        self._cpu = time.clock_gettime(clock_id)
+        self._wall = time.perf_counter()
+
+    @classmethod
+    def of_this_thread(cls) -> CpuClock | None:
+        try:
+            return cls(time.pthread_getcpuclockid(threading.get_ident()))
+        except (AttributeError, OSError):  # pragma: no cover - not on this platform
+            return None
+
+    def fraction(self, queued: float = 0.0) -> float:
+        """CPU time / wall time since made, less ``queued``, the thread's time queued for a
+        core meanwhile (neither computing nor waiting)."""
+        try:
+            cpu = time.clock_gettime(self._clock_id) - self._cpu
+        except OSError:  # pragma: no cover - the thread is gone
+            return 0.0
+        return cpu / max(time.perf_counter() - self._wall - queued, 1e-9)

@@ -10,6 +10,7 @@ from typing import Any
 from .._work.chunking import ItemSource
 from .._work.task import ChunkResult, RetryPolicy, run_chunk
 from . import gil as _gil
+from .beside import Sender
 from .clock import ThreadClock
 
 #: A single item is enough to time when it took this long (long items are told well enough by
@@ -26,12 +27,15 @@ def run_first(
     limit: int,
     values: list[Any],
     clock: ThreadClock,
+    sender: Sender | None = None,
 ) -> tuple[ChunkResult, _gil.DuringItem, float, ChunkResult]:
     """Run the first item, sampled for the GIL should it last (see ``_gil.DuringItem``).
 
     If the sample soon shows the GIL free, the next item runs beside it on a helper thread, so
     a long GIL-free first item leaves no core idle while it is timed; its result (and time) is
-    joined to the first's, as if one chunk of two had run. Also returns the calling thread's
+    joined to the first's, as if one chunk of two had run. Else, if the item turns out long,
+    the ``sender`` begins to send the items after the next one elsewhere (see ``beside``): the
+    next one is kept for the caller, to time after this one. Also returns the calling thread's
     time queued for a core while the item ran (read around it, not around the sampler's start
     and end), and the first item's own result (its time is compared with the calls after it).
     """
@@ -49,11 +53,20 @@ def run_first(
             result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
         second.append(result)
 
-    sample = _gil.DuringItem(beside=run_second if spare else None)
+    sending = sender if spare else None
+    sample = _gil.DuringItem(
+        beside=run_second if spare else None, then=None if sending is None else sending.arm
+    )
+    if sending is not None:  # (before the sampler, which may call ``sending.arm`` soon)
+        sending.prepare(lambda: sample.helped, LONG_ITEM_SECONDS, clock, clock.queued())
     began = time.perf_counter()
     with sample:
         queued_before = clock.queued()  # (arming the sampler can cost a thread switch)
-        result = run_chunk(fn, items, 0, retry, after=values)
+        try:
+            result = run_chunk(fn, items, 0, retry, after=values)
+        finally:
+            if sending is not None:
+                sending.disarm()
         queued = clock.queued() - queued_before
         ended = time.perf_counter()
     if not sample.helped:

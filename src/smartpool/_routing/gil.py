@@ -19,7 +19,7 @@ from .._errors import ResourceLimitError
 from .._work import deadline as _deadline
 from .._work.spare_threads import Job, spare
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
-from .clock import Reading, Span, ThreadClock, queued_seconds
+from .clock import CpuClock, Reading, Span, ThreadClock, queued_seconds
 from .gil_evidence import CLEARLY_HELD as CLEARLY_HELD
 from .gil_evidence import HOLDS_ABOVE as HOLDS_ABOVE
 from .gil_evidence import RELEASES_BELOW as RELEASES_BELOW
@@ -135,31 +135,6 @@ def _open_watcher_stats(_: object) -> None:
     _watcher_stats[:] = [ThreadClock().stats_fd]
 
 
-class _CpuClock:
-    """The CPU time a thread used since this was made, readable from any thread."""
-
-    def __init__(self, clock_id: int) -> None:
-        self._clock_id = clock_id
-        self._cpu = time.clock_gettime(clock_id)
-        self._wall = time.perf_counter()
-
-    @classmethod
-    def of_this_thread(cls) -> _CpuClock | None:
-        try:
-            return cls(time.pthread_getcpuclockid(threading.get_ident()))
-        except (AttributeError, OSError):  # pragma: no cover - not on this platform
-            return None
-
-    def fraction(self, queued: float = 0.0) -> float:
-        """CPU time / wall time since made, less ``queued``, the thread's time queued for a
-        core meanwhile (neither computing nor waiting)."""
-        try:
-            cpu = time.clock_gettime(self._clock_id) - self._cpu
-        except OSError:  # pragma: no cover - the thread is gone
-            return 0.0
-        return cpu / max(time.perf_counter() - self._wall - queued, 1e-9)
-
-
 class DuringItem:
     """Sample the GIL while the caller runs one item, from ``SAMPLE_AFTER`` into it.
 
@@ -176,17 +151,22 @@ class DuringItem:
     show the GIL free: a long GIL-free item then leaves no core idle while it is timed. (Never
     for code that holds the GIL: the helper would slow the timed item down.) It has finished
     when the ``with`` block ends, unless Ctrl-C cut it short; ``helped`` tells if it ran.
+    ``then``, if given, runs on the watcher's thread once sampling is over (only for an item
+    that lasted ``SAMPLE_AFTER``: a short item costs nothing more).
     """
 
-    def __init__(self, beside: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, beside: Callable[[], object] | None = None, then: Callable[[], object] | None = None
+    ) -> None:
         self.held: float | None = None
+        self._then = then
         self.helped = False
         #: CPU seconds of the item and the one beside it per second of their wall time, when
         #: a helper ran (set by the probe, which times both): see ``Pair``.
         self.together: float | None = None
         self._beside = beside
         self._helper: Job | None = None
-        self._item_cpu: _CpuClock | None = None
+        self._item_cpu: CpuClock | None = None
         self._lock = threading.Lock()
         self._ended = False
         self._stop = threading.Event()
@@ -218,7 +198,7 @@ class DuringItem:
 
     def __enter__(self) -> DuringItem:
         if self._beside is not None:
-            self._item_cpu = _CpuClock.of_this_thread()
+            self._item_cpu = CpuClock.of_this_thread()
         fd = _watcher_stats[0]
         self._watcher_queued = None if fd is None else queued_seconds(fd)
         self._item_fd = ThreadClock().stats_fd
@@ -269,6 +249,8 @@ class DuringItem:
             self._naps, self._span = naps, span
         finally:
             self._finished.set()
+            if self._then is not None:  # what follows once the item is known not short
+                self._then()
 
     def _queued_since(self, fd: int | None) -> float:
         """The watcher's time queued for a core since the item started (0 if unknown)."""

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._work import deadline as _deadline
@@ -21,6 +21,7 @@ from .._work.chunking import ItemSource
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 from . import first_item
 from . import gil as _gil
+from .beside import Elsewhere, Numbered, Sender, Sent
 from .clock import ThreadClock
 from .measurement import Measurement
 from .transfer_cost import SHARED_MEMORY_SECONDS_PER_BYTE as SHARED_MEMORY_SECONDS_PER_BYTE
@@ -58,6 +59,12 @@ class ProbeRun:
     failed: ChunkResult | None = None
     #: True when the probe ran every item there was.
     exhausted: bool = False
+    #: Where ``values`` belong in the input: (index of the first, how many) per stretch...
+    segments: list[tuple[int, int]] = field(default_factory=list[tuple[int, int]])
+    #: ...and the items that ran elsewhere meanwhile (see ``beside``), in input order.
+    sent: list[Sent] = field(default_factory=list[Sent])
+    #: How many items were taken from the input: the index of the next one.
+    taken: int = 0
 
 
 def probe_items(
@@ -68,10 +75,14 @@ def probe_items(
     max_items: int | None = None,
     max_seconds: float = MAX_SECONDS,
     gil_matters: Callable[[Measurement], bool] = lambda _: True,
+    elsewhere: Elsewhere | None = None,
+    take_now: Callable[[int], Sequence[Any] | None] | None = None,
 ) -> ProbeRun:
     """Run the first items of ``feed`` in the caller, timing them; then, if ``gil_matters`` for
     what was measured, a few more while a sampler thread measures the GIL. Items taken but not
     run go back to ``feed``; ``max_items`` bounds how many run (for a dry run like ``explain``).
+    Given ``elsewhere`` (and ``take_now``, which takes the items of ``feed`` that are ready at
+    once), items after a long first one run there meanwhile (see ``beside``).
 
     Three steps: time the first items (``_Timing.run``); turn what they took into a
     measurement, a one-time first call and time queued for a core left out, with the cost of
@@ -80,12 +91,20 @@ def probe_items(
     limit = max_items if max_items is not None else sys.maxsize
     _deadline.watcher.start()  # thread start-up must not count as the first items' cost
     _gil.DuringItem.prepare()
-    timing = _Timing(fn, feed, retry, limit, max_seconds)
-    failed = timing.run()
-    if failed is not None:
-        return failed
-    measurement = timing.measurement()
-    return _sample_gil(fn, feed, retry, limit, timing, measurement, gil_matters)
+    numbered = Numbered(feed, take_now)
+    sender = None if elsewhere is None or take_now is None else Sender(elsewhere, numbered)
+    timing = _Timing(fn, numbered, retry, limit, max_seconds, sender)
+    failed = True
+    try:
+        ran = timing.run() or _sample_gil(
+            fn, numbered, retry, limit, timing, timing.measurement(), gil_matters
+        )
+        failed = ran.failed is not None
+    finally:  # (on Ctrl-C too: nothing is sent once the caller has stopped)
+        sent = [] if sender is None else sender.stop()
+        taken = numbered.close(failed)
+    ran.segments, ran.sent, ran.taken = timing.segments, sent, taken
+    return ran
 
 
 class _Timing:
@@ -95,12 +114,14 @@ class _Timing:
     def __init__(
         self,
         fn: Callable[[Any], Any],
-        feed: ItemSource,
+        feed: Numbered,
         retry: RetryPolicy,
         limit: int,
         max_seconds: float,
+        sender: Sender | None,
     ) -> None:
-        self.fn, self.feed, self.retry = fn, feed, retry
+        self.fn, self.feed, self.retry, self.sender = fn, feed, retry, sender
+        self.segments: list[tuple[int, int]] = []  # see ``ProbeRun``
         self.limit, self.max_seconds = limit, max_seconds
         self.values: list[Any] = []
         self.wall = self.cpu = 0.0
@@ -121,9 +142,27 @@ class _Timing:
 
     def run(self) -> ProbeRun | None:
         """Time items until enough is known (or the budget is spent); the failed run if an
-        item raised, else None."""
+        item raised, else None. Items sent elsewhere meanwhile stop being sent then."""
+        try:
+            return self._run()
+        finally:
+            if self.sender is not None:
+                self.sender.stop()
+
+    def ran(self, start: int, count: int) -> None:
+        """Note that the caller ran ``count`` items from input index ``start``."""
+        if self.segments and sum(self.segments[-1]) == start:
+            start, count = self.segments[-1][0], self.segments.pop()[1] + count
+        if count:
+            self.segments.append((start, count))
+
+    def _run(self) -> ProbeRun | None:
         while True:
-            items = self.feed.take(min(self.batch, self.limit - len(self.values)))
+            n = min(self.batch, self.limit - len(self.values))
+            if n > 1 and self.sender is not None:  # what is given back must come back in turn
+                self.sender.stop()
+            items = self.feed.take(n)
+            start = self.feed.start
             if not items:
                 self.exhausted = True
                 break
@@ -136,12 +175,23 @@ class _Timing:
             before = len(self.values)
             if before:
                 result = run_chunk(
-                    self.fn, items, before, self.retry, budget, after=self.values
+                    self.fn, items, start, self.retry, budget, after=self.values
                 )  # appends
                 ran, self.queued = len(self.values) - before, None
+                if self.sender is not None and result.cpu_seconds < first_item.LONG_ITEM_SECONDS:
+                    # Short items: the plan may well be serial, and the next ones are timed
+                    # best once the items sent have come back (if they are short too).
+                    self.sender.stop(settle=first_item.LONG_ITEM_SECONDS)
             else:
                 result, self.first_sample, self.first_queued, own = first_item.run_first(
-                    self.fn, items, self.feed, self.retry, self.limit, self.values, self.clock
+                    self.fn,
+                    items,
+                    self.feed,
+                    self.retry,
+                    self.limit,
+                    self.values,
+                    self.clock,
+                    self.sender,
                 )
                 ran = 1 if result.error is None else 0
                 self.first_wall, self.first_cpu = (
@@ -149,6 +199,7 @@ class _Timing:
                     own.cpu_seconds,
                 )  # (not the one beside it)
                 self.queued, self.later_from = self.first_queued, self.clock.queued()
+            self.ran(start, len(self.values) - before)
             self.wall, self.cpu = self.wall + result.seconds, self.cpu + result.cpu_seconds
             if len(self.sample_items) < 16:
                 self.sample_items.extend(list(items[: 16 - len(self.sample_items)]))
@@ -278,7 +329,7 @@ class _Timing:
 
 def _sample_gil(
     fn: Callable[[Any], Any],
-    feed: ItemSource,
+    feed: Numbered,
     retry: RetryPolicy,
     limit: int,
     timing: _Timing,
@@ -315,13 +366,15 @@ def _sample_gil(
             if samples:
                 break
             return ProbeRun(values, measurement, None, True)
+        start = feed.start
         if paired and len(items) >= 2:
             computes = cpu_fraction >= ALIKE_CPU
-            result, held = _gil.sample_in_pairs(fn, items, len(values), retry, computes)
+            result, held = _gil.sample_in_pairs(fn, items, start, retry, computes)
         else:
-            result, share = _gil.sample(fn, items, len(values), retry)
+            result, share = _gil.sample(fn, items, start, retry)
             held = _gil.Sample(share)
         values.extend(result.values)
+        timing.ran(start, len(result.values))
         if result.error is not None:
             return _failed(values, result, wall, cpu)
         samples.append(held)

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
+from dataclasses import replace
 from typing import Any
 
 from .._backends import registry
@@ -40,6 +41,7 @@ from .._transport.remote import add_note
 from .._work.chunking import ChunkSizer, Feed, length_of
 from .._work.task import Call, ChunkResult, settle
 from . import steering
+from .beside import Processes
 from .events import Observer, Progress
 from .flight import (
     Entry,
@@ -93,6 +95,7 @@ class Run:
         self._next_index = 0
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
+        self._beside: Processes | None = None  # where the probe sent items, if it did
         self.plan: planner.Plan | None = None
         self._began, self._replans, self._outcome = time.perf_counter(), 0, "finished"
         if standalone:
@@ -205,17 +208,22 @@ class Run:
         """
         fn, options, n_items = self._fn, self._options, self._n_items
         measurement = recall(fn)
-        done = 0
+        done, note = 0, None
         if measurement is None:
-            probe = steering.probe(fn, self._call, self._feed, options, n_items)
+            beside = Processes.for_run(fn, self._call, options, self._sent, self._adopt)
+            probe = steering.probe(fn, self._call, self._feed, options, n_items, beside)
             if self._progress is not None:
                 error = None if probe.failed is None else probe.failed.error
                 self._progress.chunk_done(ChunkResult(0, probe.values, error, 0.0, ""))
+            if probe.sent and beside is not None:  # the caller's items join those sent
+                self._beside = beside
+                yield from beside.join(probe, self._pending, self._lock)  # or raise its error
+                probe, note = replace(probe, values=[], exhausted=False), beside.reason(probe)
             if probe.failed is not None:
                 if probe.values:
                     yield probe.values
                 raise with_note(probe.failed, "serial")
-            measurement, done = probe.measurement, len(probe.values)
+            measurement, done = probe.measurement, probe.taken
             if probe.exhausted and self._feed.ended:
                 if probe.values:
                     yield probe.values
@@ -223,6 +231,8 @@ class Run:
             self._done = probe.values or None
         n_left = None if n_items is None else n_items - done
         plan, probed = steering.plan_measured(fn, options, n_left, measurement)
+        if note is not None:
+            plan = replace(plan, reasons=(*plan.reasons, note))
         self._replanner = steering.Replanner(probed, options, n_items)
         self._next_index = done
         self._use(plan)
@@ -340,9 +350,26 @@ class Run:
     def _list(self, entry: Entry) -> None:
         with self._lock:
             self._pending.append(entry)
-            if not self._cancelled:
+            if not self._cancelled and not self._ended:
                 return
-        cancel_chunks([entry])  # cancel() came first and could not see it
+        cancel_chunks([entry])  # cancel() (or the end) came first and could not see it
+
+    def _sent(self, entry: Entry) -> None:
+        """A chunk the probe sent to worker processes (see ``beside``), listed as if submitted."""
+        if self._progress is not None:
+            self._progress.watch(entry.future)
+        if self._feed.reading:
+            entry.future.add_done_callback(self._wake_up)
+        self._list(entry)
+
+    def _adopt(self, lease: registry.Lease) -> bool:
+        """Hold ``lease`` until the run ends (False, and let go of it, if it has ended)."""
+        with self._lock:
+            if not self._ended:
+                self._leases.append(lease)
+                return True
+        lease.release()
+        return False
 
     def _wake_up(self, _: object = None) -> None:
         self._wake.set()
@@ -350,8 +377,13 @@ class Run:
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers, setup=self._call.setup)
-        try:
-            prepared = lease.backend.prepare(self._inner.call_for(self._call, plan))  # pickling
+        call = self._inner.call_for(self._call, plan)
+        try:  # pickling, unless the probe's items went to that pool already
+            prepared = (
+                None if self._beside is None else self._beside.prepared_for(lease.backend, call)
+            )
+            if prepared is None:
+                prepared = lease.backend.prepare(call)
         except BaseException:
             lease.release()
             raise

@@ -16,6 +16,7 @@ from .. import _cluster
 from .._backends import registry
 from .._options import Options
 from .._routing import planner
+from .._routing.beside import Elsewhere
 from .._routing.cost import Environment, cpu_count
 from .._routing.measurement import Measurement
 from .._routing.memory import remember
@@ -31,12 +32,19 @@ REPLAN_MIN_SECONDS = 0.02
 
 
 def probe(
-    fn: Callable[..., Any], call: Call, feed: Feed, options: Options, n_items: int | None
+    fn: Callable[..., Any],
+    call: Call,
+    feed: Feed,
+    options: Options,
+    n_items: int | None,
+    elsewhere: Elsewhere | None = None,
 ) -> ProbeRun:
     """Time the first items of ``feed`` in the caller, keeping their results; the measurement
     is kept for ``fn``'s later calls. An input read ahead is never waited on past its first item:
     what it has not given within a moment is left for the run (its results may feed it). With a
-    Dask cluster attached, the items run on a worker instead (see ``_run.cluster_probe``)."""
+    Dask cluster attached, the items run on a worker instead (see ``_run.cluster_probe``);
+    otherwise items after a long first one may run ``elsewhere`` meanwhile (see
+    ``_routing.beside``)."""
     source = _Paused(feed) if feed.reading else feed
     ran = on_cluster(call, source, options)
     if ran is None:
@@ -45,11 +53,17 @@ def probe(
             source,
             retry=call.retry,
             gil_matters=lambda m: planner.gil_matters(m, options, n_items),
+            elsewhere=elsewhere,
+            take_now=feed.take_ready,
         )
     if ran.failed is None:
         remember(fn, ran.measurement)
         logger.debug(
-            "probe: %s on %d items: %s", name(fn), len(ran.values), described(ran.measurement)
+            "probe: %s on %d items%s: %s",
+            name(fn),
+            len(ran.values),
+            f" ({len(ran.sent)} more sent to worker processes meanwhile)" if ran.sent else "",
+            described(ran.measurement),
         )
     return ran
 

@@ -1,0 +1,284 @@
+"""Items sent elsewhere while the probe times others in the caller, so that no core idles.
+
+The probe runs a job's first items serially in the caller, and a long first item is followed by
+a second one there (a first call may carry a one-time cost: see ``first_item``). On a machine
+with more cores, those idle meanwhile. So once the first item has computed for
+``first_item.LONG_ITEM_SECONDS`` with no thread beside it (it holds the GIL: see
+``gil.DuringItem``), further items go to worker processes that the run lends
+(:class:`Elsewhere`), one at a time, while the caller goes on timing its own. The caller's items
+alone make the measurement, as before; the items sent elsewhere keep their results (no item runs
+twice), and the run joins both in input order. Sending stops when the timing does, or as soon as
+the caller's items turn out short (the plan may then be serial: dispatch would not pay).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
+from typing import Any, NamedTuple, Protocol
+
+from .._errors import ResourceLimitError
+from .._work import deadline as _deadline
+from .._work.chunking import ItemSource
+from .._work.spare_threads import Job, spare
+from .._work.task import ChunkResult
+from .clock import ThreadClock, queued_seconds
+
+logger = logging.getLogger("smartpool")
+
+#: The first item must compute for this share of its time (less time queued for a core) for
+#: items to be sent beside it: beside one that waits, the plan runs items on threads anyway.
+SEND_BESIDE_CPU = 0.5
+#: How often the sender looks again while the input has no item ready (it may be fed by the
+#: results the probe holds back).
+POLL_SECONDS = 0.005
+
+
+class Elsewhere(Protocol):
+    """Where a run lets its probe send items: worker processes it leases and holds until it ends.
+    (The run provides it; routing imports no backend.)"""
+
+    #: How many items may run there at once (the usable cores beside the caller's), once ready.
+    slots: int
+
+    def ready(self) -> bool:
+        """Get ready to take items (lease the workers, pickle the function), on the sending
+        thread; False when it cannot (the function does not pickle, no worker is warm)."""
+        ...
+
+    def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:
+        """Run ``items``, the first of which has input index ``start``; raise (having run
+        nothing) if they cannot be sent."""
+        ...
+
+
+class Sent(NamedTuple):
+    """Items sent elsewhere: the input index of the first, how many, and their chunk's Future."""
+
+    start: int
+    size: int
+    future: Future[ChunkResult]
+
+
+class Numbered:
+    """The probe's input, taken by the caller (``take``) and by the sender (``send_next``): every
+    item keeps its input index. What the caller gives back comes first at its next ``take``; the
+    sender takes only new items, and only those ready at once."""
+
+    def __init__(
+        self, source: ItemSource, take_now: Callable[[int], Sequence[Any] | None] | None = None
+    ) -> None:
+        self._source, self._take_now = source, take_now
+        self._lock = threading.Lock()
+        self._taken = 0  # items taken from the source and not given back to it
+        self._front: list[Any] = []  # given back by the caller, from index ``_front_start``
+        self._front_start = 0
+        #: The input index of the first item of the caller's last ``take``, and of the item after
+        #: its last.
+        self.start = self._end = 0
+
+    def take(self, n: int) -> Sequence[Any]:
+        with self._lock:
+            items: Sequence[Any]
+            if self._front:
+                items, self._front = self._front[:n], self._front[n:]
+                self.start = self._front_start
+                self._front_start += len(items)
+            else:
+                items = self._source.take(n)
+                self.start = self._taken
+                self._taken += len(items)
+            self._end = self.start + len(items)
+            return items
+
+    def give_back(self, rest: Sequence[Any]) -> None:
+        """Put back the unrun end of the caller's last ``take``."""
+        if rest:
+            with self._lock:
+                self._front[:0] = list(rest)
+                self._front_start = self._end - len(rest)
+
+    def send_next(
+        self, n: int, send: Callable[[Sequence[Any], int], Future[ChunkResult]]
+    ) -> list[Sent] | None:
+        """Take up to ``n`` new items that are ready and ``send`` each; what was sent, or None if
+        no item is ready now (an empty list: the input has ended). An item that cannot be sent
+        goes back to the input and the error is raised."""
+        assert self._take_now is not None
+        with self._lock:  # the caller takes nothing meanwhile: what goes back stays in order
+            items = self._take_now(n)
+            if not items:
+                return None if items is None else []
+            start = self._taken
+            sent: list[Sent] = []
+            self._taken += len(items)
+            try:
+                for offset, item in enumerate(items):
+                    sent.append(Sent(start + offset, 1, send((item,), start + offset)))
+            except BaseException:
+                unsent = items[len(sent) :]
+                self._source.give_back(unsent)
+                self._taken -= len(unsent)
+                raise
+            return sent
+
+    def close(self, failed: bool = False) -> int:
+        """Give what the caller gave back to the input; returns how many items were taken. (They
+        are the last taken: the sender stops before the caller takes more than one item, and the
+        one the caller gives back while the sender may take, after the first, it takes again,
+        unless an item failed: then the run ends there, and they are dropped.)"""
+        with self._lock:
+            if self._front and failed and self._front_start + len(self._front) != self._taken:
+                self._front = []
+            if self._front:
+                assert self._front_start + len(self._front) == self._taken, "given back out of turn"
+                self._source.give_back(self._front)
+                self._taken -= len(self._front)
+                self._front = []
+            return self._taken
+
+
+class Sender:
+    """Keeps ``elsewhere.slots`` items running elsewhere, from when the first item is known long
+    (``arm``) until ``stop``; ``sent`` lists them."""
+
+    def __init__(self, elsewhere: Elsewhere, items: Numbered) -> None:
+        self._elsewhere, self._items = elsewhere, items
+        self._lock = threading.Lock()
+        self._wake: threading.Event | None = None  # made when sending begins
+        self._stopped = self._item_ended = False
+        self._running = 0
+        self._job: Job | None = None
+        self._token = -1
+        self.sent: list[Sent] = []
+
+    @property
+    def sending(self) -> bool:
+        """Whether sending began and has not stopped."""
+        return self._job is not None and not self._stopped
+
+    def prepare(
+        self, helped: Callable[[], bool], long_seconds: float, clock: ThreadClock, queued: float
+    ) -> None:
+        """Called by the caller as its first item starts (``clock`` reading ``queued`` seconds
+        queued for a core so far): once ``arm`` is called, begin sending when the item has
+        computed for ``long_seconds`` (time queued does not count), unless a thread ``helped``
+        beside it (the GIL is free: see ``gil.DuringItem``). Cheap: most first items are short."""
+        self._helped, self._long = helped, long_seconds
+        self._stats, self._queued = clock.stats_fd, queued
+        self._thread, self._cpu = threading.get_ident(), time.thread_time()
+        self._began = time.perf_counter()
+
+    def arm(self) -> None:
+        """On the deadline watcher's thread, once the first item has run a while (see
+        ``gil.DuringItem``'s ``then``): look at it again when it may have become long."""
+        with self._lock:
+            if not self._item_ended and not self._stopped:
+                when = self._began + self._long
+                self._token = _deadline.watcher.call_at(when, Sender._check, self)
+
+    def disarm(self) -> None:
+        """The first item ended: if sending has not begun, it never does."""
+        with self._lock:
+            self._item_ended = True
+            if self._token >= 0:
+                _deadline.watcher.disarm(self._token)
+
+    def _check(self) -> None:
+        """On the deadline watcher's thread (briefly): is the item long, computing, alone?"""
+        with self._lock:
+            if self._item_ended or self._stopped:
+                return
+            if self._helped():
+                logger.debug("probe: a long first item, none sent beside it (a thread is)")
+                return
+            try:  # (the caller's clocks, read from here)
+                cpu = time.clock_gettime(time.pthread_getcpuclockid(self._thread)) - self._cpu
+            except (AttributeError, OSError):  # pragma: no cover - not on this platform
+                return
+            queued = queued_seconds(self._stats) - self._queued
+            now = time.perf_counter()
+            active = now - self._began - queued
+            if active < self._long:  # it was queued for a core meanwhile: not long yet
+                again = now + self._long - active
+            elif cpu < SEND_BESIDE_CPU * active:
+                # It waits, or it is queued for a core right now (that wait is counted only once
+                # it runs again): look again, as late again.
+                again = 2 * now - self._began
+            else:
+                self._wake = threading.Event()
+                try:
+                    self._job = spare.start(self._send)
+                except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+                    pass
+                return
+            self._token = _deadline.watcher.call_at(again, Sender._check, self)
+
+    def _send(self) -> None:
+        """On a kept thread: send items as slots free up, until stopped. (Sending only saves
+        time: if it fails, the items run as they would have without it.)"""
+        wake = self._wake
+        assert wake is not None
+        try:
+            if not self._elsewhere.ready():
+                return
+        except Exception as exc:  # no process to spare, say
+            logger.debug("no items sent beside the probe: %r", exc)
+            return
+        while True:
+            wake.clear()  # before looking: a wake-up from now on is not missed
+            with self._lock:
+                if self._stopped:
+                    return
+                free = self._elsewhere.slots - self._running
+                self._running += max(free, 0)  # (given back below for what is not sent)
+            try:
+                sent = self._items.send_next(free, self._elsewhere.send) if free > 0 else []
+            except Exception as exc:  # an item that does not pickle, say: it runs later
+                logger.debug(
+                    "items no longer sent beside the probe: %s: %s", type(exc).__name__, exc
+                )
+                with self._lock:
+                    self._running -= free
+                return
+            with self._lock:
+                self._running -= max(free, 0) - len(sent or ())
+                self.sent.extend(sent or ())
+            for item in sent or ():
+                item.future.add_done_callback(self._finished)
+            if sent:
+                continue
+            # Nothing to do until a slot frees up, an item comes (polled), or the stop.
+            wake.wait(POLL_SECONDS if free > 0 and sent is None else None)
+
+    def _finished(self, future: Future[ChunkResult]) -> None:
+        result = None if future.cancelled() or future.exception() else future.result()
+        with self._lock:
+            self._running -= 1
+            # After a failure the run raises there: nothing more is worth sending. After a short
+            # item, the first one's time was mostly a one-time cost: sending would cost more
+            # than it saves (and crowd the caller's cores while it times the calls after it).
+            if result is None or result.error is not None or result.cpu_seconds < self._long:
+                self._stopped = True
+        assert self._wake is not None
+        self._wake.set()
+
+    def stop(self, settle: float = 0.0) -> list[Sent]:
+        """Send nothing more (wait for a sending in progress); what was sent. With ``settle``,
+        also wait up to that long for the items running elsewhere to come back: the caller
+        then times its next items without this process's threads handling their results."""
+        with self._lock:
+            self._stopped = True
+            job = self._job
+        if self._token >= 0:
+            _deadline.watcher.disarm(self._token)
+        if self._wake is not None:
+            self._wake.set()
+        if job is not None:
+            job.join()
+            if settle > 0.0:
+                wait([sent.future for sent in self.sent], timeout=settle)
+        return self.sent
