@@ -627,9 +627,16 @@ def test_explain_without_items_runs_nothing() -> None:
     assert plan.backend == "thread" and plan.item_seconds is None
 
 
-def test_wrong_initial_plan_is_corrected_mid_run(caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_initial_plan_is_corrected_mid_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # The first items are trivial, so the probe plans serial; then every item sleeps 2 ms
-    # (3000 of them: 6 s in a row, far less once spread over threads).
+    # (3000 of them: 6 s in a row, far less once spread over threads). What the probe measured
+    # is pinned to the trivial calls it ran: with two other processes spinning, it once timed
+    # two items at 6 us, 83% CPU, and planned threads from the start (never re-planned).
+    pin_first_items(
+        monkeypatch, call_seconds=1e-7, cpu_fraction=1.0, crowding=0.0, first_call_seconds=None
+    )
     main = threading.get_ident()
     cheap, slow = 60_000, 3000
 
