@@ -158,6 +158,7 @@ def test_an_executor_call_runs_once_started_and_cancelled_before_never_runs(
         # dask's cancel travels on asynchronously: once the scheduler has dropped the task, a
         # worker freed by the blockers finds nothing of it to run.
         eventually(lambda: _scheduled(client) == 3, "the scheduler to drop the cancelled task")
+        eventually(lambda: _held_by_workers(client) == 3, "the workers to drop it too")
         release.set()
         assert [b.result(timeout=DEADLINE) for b in blockers] == [0, 1, 2]
         assert list(executor.map(tasks.touch, [str(tmp_path)] * 4, ["after"] * 4)) == [True] * 4
@@ -622,6 +623,16 @@ def _scheduled(client: Any) -> int:
         return sum(task.state in states for task in dask_scheduler.tasks.values())
 
     return int(client.run_on_scheduler(count))
+
+
+def _held_by_workers(client: Any) -> int:
+    """Tasks the dask workers hold to run or are running."""
+
+    def count(dask_worker: Any) -> int:
+        states = ("waiting", "ready", "constrained", "executing", "long-running")
+        return sum(task.state in states for task in dask_worker.state.tasks.values())
+
+    return sum(int(n) for n in client.run(count).values())
 
 
 def _started_events(client: Any) -> int:

@@ -107,6 +107,8 @@ class DaskBackend(Backend):
         self._lock = threading.Lock()
         self._flying: dict[str, _InFlight] = {}  # by task key
         self._keys: dict[Future[ChunkResult], str] = {}
+        #: Tasks whose start was reported before ``submit`` listed them (a busy caller).
+        self._started_early: set[str] = set()
         self._checked: set[int] = set()
         self._topic: str | None = None
         self._origin = machine_identity()  # a worker elsewhere refuses this machine's primitives
@@ -185,6 +187,10 @@ class DaskBackend(Backend):
         with self._lock:
             self._flying[key] = _InFlight(future, task, start, len(items), timeout, budget)
             self._keys[future] = key
+            early = key in self._started_early
+            self._started_early.discard(key)
+        if early:  # it started before it was listed here: as _started would have done
+            self._started((0.0, key))
 
         def finish(_: object) -> None:
             self._finish(key)
@@ -214,6 +220,14 @@ class DaskBackend(Backend):
                 result, error = _unpack(task.result(), start)
             elif task.status == "cancelled":
                 error = CancelledError()
+            elif task.status == "lost":  # its result was on a worker that died before we read it
+                items = f"item {start}" if flying.n_items == 1 else f"items {start}.."
+                error = WorkerCrashedError(
+                    f"the dask worker that had {items} died holding its result, before it was "
+                    "read; the cluster does not compute it again (allowed-failures 0 on "
+                    "clusters smartpool starts)",
+                    index=start,
+                )
             else:
                 error = _task_failure(task.exception(), start, flying.n_items)
         except BaseException as exc:  # the client closed under us, say
@@ -249,12 +263,19 @@ class DaskBackend(Backend):
         key = str(event[1])
         with self._lock:
             flying = self._flying.get(key)
-        if flying is None:
-            return
+            if flying is None:
+                if len(self._started_early) > 4096:  # starts of tasks that had ended already
+                    self._started_early.clear()
+                self._started_early.add(key)
+                return
         if not self._running(flying.future):
             self._off_loop(self.cancel, [flying.future])
         elif flying.budget is not None:
-            asyncio.get_running_loop().call_later(flying.budget, self._expire, key)
+            self._client.loop.add_callback(self._arm, flying.budget, key)
+
+    def _arm(self, budget: float, key: str) -> None:
+        """On the client's event loop: the caller's deadline for a timed task that started."""
+        asyncio.get_running_loop().call_later(budget, self._expire, key)
 
     def _expire(self, key: str) -> None:
         """The caller's deadline of a timed task passed and the worker has not reported (it is

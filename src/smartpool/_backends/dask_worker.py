@@ -103,13 +103,14 @@ def run_on_worker(
         items_bytes = dump_items(loads(items_bytes, shared), start)
     retry: RetryPolicy = loads(retry_bytes) if retry_bytes else NO_RETRY
     future: Future[ChunkResult] = Future()
+    if _cancelled(worker, key):  # cancelled while it waited here (dask's cancel is not at once)
+        return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0, 0.0)
     worker.log_event(started_topic, key)
     pool.submit(
         Task(future, fn_key, fn_bytes, items_bytes, start, n_items, retry, retry_bytes, timeout)
     )
     while not wait([future], timeout=CANCEL_POLL_SECONDS).done:
-        state = worker.state.tasks.get(key)
-        if state is None or state.state in ("cancelled", "released", "forgotten"):
+        if _cancelled(worker, key):
             pool.cancel([future])  # the caller cancelled: stop the child
             return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0, 0.0)
     try:
@@ -128,6 +129,13 @@ def run_on_worker(
         result.retried,
         result.queued_seconds,
     )
+
+
+def _cancelled(worker: Any, key: str) -> bool:
+    """Whether the caller cancelled this task (the worker has been told: it no longer holds it
+    to run)."""
+    state = worker.state.tasks.get(key)
+    return state is None or state.state in ("cancelled", "released", "forgotten")
 
 
 _functions: dict[int, Any] = {}
@@ -158,6 +166,9 @@ def run_on_threads(
     refused = _refused(origin, fn_bytes, items_bytes, shared)
     if refused is not None:
         return ("lost", [], refused, 0.0, f"dask worker {worker.address}", 0.0, 0, 0.0)
+    if _cancelled(worker, key):
+        where = f"dask worker {worker.address}"
+        return ("lost", [], dump_exception(CancelledError()), 0.0, where, 0.0, 0, 0.0)
     worker.log_event(started_topic, key)
     distributed.secede()
     fn = _functions.get(fn_key)
