@@ -45,12 +45,10 @@ def run_first(
     second_ended: list[float] = []
 
     def run_second() -> None:
-        with ThreadClock() as clock:
-            queued = clock.queued()
-            result = run_chunk(fn, spare, 1, retry)
-            second_ended.append(time.perf_counter())
-            # As for the caller's items: time queued for a core is not the item's cost.
-            result.seconds = max(result.cpu_seconds, result.seconds - (clock.queued() - queued))
+        result = run_chunk(fn, spare, 1, retry)
+        second_ended.append(time.perf_counter())
+        # As for the caller's items: time queued for a core is not the item's cost.
+        result.seconds = result.active_seconds
         second.append(result)
 
     sending = sender if spare else None
@@ -61,13 +59,13 @@ def run_first(
         sending.prepare(lambda: sample.helped, LONG_ITEM_SECONDS, clock, clock.queued())
     began = time.perf_counter()
     with sample:
-        queued_before = clock.queued()  # (arming the sampler can cost a thread switch)
         try:
             result = run_chunk(fn, items, 0, retry, after=values)
         finally:
             if sending is not None:
                 sending.disarm()
-        queued = clock.queued() - queued_before
+        # (The item's own count: arming and stopping the sampler can cost thread switches.)
+        queued = result.queued_seconds
         ended = time.perf_counter()
     if not sample.helped:
         if spare:
@@ -101,11 +99,6 @@ def first_share(sample: _gil.DuringItem) -> _gil.Sample:
         return _gil.Sample(sample.held)
     proven = sample.together is not None and sample.together >= _gil.TOGETHER_FREE
     return _gil.Sample(sample.held, told=proven)
-
-
-def since(clock: ThreadClock, later_from: float, first_queued: float) -> float:
-    """The time queued for a core while the first item ran, and since the later items began."""
-    return first_queued + clock.queued() - later_from
 
 
 def long_enough(elapsed: float, queued: float) -> bool:

@@ -130,10 +130,9 @@ class _Timing:
         # The first item's (and helper's) time, CPU time, and the caller's time queued for a
         # core while it ran.
         self.first_wall = self.first_cpu = self.first_queued = 0.0
-        # The calling thread's time queued for a core while items ran (None: to be read), and
-        # its count when the items after the first began.
-        self.queued: float | None = 0.0
-        self.later_from = 0.0
+        # The calling thread's time queued for a core while the items it timed ran (each chunk's
+        # own count: not the time between them, nor while the GIL is sampled after them).
+        self.queued = 0.0
         self.sample_items: list[Any] = []
         self.rest: Sequence[Any] = ()
         self.first_sample: _gil.DuringItem | None = None
@@ -177,7 +176,8 @@ class _Timing:
                 result = run_chunk(
                     self.fn, items, start, self.retry, budget, after=self.values
                 )  # appends
-                ran, self.queued = len(self.values) - before, None
+                ran = len(self.values) - before
+                self.queued += result.queued_seconds
                 if self.sender is not None and result.cpu_seconds < first_item.LONG_ITEM_SECONDS:
                     # Short items: the plan may well be serial, and the next ones are timed
                     # best once the items sent have come back (if they are short too).
@@ -198,7 +198,7 @@ class _Timing:
                     own.seconds,
                     own.cpu_seconds,
                 )  # (not the one beside it)
-                self.queued, self.later_from = self.first_queued, self.clock.queued()
+                self.queued = self.first_queued
             self.ran(start, len(self.values) - before)
             self.wall, self.cpu = self.wall + result.seconds, self.cpu + result.cpu_seconds
             if len(self.sample_items) < 16:
@@ -217,11 +217,6 @@ class _Timing:
             ):
                 # A first call often pays once for an import or a cache. Far above the calls after
                 # it, it is left out (see below), and the timing starts again from the second.
-                self.queued = (
-                    first_item.since(self.clock, self.later_from, self.first_queued)
-                    if self.queued is None
-                    else self.queued
-                )
                 later_active = self.wall - self.first_wall - (self.queued - self.first_queued)
                 if first_item.far_above(self.first_wall - self.first_queued, later_active, later):
                     self.restarted, self.began = True, self.first_ended
@@ -254,11 +249,6 @@ class _Timing:
                     self.first_wall - self.first_queued >= _gil.SAMPLE_AFTER and not self.restarted
                 )
                 if before and self.first_stands:
-                    self.queued = (
-                        first_item.since(self.clock, self.later_from, self.first_queued)
-                        if self.queued is None
-                        else self.queued
-                    )
                     later_queued = self.queued - self.first_queued
                     self.first_stands = (
                         self.first_long
@@ -281,11 +271,9 @@ class _Timing:
 
     def measurement(self) -> Measurement:
         """What the timed items say, in the planner's units."""
-        # Time spent queued for a core (a busy machine) is not the calls' cost. (Read around the
-        # first item, or the time queued while its sampler starts and ends would be taken off it,
-        # and as soon as the others ran.)
-        if self.queued is None:
-            self.queued = first_item.since(self.clock, self.later_from, self.first_queued)
+        # Time spent queued for a core (a busy machine) is not the calls' cost. (Counted within
+        # each chunk: read later, the clock would also count the time queued while the GIL was
+        # sampled, and on a crowded machine take off more than the items ever took.)
         crowding = _crowding(self.queued, self.wall)
         self.wall = max(self.cpu, self.wall - self.queued)
         self.clock.close()
