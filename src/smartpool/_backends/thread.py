@@ -17,6 +17,7 @@ import itertools
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -44,17 +45,26 @@ class _Work:
 class ThreadPool:
     """Up to ``workers`` daemon threads taking work from one queue, started on demand.
 
-    Every piece of work put on the queue is matched, under one lock, with a thread that will
-    take it: an idle thread (claimed at once), or a thread still to come back or to start. So a
-    task is never left queued while every thread waits on something else.
+    Every piece of work put on the queue is matched with a thread that will take it: an idle
+    thread (claimed at once), or a thread still to come back or to start. So a task is never
+    left queued while every thread waits on something else.
+
+    The matching takes no lock on its common paths (a submit that finds a thread idle or the
+    pool full, a thread that goes back to the queue): idle threads and unclaimed work are
+    tokens in two deques, whose ``append`` and ``popleft`` are atomic (also without the GIL). A
+    lock per call, taken by the submitter and every finishing thread in turn, cost more than
+    the rest of a trivial call. Starting, retiring and nesting threads take the lock.
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
-        self._idle = 0  # threads waiting on the queue with no work claimed for them
-        self._unclaimed = 0  # work on the queue that no waiting thread was claimed for
+        # One token per thread waiting on the queue with no work claimed for it, and one per
+        # piece of work on the queue that no thread was claimed for. Never both at rest: each
+        # side, after adding its own, cancels the pairs it finds (see _match).
+        self._idle: deque[None] = deque()
+        self._unclaimed: deque[None] = deque()
         self._live: set[threading.Thread] = set()
         self._retired: set[threading.Thread] = set()
         self._nesting: set[threading.Thread] = set()
@@ -70,24 +80,41 @@ class ThreadPool:
             return len(self._live)
 
     def submit(self, work: _Work) -> None:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot submit to a thread pool that was shut down")
-            me = threading.current_thread()
-            if me in self._live:  # a task of ours waits on a nested call: it needs a stand-in
-                self._nesting.add(me)
-            if self._idle:
-                self._idle -= 1
-                thread = None
-            else:
-                self._unclaimed += 1
-                # (The limit checked here first, as _new_thread does: most submits find the
-                # pool full, and a call is a few microseconds.)
-                full = len(self._live) >= self.workers + len(self._nesting)
-                thread = None if full else self._new_thread()
+        if self._closed:
+            raise RuntimeError("cannot submit to a thread pool that was shut down")
         self._queue.put(work)
+        if self._idle:  # (looked at first: in a burst none is, and an exception costs more)
+            try:
+                self._idle.popleft()  # an idle thread claimed: it takes the work
+                return
+            except IndexError:  # claimed by another submit meanwhile
+                pass
+        self._unclaimed.append(None)
+        self._match()
+        me = threading.current_thread()
+        nested = me in self._live  # a task of ours waits on a nested call: it needs a stand-in
+        if not nested and len(self._live) >= self.workers + len(self._nesting):
+            return  # the pool is full: a thread coming back takes the work
+        with self._lock:
+            if nested:
+                self._nesting.add(me)
+            thread = self._new_thread()
         if thread is not None:
             self._start(thread)
+
+    def _match(self) -> None:
+        """Cancel idle-thread and unclaimed-work tokens in pairs: a thread that went idle while
+        work came in unclaimed takes that work from the queue. Each side calls this after adding
+        its own token, so whoever acts last leaves no pair behind."""
+        while self._idle and self._unclaimed:
+            try:
+                self._idle.popleft()
+            except IndexError:
+                return
+            try:
+                self._unclaimed.popleft()
+            except IndexError:  # a thread came back for it meanwhile: this one stays idle
+                self._idle.append(None)
 
     def _limit(self) -> int:
         """``workers``, plus one stand-in for each of our threads that waits on a nested call.
@@ -116,8 +143,7 @@ class ThreadPool:
         except RuntimeError as exc:
             error = start_error(exc, "a worker thread", self.workers)
             with self._lock:
-                self._live.discard(thread)
-                self._unclaimed -= 1  # the claim of the thread that never came
+                self._live.discard(thread)  # (the work it was for stays unclaimed)
                 stranded = not self._live and not self._closed
             while stranded:
                 try:
@@ -127,21 +153,23 @@ class ThreadPool:
                 if work is not None and work.future.set_running_or_notify_cancel():
                     settle(work.future, error=error)
             if stranded:
-                with self._lock:
-                    self._unclaimed = 0
+                self._unclaimed.clear()
 
     def _wait_for_work(self) -> None:
-        """Under the lock: this thread goes back to the queue, for unclaimed work or as idle."""
+        """This thread goes back to the queue, for unclaimed work or as idle."""
         if self._unclaimed:
-            self._unclaimed -= 1
-        else:
-            self._idle += 1
+            try:
+                self._unclaimed.popleft()
+                return
+            except IndexError:  # claimed by another thread meanwhile
+                pass
+        self._idle.append(None)
+        self._match()
 
     def _worker(self) -> None:
         me = threading.current_thread()
         context.mark_worker_thread()
-        with self._lock:
-            self._wait_for_work()
+        self._wait_for_work()
         while True:
             work = self._queue.get()
             if work is None:  # shut down
@@ -159,27 +187,24 @@ class ThreadPool:
                     settle(work.future, work.run())
                 except BaseException as exc:  # pragma: no cover - run_chunk captures errors
                     settle(work.future, error=exc)
-            with self._lock:
-                self._running.pop(work.future, None)
-                if self._nesting:
+            self._running.pop(work.future, None)
+            if self._nesting or self._retired or len(self._live) > self.workers:
+                with self._lock:
                     self._nesting.discard(me)
-                if me in self._retired:  # abandoned: a replacement took our place
-                    self._retired.discard(me)
-                    return
-                if len(self._live) > self.workers + len(self._nesting):  # a stand-in no
-                    self._live.discard(me)  # longer needed (see _limit)
-                    return
-                if self._unclaimed:  # back to the queue (as _wait_for_work, inlined)
-                    self._unclaimed -= 1
-                else:
-                    self._idle += 1
+                    if me in self._retired:  # abandoned: a replacement took our place
+                        self._retired.discard(me)
+                        return
+                    if len(self._live) > self.workers + len(self._nesting):  # a stand-in no
+                        self._live.discard(me)  # longer needed (see _limit)
+                        return
+            self._wait_for_work()
             del work  # its items and result are the caller's: hold none while waiting
 
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         """Queued work never starts; running work is abandoned, its thread replaced."""
         wanted = set(futures)
         with self._lock:
-            running = [w for f, w in list(self._running.items()) if f in wanted]
+            running = [w for f, w in self._running.copy().items() if f in wanted]
             for work in running:
                 self._retire(work)
             thread = self._new_thread()

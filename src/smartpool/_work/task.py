@@ -98,6 +98,7 @@ class ChunkResult:
     values: list[Any]
     error: BaseException | None
     seconds: float
+    #: Where it ran ("process 123, thread 'name'"), for error notes: set with ``error``.
     worker: str
     #: CPU time of the thread that ran the chunk: with ``seconds``, tells computing from waiting.
     cpu_seconds: float = 0.0
@@ -172,7 +173,7 @@ def run_chunk(
     copy one of them into fresh memory, which costs as much as a few percent of a tiny job.
     """
     stats = own_stats() if measure_cpu else None
-    began_queued = queued_seconds(stats)
+    began_queued = queued_seconds(stats) if measure_cpu else 0.0
     began, began_cpu = time.perf_counter(), time.thread_time() if measure_cpu else 0.0
     values: list[Any] = [] if after is None else after
     start -= len(values)
@@ -202,9 +203,9 @@ def run_chunk(
     seconds = time.perf_counter() - began
     cpu_seconds = time.thread_time() - began_cpu if measure_cpu else 0.0
     queued = 0.0 if stats is None else max(0.0, queued_seconds(stats) - began_queued)
-    return ChunkResult(
-        start, values, error, seconds, describe_worker(), cpu_seconds, retried, queued
-    )
+    # (Where it ran is told only with an error: describing it is a tenth of a trivial call.)
+    worker = "" if error is None else describe_worker()
+    return ChunkResult(start, values, error, seconds, worker, cpu_seconds, retried, queued)
 
 
 def _run_within(
