@@ -175,3 +175,29 @@ def test_a_single_call_on_a_thread_leaves_the_blas_limit_alone() -> None:
     futures = [smartpool.submit(smartpool.io_bound(blas_library_threads), i) for i in range(3)]
     assert [future.result() for future in futures] == [before] * 3
     assert _blas_threads() == before
+
+
+def test_while_the_probe_may_send_items_beside_the_caller_keeps_its_share_of_blas() -> None:
+    """With worker processes running, items may run on them beside the probe's own: the
+    caller's BLAS then has its share of the cores, as each worker has, not all of them (the
+    caller and the workers would take twice the cores). Without worker processes nothing is
+    sent and the caller's BLAS is left alone. Put back after the probe either way."""
+    import os
+
+    caller = os.getpid()
+    before = _blas_threads()
+    cores = smartpool.cpu_count()
+
+    def in_caller(x: int) -> list[int] | None:
+        return blas_library_threads(x) if os.getpid() == caller else None
+
+    # The first item always runs in the caller, timed by the probe (the items after it may run
+    # there too, after the probe, planned serial: with the caller's own limits).
+    smartpool.shutdown()  # no worker process: nothing can be sent beside
+    smartpool.forget()
+    assert smartpool.parallel_map(in_caller, range(3))[0] == before
+    assert smartpool.parallel_map(abs, range(-4, 0), backend="process") == [4, 3, 2, 1]
+    smartpool.forget()
+    share = [max(1, cores // cores)] if cores >= 2 else before
+    assert smartpool.parallel_map(in_caller, range(3))[0] == share
+    assert _blas_threads() == before

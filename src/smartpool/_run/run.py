@@ -38,6 +38,7 @@ from .._options import Options
 from .._routing import planner
 from .._routing.memory import recall
 from .._transport.remote import add_note
+from .._work import blas
 from .._work.chunking import ChunkSizer, Feed, length_of
 from .._work.task import Call, ChunkResult, settle
 from . import steering
@@ -211,7 +212,8 @@ class Run:
         done, note = 0, None
         if measurement is None:
             beside = Processes.for_run(fn, self._call, options, self._sent, self._adopt)
-            probe = steering.probe(fn, self._call, self._feed, options, n_items, beside)
+            with blas.limited(None if beside is None else beside.caller_threads()):
+                probe = steering.probe(fn, self._call, self._feed, options, n_items, beside)
             if self._progress is not None:
                 error = None if probe.failed is None else probe.failed.error
                 self._progress.chunk_done(ChunkResult(0, probe.values, error, 0.0, ""))
