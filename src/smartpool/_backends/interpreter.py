@@ -36,6 +36,7 @@ from .._work.setup import WorkerSetup, dump_setup
 from .._work.task import NO_RETRY, Call, ChunkResult, describe_worker, settle
 from . import interpreter_entry
 from .base import Backend
+from .interpreter_steps import Steps
 
 #: Whether this Python has :mod:`concurrent.interpreters` (3.14+; the registry says why not).
 AVAILABLE = sys.version_info >= (3, 14)
@@ -129,13 +130,13 @@ class InterpreterPool:
         self._retired: set[threading.Thread] = set()
         self._running: dict[Future[ChunkResult], tuple[_Work, threading.Thread]] = {}
         self._closed = False
-        self._steps: _Steps | None = None
+        self._steps: Steps | None = None
 
-    def steps(self) -> _Steps:
+    def steps(self) -> Steps:
         """The queue that carries reported steps back from the interpreters (made once)."""
         with self._lock:
             if self._steps is None:
-                self._steps = _Steps()
+                self._steps = Steps(_interpreters().create_queue())
             return self._steps
 
     @property
@@ -249,7 +250,7 @@ class InterpreterPool:
                 reply = interp.call(interpreter_entry.run_here, *args)
             else:
                 steps = self.steps()
-                with steps.reporting(work, report) as key:
+                with steps.reporting(work.future, report) as key:
                     reply = interp.call(interpreter_entry.run_here, *args, steps.queue, key)
         except Exception as exc:  # the entry itself failed there (ExecutionFailed)
             return ChunkResult(work.start, [], _remote(exc), 0.0, describe_worker())
@@ -306,59 +307,6 @@ class InterpreterPool:
             for thread in idle:
                 if thread is not threading.current_thread():
                     thread.join()
-
-
-class _Steps:
-    """The steps functions report (``smartpool.report_progress``) in the pool's interpreters,
-    back in the caller: an interpreters queue of ``(key, message)`` pairs, read by a thread
-    that hands each count to the reporting chunk's run. A chunk's last pair says it is over,
-    so its steps are all counted before its result is handed out (as from a worker process,
-    whose steps come on the same pipe before its reply)."""
-
-    def __init__(self) -> None:
-        self.queue: Any = _interpreters().create_queue()
-        self._lock = threading.Lock()
-        self._chunks: dict[int, tuple[_Work, Callable[[int], None], threading.Event]] = {}
-        self._reader = threading.Thread(
-            target=self._read, name="smartpool-interpreter-steps", daemon=True
-        )
-        self._reader.start()
-
-    @contextlib.contextmanager
-    def reporting(self, work: _Work, report: Callable[[int], None]) -> Any:
-        """Around a chunk's call: its key, and (after the call) a wait for its last steps."""
-        key = next(_keys)
-        over = threading.Event()
-        with self._lock:
-            self._chunks[key] = (work, report, over)
-        try:
-            yield key
-            over.wait()  # the interpreter put the chunk's end (after its steps) before it returned
-        finally:
-            with self._lock:
-                self._chunks.pop(key, None)
-
-    def _read(self) -> None:
-        from .._process import protocol
-
-        while True:
-            key, data = self.queue.get()
-            if key == 0:  # closed
-                return
-            with self._lock:
-                entry = self._chunks.get(key)
-            if entry is None:
-                continue
-            work, report, over = entry
-            if not data:
-                over.set()
-            elif not work.future.done():  # (a timed-out or cancelled chunk's count no more)
-                steps = protocol.decode_reply(data)
-                assert isinstance(steps, int)
-                report(steps)
-
-    def close(self) -> None:
-        self.queue.put((0, b""))
 
 
 def _dump_setup(setup: WorkerSetup) -> bytes:
