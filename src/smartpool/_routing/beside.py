@@ -227,7 +227,11 @@ class Sender:
                 # it runs again): look again, as late again.
                 again = 2 * now - self._began
             else:
-                self._begin()
+                self._wake = threading.Event()
+                try:
+                    self._job = spare.start(self._send)
+                except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+                    pass
                 return
             self._token = _deadline.watcher.call_at(again, Sender._check, self)
 
@@ -247,15 +251,11 @@ class Sender:
             if self._stopped:
                 return
             self._unready = False
-            self._begin()
-
-    def _begin(self) -> None:
-        """Under the lock: start sending, on a kept thread."""
-        self._wake = threading.Event()
-        try:
-            self._job = spare.start(self._send)
-        except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
-            pass
+            self._wake = threading.Event()
+            try:
+                self._job = spare.start(self._send)
+            except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+                pass
 
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves
