@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -190,6 +191,31 @@ def test_an_unclear_gil_sample_is_checked_by_more(
     assert len(taken) == samples_taken
     assert probe.measurement.releases_gil is releases
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
+def slow_at_two(n: int) -> int:
+    """Pure-Python work; item 2 outlasts the probe's whole timing budget."""
+    if n == 2:
+        time.sleep(_probe.MAX_SECONDS * 2)  # the workload, not a wait for anything
+    return spin(n + 2000)
+
+
+def test_a_gil_sample_after_a_timing_cut_short_gets_all_its_items(
+    monkeypatch: pytest.MonkeyPatch, no_first_item_sample: None
+) -> None:
+    """The timing's budget can stop a batch between items (after item 2 here), and the item left
+    of it goes back to the input. The GIL sample after it must still run the items it asks for
+    as a pair: it once got that one item alone, and sampled it unpaired (a busy machine cuts
+    batches short often: this made an unclear sample's check go missing, 1 run in 10)."""
+    taken = script_paired_samples(monkeypatch, [0.02])
+    pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
+    items = list(range(200))
+    probe = _probe.probe_items(slow_at_two, _chunking.Feed(items))
+    wanted = 2 * math.ceil(_probe.GIL_SAMPLE_SECONDS / 0.00015)
+    assert taken == [wanted]
+    assert probe.measurement.releases_gil is True
+    assert probe.values == [slow_at_two(n) for n in items[: len(probe.values)]]
+    assert probe.segments == [(0, len(probe.values))]
 
 
 def test_the_samplers_baseline_is_measured_before_the_helper_starts(

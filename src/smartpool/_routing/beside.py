@@ -87,6 +87,14 @@ class Numbered:
                 items, self._front = self._front[:n], self._front[n:]
                 self.start = self._front_start
                 self._front_start += len(items)
+                if len(items) < n and self._front_start == self._taken:
+                    # The items given back were the input's last taken (none was sent since):
+                    # the take goes on into the input, so that a GIL sample after a timing cut
+                    # short gets the items it asked for, not the one left over.
+                    more = self._source.take(n - len(items))
+                    self._taken += len(more)
+                    self._front_start += len(more)
+                    items = [*items, *more]
             else:
                 items = self._source.take(n)
                 self.start = self._taken
