@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import smartpool
+from smartpool._routing import clock as _clock
 from smartpool._routing import first_item as _first_item
 from smartpool._routing import gil as _gil
+from smartpool._routing import gil_probe as _gil_probe
 from smartpool._routing import probe as _probe
 from smartpool._routing.clock import Span
 from smartpool._routing.measurement import Measurement
@@ -74,13 +76,21 @@ def script_paired_samples(
         return result, share if isinstance(share, _gil.Sample) else _gil.Sample(share)
 
     monkeypatch.setattr(_gil, "sample_in_pairs", sample)
-    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    monkeypatch.setattr(_gil_probe, "cores", lambda: 2)
+    no_host_steal(monkeypatch)
     return taken
+
+
+def no_host_steal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's steal counter, pinned: a scripted sample must not be doubted because the
+    machine's host happened to take a core meanwhile (see test_host_steal)."""
+    monkeypatch.setattr(_clock, "host_stolen_seconds", lambda: 0.0)
 
 
 def pin_first_items(monkeypatch: pytest.MonkeyPatch, **fields: object) -> None:
     """What the probe's first items measured, with ``fields`` pinned: a busy machine must not
     decide the tests of what the probe does next (the items still run, their results kept)."""
+    no_host_steal(monkeypatch)
     timed = _probe._Timing.measurement
 
     def measurement(self: _probe._Timing) -> Measurement:
@@ -103,13 +113,18 @@ def unpicklable_spin() -> Callable[[int], int]:
 def classify_until(
     fn: Callable[..., object], arg: object, want: Callable[[smartpool.Classification], bool]
 ) -> smartpool.Classification:
-    """Timing on a shared 2-core machine can be disturbed: a clear case gets three tries."""
-    result = smartpool.classify(fn, arg)
-    for _ in range(2):
-        if want(result):
-            break
+    """Timing on a shared 2-core machine can be disturbed: a clear case gets three tries. Tries
+    that the host skewed (it took the machine's cores away: steal time, which the classification
+    reports) do not count, for up to a minute: the verdict is this test's, the host is not."""
+    deadline = time.monotonic() + 60.0
+    tries = 0
+    while True:
         result = smartpool.classify(fn, arg)
-    return result
+        if want(result):
+            return result
+        tries += "steal time" not in result.reason
+        if tries >= 3 or time.monotonic() > deadline:
+            return result
 
 
 def test_sleep_is_io() -> None:
@@ -211,7 +226,7 @@ def test_a_gil_sample_after_a_timing_cut_short_gets_all_its_items(
     pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
     items = list(range(200))
     probe = _probe.probe_items(slow_at_two, _chunking.Feed(items))
-    wanted = 2 * math.ceil(_probe.GIL_SAMPLE_SECONDS / 0.00015)
+    wanted = 2 * math.ceil(_gil_probe.GIL_SAMPLE_SECONDS / 0.00015)
     assert taken == [wanted]
     assert probe.measurement.releases_gil is True
     assert probe.values == [slow_at_two(n) for n in items[: len(probe.values)]]
@@ -277,6 +292,7 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     as it would on a quiet machine; when it does not is tested in test_first_call.)"""
     monkeypatch.setattr(_first_item, "far_above", lambda *_: False)
     monkeypatch.setattr(_probe, "ALIKE_CPU", 0.0)
+    monkeypatch.setattr(_gil_probe, "ALIKE_CPU", 0.0)
     monkeypatch.setattr(_ScriptedFirstSample, "together", together)
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
     items = [600_000] * 16  # ~30 ms each: the first one alone is timed, then compared

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,20 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         timeout=240,
         cwd=cwd,
     )
+
+
+def advise_json(*args: str) -> dict[str, Any]:
+    """``smartpool advise ... --json``, run again while the host skewed its probe (it took the
+    machine's cores away: steal time, which the classification reports), for up to a minute."""
+    deadline = time.monotonic() + 60.0
+    while True:
+        done = run_cli("advise", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        report: dict[str, Any] = json.loads(done.stdout)
+        if "steal time" not in report["classification"]["reason"]:
+            return report
+        if time.monotonic() > deadline:
+            return report
 
 
 USER_MODULE = """
@@ -89,11 +105,9 @@ def test_advise_explains_its_verdict() -> None:
     assert "probe:" in done.stdout
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_advise_json() -> None:
-    done = run_cli("advise", "tests.workloads:spin", "200000", "--json")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = advise_json("tests.workloads:spin", "200000")
     assert report["classification"]["kind"] == "cpu"
     assert set(report["seconds"]) == {"serial", "thread", "process"}
     assert report["speedups"]["serial"] == 1.0
@@ -101,14 +115,12 @@ def test_advise_json() -> None:
     assert report["reasons"]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_advise_tells_one_story_and_its_verdict_follows_the_times() -> None:
     """sha256 over a megabyte (the issue's case): the classification and the estimate come from
     one measurement, so they say the same of the GIL; the verdict is never a backend that
     measured clearly slower than another."""
-    done = run_cli("advise", "tests.workloads:sha", "1", "--json")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = advise_json("tests.workloads:sha", "1")
     releases = report["classification"]["releases_gil"]
     probe = next(reason for reason in report["reasons"] if reason.startswith("probe:"))
     said = {True: "releases the GIL", False: "holds the GIL", None: "GIL release not measured"}

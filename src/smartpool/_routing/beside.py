@@ -73,12 +73,13 @@ class Numbered:
     ) -> None:
         self._source, self._take_now = source, take_now
         self._lock = threading.Lock()
-        self._taken = 0  # items taken from the source and not given back to it
+        self._taken: int = 0  # items taken from the source and not given back to it
         self._front: list[Any] = []  # given back by the caller, from index ``_front_start``
-        self._front_start = 0
+        self._front_start: int = 0
         #: The input index of the first item of the caller's last ``take``, and of the item after
         #: its last.
-        self.start = self._end = 0
+        self.start: int = 0
+        self._end: int = 0
 
     def take(self, n: int) -> Sequence[Any]:
         with self._lock:

@@ -31,6 +31,10 @@ class Measurement:
     #: Other programs' threads that wanted a core while the probe ran, counted only when the
     #: machine was saturated (the calling thread queued for a core): 0.0, it had room.
     crowding: float = 0.0
+    #: Share of the machine's CPU time the host (hypervisor) took while the probe ran, when it
+    #: was enough to skew what the probe saw (``clock.HOST_STOLE``); such a measurement is not
+    #: kept for later calls. 0.0: none (or the system does not tell).
+    stolen: float = 0.0
     #: Seconds the first call took when it stood far above the calls after it (a one-time cost:
     #: an import, a cache filled) and was left out of ``call_seconds``; None: it was not.
     first_call_seconds: float | None = None

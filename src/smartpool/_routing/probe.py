@@ -9,21 +9,22 @@ measured by :mod:`smartpool._gil` while a few more items run.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._work import deadline as _deadline
 from .._work.chunking import ItemSource
-from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from .._work.task import NO_RETRY, RetryPolicy, run_chunk
 from . import first_item
 from . import gil as _gil
-from .beside import Elsewhere, Numbered, Sender, Sent
-from .clock import ThreadClock
+from .beside import Elsewhere, Numbered, Sender
+from .clock import HostSteal, ThreadClock
+from .gil_probe import ALIKE_CPU, sample_gil, with_steal
 from .measurement import Measurement
+from .probe_run import ProbeRun as ProbeRun
+from .probe_run import failed_run
 from .transfer_cost import SHARED_MEMORY_SECONDS_PER_BYTE as SHARED_MEMORY_SECONDS_PER_BYTE
 from .transfer_cost import SHARING_SAMPLE
 from .transfer_cost import pickling_cost as _pickling_cost
@@ -34,37 +35,6 @@ MIN_SECONDS = 0.001
 #: ...or one item that took ``first_item.LONG_ITEM_SECONDS``...
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
-#: Calls shorter than this are not sampled for the GIL: dispatch to threads would cost more
-#: than running them in parallel could save.
-MIN_GIL_SECONDS = 0.00005
-#: The GIL is sampled over enough items to last this long (several of the sampler's naps).
-GIL_SAMPLE_SECONDS = 0.001
-#: ...but over no more items than this.
-MAX_SAMPLE_ITEMS = 64
-#: Calls that mostly wait are not sampled: the GIL does not decide where they should run.
-MIN_GIL_CPU = 0.3
-#: A long first item's GIL sample also stands for the items timed after it when all of them
-#: computed for at least this share of their time: items of one kind (not, say, computing and
-#: waiting in turn, which more items are sampled to tell).
-ALIKE_CPU = 0.8
-
-
-@dataclass
-class ProbeRun:
-    """The probe's outcome on a job: the values it computed, in order, and what it measured."""
-
-    values: list[Any]
-    measurement: Measurement
-    #: The chunk holding the first error, if an item failed during the probe.
-    failed: ChunkResult | None = None
-    #: True when the probe ran every item there was.
-    exhausted: bool = False
-    #: Where ``values`` belong in the input: (index of the first, how many) per stretch...
-    segments: list[tuple[int, int]] = field(default_factory=list[tuple[int, int]])
-    #: ...and the items that ran elsewhere meanwhile (see ``beside``), in input order.
-    sent: list[Sent] = field(default_factory=list[Sent])
-    #: How many items were taken from the input: the index of the next one.
-    taken: int = 0
 
 
 def probe_items(
@@ -86,7 +56,7 @@ def probe_items(
 
     Three steps: time the first items (``_Timing.run``); turn what they took into a
     measurement, a one-time first call and time queued for a core left out, with the cost of
-    moving items to a process (``_Timing.measurement``); sample the GIL (``_sample_gil``).
+    moving items to a process (``_Timing.measurement``); sample the GIL (``gil_probe.sample_gil``).
     """
     limit = max_items if max_items is not None else sys.maxsize
     _deadline.watcher.start()  # thread start-up must not count as the first items' cost
@@ -94,12 +64,15 @@ def probe_items(
     numbered = Numbered(feed, take_now)
     sender = None if elsewhere is None or take_now is None else Sender(elsewhere, numbered)
     timing = _Timing(fn, numbered, retry, limit, max_seconds, sender)
+    host = HostSteal()
     failed = True
     try:
-        ran = timing.run() or _sample_gil(
+        ran = timing.run() or sample_gil(
             fn, numbered, retry, limit, timing, timing.measurement(), gil_matters
         )
         failed = ran.failed is not None
+        if not failed:
+            ran.measurement = with_steal(ran.measurement, host.share())
     finally:  # (on Ctrl-C too: nothing is sent once the caller has stopped)
         sent = [] if sender is None else sender.stop()
         taken = numbered.close(failed)
@@ -126,7 +99,7 @@ class _Timing:
         self.values: list[Any] = []
         self.wall = self.cpu = 0.0
         self.batch, self.exhausted, self.first_stands = 1, False, False
-        self.restarted = self.first_long = False
+        self.restarted = self.first_long = self.first_stolen = False
         # The first item's (and helper's) time, CPU time, and the caller's time queued for a
         # core while it ran.
         self.first_wall = self.first_cpu = self.first_queued = 0.0
@@ -183,6 +156,7 @@ class _Timing:
                     # best once the items sent have come back (if they are short too).
                     self.sender.stop(settle=first_item.LONG_ITEM_SECONDS)
             else:
+                host = HostSteal()
                 result, self.first_sample, self.first_queued, own = first_item.run_first(
                     self.fn,
                     items,
@@ -194,6 +168,7 @@ class _Timing:
                     self.sender,
                 )
                 ran = 1 if result.error is None else 0
+                self.first_stolen = host.stole()  # its GIL sample then tells nothing
                 self.first_wall, self.first_cpu = (
                     own.seconds,
                     own.cpu_seconds,
@@ -205,7 +180,7 @@ class _Timing:
                 self.sample_items.extend(list(items[: 16 - len(self.sample_items)]))
             if result.error is not None:
                 self.clock.close()
-                return _failed(self.values, result, self.wall, self.cpu)
+                return failed_run(self.values, result, self.wall, self.cpu)
             self.rest = items[ran:] if ran < len(items) else ()
             if not before:
                 self.first_ended = time.perf_counter()
@@ -246,7 +221,9 @@ class _Timing:
                 # calls after it (its one-time cost was sampled). (A long first item computed long
                 # enough to be told by itself; the items after it must compute too.)
                 self.first_stands = (
-                    self.first_wall - self.first_queued >= _gil.SAMPLE_AFTER and not self.restarted
+                    self.first_wall - self.first_queued >= _gil.SAMPLE_AFTER
+                    and not self.restarted
+                    and not self.first_stolen
                 )
                 if before and self.first_stands:
                     later_queued = self.queued - self.first_queued
@@ -315,73 +292,6 @@ class _Timing:
         return measurement
 
 
-def _sample_gil(
-    fn: Callable[[Any], Any],
-    feed: Numbered,
-    retry: RetryPolicy,
-    limit: int,
-    timing: _Timing,
-    measurement: Measurement,
-    gil_matters: Callable[[Measurement], bool],
-) -> ProbeRun:
-    """Whether calls hold the GIL, if that can change the plan: from the first item's sample
-    when it stands for the others, else from a few more items run as a pair."""
-    call_seconds, cpu_fraction = measurement.call_seconds, measurement.cpu_fraction
-    values, wall, cpu = timing.values, timing.wall, timing.cpu
-    sample = call_seconds >= MIN_GIL_SECONDS and cpu_fraction >= MIN_GIL_CPU
-    samples: list[_gil.Sample] = []
-    if (
-        sample
-        and timing.first_sample is not None
-        and timing.first_sample.held is not None
-        and timing.first_stands
-    ):
-        samples.append(
-            first_item.first_share(timing.first_sample)
-        )  # a long first item, sampled while it ran
-        if _gil.settled(samples):
-            return ProbeRun(values, _with_gil(measurement, samples), None, timing.exhausted)
-    if timing.exhausted or not sample or len(values) >= limit or not gil_matters(measurement):
-        return ProbeRun(values, measurement, None, timing.exhausted)
-    count = max(1, min(MAX_SAMPLE_ITEMS, math.ceil(GIL_SAMPLE_SECONDS / call_seconds)))
-    # The sample runs as a pair: as many items again on a helper thread, so that no core idles
-    # while a GIL-free function is sampled (two threads then also compete for the GIL, as they
-    # would on the thread backend).
-    paired = _cores() >= 2
-    while True:
-        items = feed.take(min(2 * count if paired else count, limit - len(values)))
-        if not items:
-            if samples:
-                break
-            return ProbeRun(values, measurement, None, True)
-        start = feed.start
-        if paired and len(items) >= 2:
-            computes = cpu_fraction >= ALIKE_CPU
-            result, held = _gil.sample_in_pairs(fn, items, start, retry, computes)
-        else:
-            result, share = _gil.sample(fn, items, start, retry)
-            held = _gil.Sample(share)
-        values.extend(result.values)
-        timing.ran(start, len(result.values))
-        if result.error is not None:
-            return _failed(values, result, wall, cpu)
-        samples.append(held)
-        if _gil.settled(samples) or len(values) >= limit:
-            break
-        count = min(4 * MAX_SAMPLE_ITEMS, 2 * count)  # more evidence: a longer sample
-    return ProbeRun(values, _with_gil(measurement, samples), None, False)
-
-
-def _with_gil(measurement: Measurement, samples: list[_gil.Sample]) -> Measurement:
-    gil_held = _gil.verdict(samples)
-    return replace(
-        measurement,
-        releases_gil=_gil.releases(gil_held),
-        doubt=_gil.doubt(gil_held),
-        gil_held=gil_held,
-    )
-
-
 #: The calling thread must have been queued for a core this share of its items' time for the
 #: machine to count as saturated (less is noise: a wake-up here and there), over items that
 #: took this long at least (over a few microseconds, one preemption would say anything)...
@@ -405,15 +315,3 @@ def _cores() -> int:
     from .cost import cpu_count
 
     return cpu_count()
-
-
-def _failed(values: list[Any], result: ChunkResult, wall: float, cpu: float) -> ProbeRun:
-    measurement = Measurement(
-        call_seconds=wall / max(len(values), 1),
-        cpu_fraction=min(1.0, cpu / wall) if wall > 0 else 1.0,
-        releases_gil=None,
-        picklable=None,
-        transfer_seconds=0.0,
-        samples=len(values),
-    )
-    return ProbeRun(values, measurement, result, False)

@@ -57,7 +57,8 @@ def probe(
             take_now=feed.take_ready,
         )
     if ran.failed is None:
-        remember(fn, ran.measurement)
+        if not ran.measurement.stolen:  # (else the host skewed it: the next call measures again)
+            remember(fn, ran.measurement)
         logger.debug(
             "probe: %s on %d items%s: %s",
             name(fn),
