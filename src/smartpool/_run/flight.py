@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from typing import Any, NamedTuple, cast
 
 from .._backends.base import Backend
 from .._errors import SmartpoolError
 from .._transport.remote import add_note
-from .._work.task import ChunkResult
+from .._work.task import ChunkResult, settle
 
 #: Chunks a run may have pending in all (running, queued, or done and held back until an earlier
 #: one is handed out, with results in input order), in windows: a long chunk at the head of the
@@ -104,3 +104,44 @@ def cancel_chunks(entries: Iterable[Entry]) -> None:
             by_backend.setdefault(id(entry.backend), (entry.backend, []))[1].append(entry.future)
     for backend, futures in by_backend.values():
         backend.cancel(futures)
+
+
+def submit_only(
+    backend: Backend,
+    prepared: object,
+    items: Sequence[Any],
+    future: Future[Any],
+    listed: Callable[[Entry], None],
+    end: Callable[[], None],
+) -> None:
+    """Run a call's only item on ``backend`` and complete ``future`` with its value or error,
+    then ``end`` the run. The chunk is ``listed`` before it is submitted (a cancel meanwhile
+    finds it); ``future`` stays PENDING until a worker takes the item, and cancelling it before
+    then keeps the item from running."""
+    chunk = StartsWith(future)
+
+    def finish(done: Future[ChunkResult]) -> None:
+        try:
+            result = done.result()
+            if result.error is not None:
+                settle(future, error=with_note(result, backend.name))
+            else:
+                settle(future, result.values[0])
+        except BaseException as exc:  # cancelled, or the pool failed
+            if not future.cancel():
+                settle(future, error=exc)
+        finally:
+            end()
+
+    def cancel_chunk(outer: Future[Any]) -> None:
+        if outer.cancelled():
+            chunk.cancel()
+
+    chunk.add_done_callback(finish)
+    future.add_done_callback(cancel_chunk)
+    listed(Entry(0, 1, chunk, backend))
+    try:
+        backend.submit(prepared, items, 0, chunk)
+    except BaseException:
+        end()
+        raise

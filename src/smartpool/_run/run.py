@@ -39,19 +39,19 @@ from .._routing import planner
 from .._routing.memory import recall
 from .._transport.remote import add_note
 from .._work import blas
-from .._work.chunking import ChunkSizer, Feed, length_of
-from .._work.task import Call, ChunkResult, settle
+from .._work.chunking import Feed, length_of
+from .._work.task import Call, ChunkResult
 from . import steering
 from .beside import Processes
 from .events import Observer, Progress
 from .flight import (
     Entry,
-    StartsWith,
     cancel_chunks,
     first_done,
     gather_completed,
     has_room,
     head_is_late,
+    submit_only,
     wait_any,
     with_note,
 )
@@ -170,35 +170,9 @@ class Run:
         the item from running.
         """
         assert self.plan is not None, "a run of one item is planned when made"
-        backend = self._backend
-        chunk = StartsWith(future)
-
-        def finish(done: Future[ChunkResult]) -> None:
-            try:
-                result = done.result()
-                if result.error is not None:
-                    settle(future, error=with_note(result, backend.name))
-                else:
-                    settle(future, result.values[0])
-            except BaseException as exc:  # cancelled, or the pool failed
-                if not future.cancel():
-                    settle(future, error=exc)
-            finally:
-                self._end()
-
-        def cancel_chunk(outer: Future[Any]) -> None:
-            if outer.cancelled():
-                chunk.cancel()
-
-        chunk.add_done_callback(finish)
-        future.add_done_callback(cancel_chunk)
-        with self._lock:
-            self._pending.append(Entry(0, 1, chunk, backend))
-        try:
-            backend.submit(self._prepared, self._feed.take(1), 0, chunk)
-        except BaseException:
-            self._end()
-            raise
+        submit_only(
+            self._backend, self._prepared, self._feed.take(1), future, self._list, self._end
+        )
 
     # -- the phases ---------------------------------------------------------------------------
 
@@ -396,18 +370,8 @@ class Run:
         replanned = self.plan is not None
         self._replans += replanned
         self.plan, self._backend, self._prepared = plan, lease.backend, prepared
-        traits = registry.traits(plan.backend)
         left = None if self._n_items is None else max(0, self._n_items - self._next_index)
-        self._sizer = ChunkSizer.for_run(
-            chunksize=plan.chunksize,
-            n_items=left,
-            workers=plan.max_workers,
-            target_seconds=traits.chunk_seconds,
-            item_seconds=plan.item_seconds,
-            inline=traits.runs_inline,
-            limit=lease.backend.chunk_limit(),
-        )
-        self._window = traits.window_per_worker * plan.max_workers
+        self._sizer, self._window = steering.sizing(plan, lease.backend, left)
         if self._replanner is not None:
             self._replanner.reset()
         if self._progress is not None:

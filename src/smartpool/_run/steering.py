@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import _cluster
 from .._backends import registry
+from .._backends.base import Backend
 from .._options import Options
 from .._routing import planner
 from .._routing.beside import Elsewhere
@@ -22,7 +23,7 @@ from .._routing.measurement import Measurement
 from .._routing.memory import remember
 from .._routing.probe import MOST_QUEUED, SATURATED, SATURATED_SECONDS, ProbeRun, probe_items
 from .._work import context
-from .._work.chunking import Feed, ItemSource
+from .._work.chunking import ChunkSizer, Feed, ItemSource
 from .._work.task import Call, ChunkResult
 
 logger = logging.getLogger("smartpool")
@@ -245,3 +246,19 @@ def log_end(
 
 def name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or repr(fn))
+
+
+def sizing(plan: planner.Plan, backend: Backend, n_left: int | None) -> tuple[ChunkSizer, int]:
+    """How a run following ``plan`` on ``backend`` sizes its chunks for the ``n_left`` items
+    still to hand out (None: unknown), and how many chunks it keeps running or queued."""
+    traits = registry.traits(plan.backend)
+    sizer = ChunkSizer.for_run(
+        chunksize=plan.chunksize,
+        n_items=n_left,
+        workers=plan.max_workers,
+        target_seconds=traits.chunk_seconds,
+        item_seconds=plan.item_seconds,
+        inline=traits.runs_inline,
+        limit=backend.chunk_limit(),
+    )
+    return sizer, traits.window_per_worker * plan.max_workers
