@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from smartpool._routing import clock as _clock
 from smartpool._routing import gil as _gil
+from smartpool._routing import gil_evidence as _gil_evidence
 from smartpool._routing import probe as _probe
 from smartpool._routing.clock import Reading, Span
 from smartpool._work import chunking as _chunking
@@ -28,6 +30,9 @@ COMPUTES = True
         (_gil.Pair(cpu=1.0, waited=0.5), not COMPUTES, None),  # waits of their own
         # One thread queued for a core while the other ran: neither verdict can be read
         (_gil.Pair(cpu=1.0, waited=0.0, queued=0.5), COMPUTES, None),
+        # ...unless in some window both computed at once: code holding the GIL cannot
+        (_gil.Pair(cpu=1.0, waited=0.0, queued=0.9, peak=1.9), COMPUTES, True),
+        (_gil.Pair(cpu=1.0, waited=0.5, peak=1.0), COMPUTES, False),
         (_gil.Pair(cpu=0.9, waited=0.05, queued=0.9), COMPUTES, None),
     ],
 )
@@ -69,6 +74,15 @@ def test_a_pair_counts_the_callers_wait_only_from_when_the_helper_started() -> N
         (0.4, _gil.Pair(cpu=1.4, waited=0.1), 0.4, True),
         # Crowded out: the pair tells nothing, and the sample is not counted
         (0.0, _gil.Pair(cpu=1.0, waited=0.0, queued=0.5), 0.0, False),
+        # ...nor when the sampler sat queued for a core (its wake-ups came late or not at all)
+        (0.02, _gil.Pair(cpu=1.03, waited=0.0, sampler_queued=0.6), 0.02, False),
+        # Crowded, yet the two computed at once: free, whatever the sampler's few wake-ups say
+        (
+            0.34,
+            _gil.Pair(cpu=0.62, waited=0.0, queued=0.8, peak=1.93),
+            _gil.RELEASES_BELOW / 2,
+            True,
+        ),
     ],
 )
 def test_the_sampler_and_the_pair_are_combined(
@@ -148,3 +162,46 @@ def test_samples_that_hardly_told_do_not_say_part_of_the_time() -> None:
     held = _gil.verdict(untold)
     assert not _gil.releases(held)
     assert _gil.doubt(held) is None
+
+
+class _Clocks:
+    """Two threads' CPU clocks as a script: each read returns the next value."""
+
+    def __init__(self, readings: list[tuple[float, float]]) -> None:
+        self._readings = iter(readings)
+        self._pending: list[float] = []
+
+    def read(self, clock_id: int) -> float:
+        if not self._pending:
+            self._pending = list(next(self._readings))
+        return self._pending.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("advances", "free"),
+    [
+        # Taking turns (the GIL held): together never faster than the wall clock
+        ([(0.0009, 0.0), (0.0, 0.0009), (0.0005, 0.0004)], False),
+        # Both computing in one window: the GIL was free then
+        ([(0.0009, 0.0), (0.0009, 0.0009)], True),
+    ],
+)
+def test_two_threads_computing_at_once_are_seen_in_a_short_window(
+    monkeypatch: pytest.MonkeyPatch, advances: list[tuple[float, float]], free: bool
+) -> None:
+    """The sampler reads both threads' CPU clocks at each wake-up; windows are ~1 ms here."""
+    totals, a, b = [(0.0, 0.0)], 0.0, 0.0
+    for step_a, step_b in advances:
+        a, b = a + step_a, b + step_b
+        totals.append((a, b))
+    clocks = _Clocks(totals)
+    # Each read: the wall clock before and just after the two CPU clocks, 1 ms apart.
+    walls = iter(t for i in range(100) for t in (i * 0.001, i * 0.001 + 0.00001))
+    monkeypatch.setattr(_clock.time, "clock_gettime", clocks.read)
+    monkeypatch.setattr(_clock.time, "perf_counter", lambda: next(walls))
+    overlap = _clock.Overlap()
+    overlap._clocks = [1, 2]  # (as ``watch`` would, from each thread)
+    for _ in totals:
+        overlap.read()
+    assert (overlap.peak >= _gil_evidence.PEAK_FREE) is free
+    assert overlap.peak <= 2.0

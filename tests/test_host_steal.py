@@ -16,7 +16,7 @@ from smartpool._routing import gil as _gil
 from smartpool._routing import probe as _probe
 from smartpool._routing.memory import recall
 from smartpool._work import chunking as _chunking
-from smartpool._work.schedstat import host_stolen_seconds
+from smartpool._work.schedstat import STEAL_STEP, host_stolen_seconds
 
 from .test_auto import pin_first_items, script_paired_samples
 from .workloads import spin
@@ -48,7 +48,9 @@ def test_a_share_of_the_machines_time_is_read_from_the_counter(
     stolen = steal_counter(monkeypatch)
     watch = _clock.HostSteal()
     assert watch.share() == 0.0 and not watch.stole()
-    stolen[0] += 0.01  # one 10 ms step, within microseconds: a sign, whatever the share
+    stolen[0] += STEAL_STEP  # one step: it may complete time stolen long before
+    assert not watch.stole()
+    stolen[0] += STEAL_STEP  # two: at least one step's time was taken meanwhile
     assert watch.stole()
     monkeypatch.setattr(_clock, "host_stolen_seconds", lambda: None)  # the system does not tell
     assert _clock.HostSteal().share() == 0.0

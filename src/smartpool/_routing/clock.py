@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .._work.schedstat import host_stolen_seconds, own_stats
+from .._work.schedstat import STEAL_STEP, host_stolen_seconds, own_stats
 from .._work.schedstat import queued_seconds as queued_seconds
 
 
@@ -101,6 +101,52 @@ class CpuClock:
         return cpu / max(time.perf_counter() - self._wall - queued, 1e-9)
 
 
+class Overlap:
+    """The most two threads computed at once, per second of a short window, read from their
+    CPU clocks by a third thread (the GIL sampler) at each of its wake-ups.
+
+    Code that holds the GIL never computes on two threads at the same moment, so in no window
+    can the two clocks together advance faster than the wall clock: above ``PEAK_FREE`` in any
+    window, both ran GIL-free code at once. On a crowded machine two threads seldom get cores
+    at the same time, and an average over the whole pair hides the moments they did.
+    """
+
+    #: Windows shorter than this are not compared (the reads themselves take microseconds).
+    MIN_WINDOW = 50e-6
+
+    def __init__(self) -> None:
+        self._clocks: list[int] = []
+        self._last: tuple[float, float, float] | None = None
+        self.peak = 0.0
+
+    def watch(self) -> None:
+        """Called by each of the two threads: watch the calling thread's CPU clock."""
+        try:
+            self._clocks.append(time.pthread_getcpuclockid(threading.get_ident()))
+        except (AttributeError, OSError):  # pragma: no cover - not on this platform
+            pass
+
+    def read(self) -> None:
+        """Read both clocks (from a third thread); the window since the last read counts."""
+        if len(self._clocks) < 2:
+            return
+        first, second = self._clocks[0], self._clocks[1]
+        try:
+            began = time.perf_counter()
+            a, b = time.clock_gettime(first), time.clock_gettime(second)
+            ended = time.perf_counter()
+        except OSError:  # pragma: no cover - a thread is gone
+            self._clocks.clear()
+            return
+        if self._last is not None:
+            # From before the last reads to after these: each clock's window lies within it.
+            since, a0, b0 = self._last
+            wall = ended - since
+            if wall >= self.MIN_WINDOW:
+                self.peak = max(self.peak, (a - a0 + b - b0) / wall)
+        self._last = (began, a, b)
+
+
 #: From this share of the machine's CPU time taken by the host (see ``HostSteal``), what was
 #: timed meanwhile is in doubt.
 HOST_STOLE = 0.05
@@ -111,9 +157,10 @@ class HostSteal:
 
     A virtual machine's core taken away by its host stops the thread running on it, and the
     guest sees neither computing nor queueing: the time reads as a wait, for I/O or for the GIL.
-    (Pure-Python code sampled while the host took a core half the time looked GIL-free, and
-    sha256 looked held in 29 of 30 fresh probes on this project's 2-core VM.) The guest counts
-    it machine-wide in 10 ms steps, so over a few milliseconds any step is a sign, not a measure.
+    (sha256 looked held in 29 of 30 fresh probes during one bad minute on this project's 2-core
+    VM.) The guest counts it machine-wide in 10 ms steps, and a step can complete time stolen
+    long before: only what is beyond one step is known to be taken meanwhile, and over a few
+    milliseconds that is a sign, not a measure.
     """
 
     def __init__(self) -> None:
@@ -129,7 +176,7 @@ class HostSteal:
         if now is None:
             return 0.0
         wall = max(time.perf_counter() - self._wall, 1e-9)
-        return max(0.0, now - self._stolen) / ((os.cpu_count() or 1) * wall)
+        return max(0.0, now - self._stolen - STEAL_STEP) / ((os.cpu_count() or 1) * wall)
 
     def stole(self) -> bool:
         """Whether the host took enough to put what was timed meanwhile in doubt."""

@@ -19,7 +19,7 @@ from .._errors import ResourceLimitError
 from .._work import deadline as _deadline
 from .._work.spare_threads import Job, spare
 from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
-from .clock import CpuClock, Reading, Span, ThreadClock, queued_seconds
+from .clock import CpuClock, Overlap, Reading, Span, ThreadClock, queued_seconds
 from .gil_evidence import CLEARLY_HELD as CLEARLY_HELD
 from .gil_evidence import HOLDS_ABOVE as HOLDS_ABOVE
 from .gil_evidence import RELEASES_BELOW as RELEASES_BELOW
@@ -70,6 +70,7 @@ def sample(
     done = threading.Event()
     overshoots: list[float] = []  # how far each nap overshot, GIL waits included
     sampler_queued: list[float] = []
+    overlap = Overlap()  # how much this thread and the helper computed at once, at most
 
     def sampler() -> None:
         with ThreadClock() as clock:
@@ -81,6 +82,7 @@ def sample(
                 span = before.until(clock.read())
                 overshoots.append(span.blocked - SAMPLE_NAP)
                 sampler_queued.append(span.queued)
+                overlap.read()
 
     sampling = spare.start(sampler)  # kept threads: starting one costs a tenth of a sample
     helper = None
@@ -93,6 +95,7 @@ def sample(
         assert beside is not None
         with ThreadClock() as clock:
             began = clock.read()
+            overlap.watch()
             helper_started.set()
             beside()
             helper_spans.append((began.wall, began.until(clock.read())))
@@ -101,6 +104,7 @@ def sample(
         napping.wait()
         with ThreadClock() as clock:
             if beside is not None:
+                overlap.watch()
                 waiting = clock.read()
                 helper = spare.start(run_beside)
                 # The items here start once the helper runs: both then want the GIL (or not)
@@ -117,7 +121,9 @@ def sample(
     if helper is not None:
         helper.join()  # (on Ctrl-C it is left to finish its items, then waits for other work)
         if pair is not None and waiting is not None and helper_spans and queued_known:
-            pair.append(Pair.of(waiting, after, *helper_spans[0], sum(sampler_queued)))
+            pair.append(
+                Pair.of(waiting, after, *helper_spans[0], sum(sampler_queued), overlap.peak)
+            )
     # The share of the call during which the sampler could not get the GIL back. (A thread
     # preempted while holding the GIL still holds it; the sampler's own time queued for a core
     # is not a wait for the GIL, and ``Span.blocked`` leaves it out.)

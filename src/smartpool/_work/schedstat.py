@@ -72,8 +72,10 @@ def queued_seconds(fd: int | None) -> float:
 
 _STAT = "/proc/stat"
 _stat_fd: list[int | None] = []
-#: Clock ticks per second, the unit of ``/proc/stat``.
+#: Clock ticks per second, the unit of ``/proc/stat``...
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: ...so one step of the steal counter: the time stolen since a reading is known to within it.
+STEAL_STEP = 1.0 / _TICKS
 
 
 def host_stolen_seconds() -> float | None:
