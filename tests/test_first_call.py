@@ -33,10 +33,12 @@ def _tiny(n: int) -> int:
 
 def test_a_cache_filled_by_the_first_call_does_not_send_cheap_work_to_processes() -> None:
     """The first call computes for ~100 ms (filling a cache), the others take microseconds:
-    timed as typical, that first call would send 200 cheap items to worker processes."""
+    timed as typical, that first call would send 200 cheap items to worker processes. (Serial
+    on a quiet machine; with two other programs spinning, the cheap calls once read as 6% CPU
+    and the plan was threads, in 1 run of 20: not processes either way, which is the point.)"""
     fn = slow_once(lambda: spin(2_000_000), _tiny)
     plan = smartpool.explain(fn, range(200))
-    assert plan.backend == "serial", plan
+    assert plan.backend in ("serial", "thread"), plan
     assert plan.item_seconds is not None and plan.item_seconds < 0.001
     assert any("first call took" in reason for reason in plan.reasons), plan.reasons
 
