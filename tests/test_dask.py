@@ -310,7 +310,12 @@ def test_across_machines_the_primitives_are_dask_ones_used_by_tasks(
 
 def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: Any) -> None:
     counter = smartpool.Value(0)  # made while the workers share this machine: shared memory
-    client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    # Both workers pretend, including one its nanny is still restarting after an earlier test
+    # killed it: one that joined after the pretence would run an item on the real machine (the
+    # counter read 1 once, in a whole run in random order with two other programs spinning).
+    client.wait_for_workers(2, timeout=DEADLINE)
+    pretending = client.run(cluster_sync.pretend_machine, "another host|another boot|0:0")
+    assert len(pretending) == 2
     cluster_sync.forget_machines()
     try:
         for backend_choice in ("dask", "auto"):  # on child processes, and on threads (I/O)
