@@ -236,9 +236,10 @@ def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.Mon
     """The probe's caller queued for a core half of 10 ms of items on 2 cores: 3 other
     threads wanted them. A few microseconds preempted once, or a little queueing, say nothing;
     one long preemption is not a hundred programs."""
+    from smartpool._routing import gil_probe as _gil_probe
     from smartpool._routing import probe as _probe
 
-    monkeypatch.setattr(_probe, "_cores", lambda: 2)
+    monkeypatch.setattr(_gil_probe, "cores", lambda: 2)
     assert _probe._crowding(0.005, 0.01) == pytest.approx(3.0)
     assert _probe._crowding(0.0009, 0.001) == 0.0  # too little timed
     assert _probe._crowding(0.0002, 0.01) == 0.0  # a wake-up here and there

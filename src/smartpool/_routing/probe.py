@@ -17,7 +17,7 @@ from typing import Any
 from .._work import deadline as _deadline
 from .._work.chunking import ItemSource
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
-from . import first_item
+from . import first_item, gil_probe
 from . import gil as _gil
 from .beside import Elsewhere, Numbered, Sender
 from .clock import HostSteal, ThreadClock
@@ -308,10 +308,4 @@ def _crowding(queued: float, wall: float) -> float:
     share = queued / wall if wall >= SATURATED_SECONDS else 0.0
     if share < SATURATED:
         return 0.0
-    return max(0.0, _cores() / (1.0 - min(share, MOST_QUEUED)) - 1.0)
-
-
-def _cores() -> int:
-    from .cost import cpu_count
-
-    return cpu_count()
+    return max(0.0, gil_probe.cores() / (1.0 - min(share, MOST_QUEUED)) - 1.0)
