@@ -149,6 +149,47 @@ def test_nested_calls_on_a_full_pool_get_stand_ins_at_every_depth() -> None:
         pool.shutdown()
 
 
+def test_a_nested_call_that_claims_an_idle_thread_still_counts_its_caller_as_waiting() -> None:
+    """A task of the pool's that submits to it and finds a thread idle claims that thread, which
+    takes the oldest work queued, not necessarily this. The caller waits all the same, so it
+    must count as nesting: else the claimed thread, done with that older work, could leave as
+    a stand-in no longer needed while the caller's work is still queued (a hang, seen once in
+    a whole-suite run with two other programs spinning, and within 70 rounds of 3 nested calls
+    with one). Checked here on the counts, without threads: this test plays a worker thread
+    that finds one idle."""
+    pool = ThreadPool(1)
+    me = threading.current_thread()
+    try:
+        pool._live.add(me)  # (as if this were one of the pool's threads)
+        pool._idle.append(None)  # one idle thread to claim
+        work, _ = _work(lambda: 1)
+        pool.submit(work)
+        assert not pool._idle and not pool._unclaimed  # the idle thread was claimed...
+        assert me in pool._nesting  # ...and this caller counts as waiting on a nested call
+    finally:
+        pool._live.discard(me)
+        pool._nesting.discard(me)
+        pool.shutdown()
+
+
+def test_many_rounds_of_nested_calls_on_a_one_thread_pool_all_finish() -> None:
+    """The same race, end to end: it hung within 70 rounds before the fix."""
+    pool = ThreadPool(1)
+
+    def nested(depth: int) -> int:
+        if depth == 0:
+            return 0
+        value: int = _submit(pool, lambda: nested(depth - 1)).result(timeout=DEADLINE).values[0]
+        return value + 1
+
+    try:
+        for _ in range(300):
+            outer = [_submit(pool, lambda: nested(4)) for _ in range(3)]
+            assert [f.result(timeout=DEADLINE).values for f in outer] == [[4]] * 3
+    finally:
+        pool.shutdown()
+
+
 def test_queued_work_runs_after_the_busy_threads_are_abandoned() -> None:
     """A cancelled running task's thread is retired and replaced; the work queued behind it
     runs on the replacement."""

@@ -83,6 +83,14 @@ class ThreadPool:
         if self._closed:
             raise RuntimeError("cannot submit to a thread pool that was shut down")
         self._queue.put(work)
+        me = threading.current_thread()
+        nested = me in self._live  # a task of ours waits on a nested call: it needs a stand-in
+        if nested:
+            # Counted before any thread is claimed for the work: a thread claimed from idle may
+            # take older work first, and must not then leave as a stand-in no longer needed
+            # while this one waits (every thread would then wait on the queue's last items).
+            with self._lock:
+                self._nesting.add(me)
         if self._idle:  # (looked at first: in a burst none is, and an exception costs more)
             try:
                 self._idle.popleft()  # an idle thread claimed: it takes the work
@@ -91,13 +99,9 @@ class ThreadPool:
                 pass
         self._unclaimed.append(None)
         self._match()
-        me = threading.current_thread()
-        nested = me in self._live  # a task of ours waits on a nested call: it needs a stand-in
         if not nested and len(self._live) >= self.workers + len(self._nesting):
             return  # the pool is full: a thread coming back takes the work
         with self._lock:
-            if nested:
-                self._nesting.add(me)
             thread = self._new_thread()
         if thread is not None:
             self._start(thread)
