@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -308,7 +309,10 @@ def test_across_machines_the_primitives_are_dask_ones_used_by_tasks(
     assert total.add(5) == 17
 
 
-def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: Any) -> None:
+def test_a_machine_local_primitive_sent_to_another_machine_is_refused(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smartpool")  # shown if an item ran after all
     counter = smartpool.Value(0)  # made while the workers share this machine: shared memory
     # Both workers pretend, including one its nanny is still restarting after an earlier test
     # killed it: one that joined after the pretence would run an item on the real machine (the
@@ -318,8 +322,11 @@ def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: An
     assert len(pretending) == 2
     cluster_sync.forget_machines()
     try:
-        for backend_choice in ("dask", "auto"):  # on child processes, and on threads (I/O)
-            fn = tasks.count_into if backend_choice == "dask" else tasks.count_into_io
+        # On child processes, on the workers' threads (I/O), and in the probe on a worker.
+        cases = [("dask", tasks.count_into), ("auto", tasks.count_into_io)]
+        cases.append(("auto", tasks.count_into))  # unhinted: probed on a worker
+        for backend_choice, fn in cases:
+            smartpool.forget(fn)
             with pytest.raises(smartpool.SerializationError, match="made for the caller's machine"):
                 smartpool.parallel_map(
                     fn, [(counter, x) for x in range(3)], backend=backend_choice, chunksize=1
@@ -327,7 +334,7 @@ def test_a_machine_local_primitive_sent_to_another_machine_is_refused(client: An
     finally:
         client.run(cluster_sync.pretend_machine, None)
         cluster_sync.forget_machines()
-    assert counter.get() == 0  # no task touched it
+    assert counter.get() == 0, f"a task touched it:\n{caplog.text}"
 
 
 def test_a_large_buffer_shared_by_many_items_is_scattered_once(client: Any) -> None:

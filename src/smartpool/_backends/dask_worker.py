@@ -95,7 +95,7 @@ def run_on_worker(
     """
     worker: Any = importlib.import_module("distributed").get_worker()
     where = f"dask worker {worker.address}"
-    refused = _refused(origin, fn_bytes, items_bytes, shared)
+    refused = refused_payload(origin, fn_bytes, items_bytes, shared)
     if refused is not None:
         return ("lost", [], refused, 0.0, where, 0.0, 0, 0.0)
     pool = _pool(start_method, max(1, int(worker.state.nthreads)))
@@ -163,7 +163,7 @@ def run_on_threads(
     at its deadline, as on the thread backend)."""
     distributed: Any = importlib.import_module("distributed")
     worker: Any = distributed.get_worker()
-    refused = _refused(origin, fn_bytes, items_bytes, shared)
+    refused = refused_payload(origin, fn_bytes, items_bytes, shared)
     if refused is not None:
         return ("lost", [], refused, 0.0, f"dask worker {worker.address}", 0.0, 0, 0.0)
     if _cancelled(worker, key):
@@ -215,7 +215,9 @@ def _refuse(cls: type[Any], state: object) -> None:
     )
 
 
-def _refused(origin: str, fn_bytes: bytes, items_bytes: bytes, shared: list[bytes]) -> bytes | None:
+def refused_payload(
+    origin: str, fn_bytes: bytes, items_bytes: bytes, shared: list[bytes]
+) -> bytes | None:
     """On a machine other than ``origin``: the pickled SerializationError for a payload holding
     one of the caller's shared-memory primitives, or None (also on the caller's machine)."""
     if origin == machine_identity():

@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from .._backends.dask_worker import refused_payload
+from .._cluster_sync import machine_identity
 from .._errors import SerializationError
 from .._routing.probe import ProbeRun, probe_items
 from .._transport.remote import dump_exception, load_exception
@@ -46,7 +48,7 @@ def probe_on_cluster(client: Any, call: Call, source: ItemSource) -> ProbeRun | 
     name = getattr(call.portable, "__qualname__", None) or type(call.portable).__name__
     key = f"smartpool-probe-{name}-{uuid.uuid4().hex}"
     task: Any = client.submit(
-        probe_on_worker, fn_bytes, items_bytes, retry_bytes, key=key, pure=False
+        probe_on_worker, fn_bytes, items_bytes, retry_bytes, machine_identity(), key=key, pure=False
     )
     try:
         kind, payload, n_run, where = task.result()
@@ -59,6 +61,8 @@ def probe_on_cluster(client: Any, call: Call, source: ItemSource) -> ProbeRun | 
             "function pickled by reference (defined in a module) must be importable on every "
             "worker: install its module there, or ship it with client.upload_file()"
         )
+    if kind == "refused":  # it holds a primitive of this machine's shared memory
+        raise load_exception(payload)
     source.give_back(items[n_run:])
     values, measurement, exhausted, failed = payload
     failure = None
@@ -84,16 +88,21 @@ class _Items:
 
 
 def probe_on_worker(
-    fn_bytes: bytes, items_bytes: bytes, retry_bytes: bytes
+    fn_bytes: bytes, items_bytes: bytes, retry_bytes: bytes, origin: str
 ) -> tuple[str, Any, int, str]:
     """The probe's task on a dask worker: ``(kind, payload, items run, where)``.
 
-    kind "unloadable": the function does not load here (payload says why); "probed": payload
+    kind "unloadable": the function does not load here (payload says why); "refused": on a
+    machine other than ``origin`` (the caller's), the function or items hold a primitive of the
+    caller's shared memory (payload: the pickled SerializationError); "probed": payload
     is ``(values, measurement, exhausted, failed)``, with ``failed`` = ``(start, values,
     error, seconds)`` of the chunk whose item raised, the error pickled by smartpool.
     """
     worker: Any = importlib.import_module("distributed").get_worker()
     where = f"the probe, in the first task on dask worker {worker.address}"
+    refused = refused_payload(origin, fn_bytes, items_bytes, [])
+    if refused is not None:
+        return ("refused", refused, 0, where)
     try:
         fn = pickle.loads(fn_bytes)
     except ModuleNotFoundError as exc:
