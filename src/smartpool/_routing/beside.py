@@ -236,11 +236,7 @@ class Sender:
                 # it runs again): look again, as late again.
                 again = 2 * now - self._began
             else:
-                self._wake = threading.Event()
-                try:
-                    self._job = spare.start(self._send)
-                except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
-                    pass
+                self._begin()
                 return
             self._token = _deadline.watcher.call_at(again, Sender._check, self)
 
@@ -260,11 +256,15 @@ class Sender:
             if self._stopped:
                 return
             self._unready = False
-            self._wake = threading.Event()
-            try:
-                self._job = spare.start(self._send)
-            except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
-                pass
+            self._begin()
+
+    def _begin(self) -> None:
+        """Under the lock: start sending, on a kept thread."""
+        self._wake = threading.Event()
+        try:
+            self._job = spare.start(self._send)
+        except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+            pass
 
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves

@@ -75,19 +75,22 @@ class Processes:
 
         Unlimited, the caller's BLAS pool would take every core while the workers compute on
         them too: scikit-learn fits probed that way ran twice as long as on loky's workers."""
-        cores = cpu_count(self._options.max_cpus)
-        workers = min(self._options.max_workers or cores, cores)
+        cores, workers = self._beside_caller()
         if workers < 2 or registry.warm_workers("process") == 0:
             return None
         return max(1, cores // workers)
+
+    def _beside_caller(self) -> tuple[int, int]:
+        """The usable cores, and how many of them the caller and the workers may use at once."""
+        cores = cpu_count(self._options.max_cpus)
+        return cores, min(self._options.max_workers or cores, cores)
 
     def get_ready(self) -> bool:
         """In the caller, between the probe's first and second items, while its other threads
         wait: let the sender start worker processes if none runs yet (the fork server forked
         now, the process machinery imported here rather than on the sending thread, where it
         would hold the GIL while the caller's item is timed)."""
-        cores = cpu_count(self._options.max_cpus)
-        if min(self._options.max_workers or cores, cores) < 2:
+        if self._beside_caller()[1] < 2:
             return False
         self._may_start = registry.warm_workers("process") > 0 or registry.get_ready("process")
         return self._may_start
