@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from smartpool._routing import gil
 from smartpool._run import beside as run_beside
 
 from . import beside_tasks as tasks
+from . import subprocesses
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +90,7 @@ def test_the_run_says_items_ran_beside_the_probe(
     with caplog.at_level(logging.DEBUG, logger="smartpool"):
         smartpool.parallel_map(tasks.run, tasks.items(tmp_path, {0: "wait"}, 6))
     assert "sent to worker processes meanwhile" in caplog.text  # the probe's line
-    assert "worker processes beside it: their results are kept" in caplog.text  # the plan's
+    assert "worker processes meanwhile: their results are kept" in caplog.text  # the plan's
 
 
 def test_an_item_failing_on_a_worker_is_raised_in_its_place(tmp_path: Path) -> None:
@@ -141,11 +143,20 @@ def test_ctrl_c_in_the_first_item_kills_the_worker_running_a_sent_item(tmp_path:
 def test_no_item_is_sent_when_no_worker_process_is_running(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Items are sent only to a pool already running: the first worker, started while the
-    caller runs an item, would make the fork server a fresh interpreter for good."""
+    """Without a running pool, items are sent only if the fork server can be forked from the
+    caller between its first two items, which takes a caller running no other thread (this
+    test process runs many): a server started while threads run would be a fresh interpreter
+    for good."""
     smartpool.shutdown()
-    with caplog.at_level(logging.DEBUG, logger="smartpool"):
-        results = smartpool.parallel_map(tasks.run, tasks.items(tmp_path, {}, 4))
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)  # another thread runs in the caller
+    other.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="smartpool"):
+            results = smartpool.parallel_map(tasks.run, tasks.items(tmp_path, {}, 4))
+    finally:
+        release.set()
+        other.join()
     assert [index for index, _ in results] == list(range(4))
     assert "probe: run on " in caplog.text
     assert "sent to worker processes" not in caplog.text
@@ -159,3 +170,38 @@ def test_a_one_time_cost_in_the_first_call_is_still_left_out() -> None:
     assert results == list(range(1, 300_001))
     plan = smartpool.explain(tasks.once_then_cheap)  # from what the probe measured
     assert any("first call took" in reason for reason in plan.reasons), plan.reasons
+
+
+_COLD_SCRIPT = """
+import os, sys, tempfile
+import smartpool
+from smartpool._process import forkserver
+from smartpool._routing import gil
+from tests import beside_tasks as tasks
+
+gil.HELPER_AFTER = sys.maxsize  # as in the fixture: the GIL verdict is not under test here
+smartpool.configure(start_method="forkserver")
+
+with tempfile.TemporaryDirectory() as short, tempfile.TemporaryDirectory() as cold:
+    assert smartpool.parallel_map(tasks.run, tasks.items(short, {}, 2)) == [
+        (0, os.getpid()), (1, os.getpid())]
+    assert forkserver._server_instance is None, "two items: nothing to send beside the second"
+    smartpool.forget()  # probed again
+    # Item 0 is long and holds the GIL; item 1 computes until an item has started in another
+    # process (a TimeoutError otherwise): items 2 and 3 are sent while it runs.
+    results = smartpool.parallel_map(tasks.run, tasks.items(cold, {1: "wait"}, 4))
+    assert [index for index, _ in results] == [0, 1, 2, 3], results
+    assert results[1][1] == os.getpid()
+    assert any(pid != os.getpid() for _, pid in results[2:]), results
+    assert forkserver._server_instance is not None and forkserver._server_instance._popen is None
+print("ok")
+"""
+
+
+def test_a_caller_with_no_worker_process_starts_them_after_a_long_first_item() -> None:
+    """In a fresh process (no other thread runs, no worker process yet): after a long first item
+    that held the GIL, the fork server is forked from the caller (not a fresh interpreter) and
+    items after the second run on new worker processes while the caller times the second. A
+    call with only one item after the first starts nothing."""
+    done = subprocesses.run_python("-c", _COLD_SCRIPT, timeout=120, cwd=subprocesses.ROOT)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr

@@ -83,6 +83,14 @@ class Backend(ABC):
         return setup if setup.initializer is not None else None
 
     @classmethod
+    def get_ready(cls, settings: dict[str, Any]) -> bool:
+        """Called in the caller while its other threads wait (between a probe's items): start
+        what lets a pool of this kind, made with ``settings``, start its workers later from
+        another thread at no lasting cost; False if it cannot (then only a pool already running
+        is used from another thread)."""
+        return False
+
+    @classmethod
     def release_resources(cls) -> None:
         """Free what every pool of this kind shares (a fork server, kept files), at shutdown."""
         return None

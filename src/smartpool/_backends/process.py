@@ -63,6 +63,17 @@ class ProcessBackend(Backend):
         return {"start_method": _config.start_method()}
 
     @classmethod
+    def get_ready(cls, settings: dict[str, Any]) -> bool:
+        # Workers forked by the fork server start from any thread; started later, with threads
+        # running, the server would be a fresh interpreter for good. ("fork" would fork the
+        # caller while it runs an item; "spawn" costs a fresh interpreter per worker.)
+        if settings.get("start_method") != "forkserver":
+            return False
+        from .._process import launcher
+
+        return launcher.server_if_cheap()
+
+    @classmethod
     def release_resources(cls) -> None:
         from .._process import launcher, pool, spares
 

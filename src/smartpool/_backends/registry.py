@@ -194,6 +194,13 @@ def _evict_idle(name: str) -> list[Backend]:
     return [_pools.pop(k).backend for k in idle[: max(0, len(idle) - MAX_IDLE_POOLS_PER_KIND)]]
 
 
+def get_ready(name: str) -> bool:
+    """In the caller, while its other threads wait: whether a pool of kind ``name`` can start
+    its workers later from another thread at no lasting cost (see ``Backend.get_ready``)."""
+    cls = backend_class(name)
+    return cls.get_ready(cls.default_settings())
+
+
 def warm_workers(name: str) -> int:
     """The most workers already running in any pool of kind ``name``."""
     with _lock:

@@ -159,6 +159,24 @@ def ensure_server() -> None:
     server()
 
 
+def server_if_cheap() -> bool:
+    """Whether the fork server runs, started now if it can be forked from this process (no
+    thread runs but harmless ones): never a fresh interpreter, which would serve every later
+    worker without the caller's imported modules."""
+    with _server_lock:
+        instance = _server_instance
+    if instance is not None and not instance.dead:
+        return True
+    with spare.quiet() as waiting:
+        if not single_threaded(also_harmless=waiting):
+            return False
+    try:
+        server()
+    except OSError:  # out of descriptors or processes: a pool's first worker will say so
+        return False
+    return True
+
+
 def stop_server() -> None:
     """Stop the fork server if one runs (at exit, after the pools shut down)."""
     global _server_instance

@@ -18,6 +18,7 @@ from . import crash_reports, descriptors, protocol
 from .channel import Channel
 from .descriptors import close_owned, flush_std_streams, open_pidfd
 from .forkserver import PACKAGE_PARENT, ForkServer, server
+from .forkserver import server_if_cheap as server_if_cheap
 from .forkserver import stop_server as stop_server  # with start_worker: the backend's one door
 from .signals import sigint_blocked
 

@@ -44,6 +44,11 @@ class Elsewhere(Protocol):
     #: How many items may run there at once (the usable cores beside the caller's), once ready.
     slots: int
 
+    def get_ready(self) -> bool:
+        """In the caller, between its first and second items, while its other threads wait:
+        prepare what lets ``ready`` start workers if none runs yet; False if it cannot."""
+        ...
+
     def ready(self) -> bool:
         """Get ready to take items (lease the workers, pickle the function), on the sending
         thread; False when it cannot (the function does not pickle, no worker is warm)."""
@@ -110,6 +115,18 @@ class Numbered:
                 self._front[:0] = list(rest)
                 self._front_start = self._end - len(rest)
 
+    def more_than(self, n: int) -> bool:
+        """Whether more than ``n`` items are left to take, counting only those ready now."""
+        assert self._take_now is not None
+        with self._lock:
+            need = n + 1 - len(self._front)
+            if need <= 0:
+                return True
+            items = self._take_now(need)
+            if items:
+                self._source.give_back(items)  # (looked at, not taken)
+            return items is not None and len(items) == need
+
     def send_next(
         self, n: int, send: Callable[[Sequence[Any], int], Future[ChunkResult]]
     ) -> list[Sent] | None:
@@ -161,6 +178,7 @@ class Sender:
         self._stopped = self._item_ended = False
         self._running = 0
         self._job: Job | None = None
+        self._unready = False  # the job ended at once: nowhere was ready to take items
         self._token = -1
         self.sent: list[Sent] = []
 
@@ -218,13 +236,35 @@ class Sender:
                 # it runs again): look again, as late again.
                 again = 2 * now - self._began
             else:
-                self._wake = threading.Event()
-                try:
-                    self._job = spare.start(self._send)
-                except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
-                    pass
+                self._begin()
                 return
             self._token = _deadline.watcher.call_at(again, Sender._check, self)
+
+    def start_now(self) -> None:
+        """From the caller, between its first and second items, after a long first item that
+        computed alone while no worker was running to take items beside it: get workers ready
+        (see ``Elsewhere.get_ready``) and begin sending while the caller times its second."""
+        with self._lock:
+            if self._stopped or (self._job is not None and not self._unready):
+                return
+            unready, self._job = self._job, None
+        if unready is not None:
+            unready.join()  # (it has ended, or is about to)
+        if not self._elsewhere.get_ready():
+            return
+        with self._lock:
+            if self._stopped:
+                return
+            self._unready = False
+            self._begin()
+
+    def _begin(self) -> None:
+        """Under the lock: start sending, on a kept thread."""
+        self._wake = threading.Event()
+        try:
+            self._job = spare.start(self._send)
+        except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
+            pass
 
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves
@@ -233,6 +273,8 @@ class Sender:
         assert wake is not None
         try:
             if not self._elsewhere.ready():
+                with self._lock:
+                    self._unready = True
                 return
         except Exception as exc:  # no process to spare, say
             logger.debug("no items sent beside the probe: %r", exc)

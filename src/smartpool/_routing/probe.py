@@ -19,7 +19,7 @@ from .._work.chunking import ItemSource
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
 from . import first_item, gil_probe
 from . import gil as _gil
-from .beside import Elsewhere, Numbered, Sender
+from .beside import SEND_BESIDE_CPU, Elsewhere, Numbered, Sender
 from .clock import HostSteal, ThreadClock
 from .gil_probe import ALIKE_CPU, sample_gil, with_steal
 from .measurement import Measurement
@@ -235,6 +235,8 @@ class _Timing:
                         >= ALIKE_CPU * (self.wall - self.first_wall - later_queued)
                     )
                 break
+            if len(self.values) == 1 and self.sender is not None:
+                self._send_from_now()
             # Grow fast, but aim the next batch at the time still wanted, not past it.
             timed, timed_wall = (
                 (later, self.wall - self.first_wall)
@@ -245,6 +247,21 @@ class _Timing:
             wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
             self.batch = min(self.batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
         return None
+
+    def _send_from_now(self) -> None:
+        """After a long first item that computed alone (it holds the GIL) while no worker was
+        there to take items beside it: start workers and send the items after the next one
+        while the caller times the next, if more than one is left."""
+        assert self.sender is not None and self.first_sample is not None
+        active = self.first_wall - self.first_queued
+        if (
+            active < first_item.LONG_ITEM_SECONDS
+            or self.first_sample.helped
+            or self.first_cpu < SEND_BESIDE_CPU * active
+            or not self.feed.more_than(1)
+        ):
+            return
+        self.sender.start_now()
 
     def measurement(self) -> Measurement:
         """What the timed items say, in the planner's units."""

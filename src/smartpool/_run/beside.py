@@ -54,6 +54,7 @@ class Processes:
         self.backend: Backend | None = None
         self._prepared: object = None
         self._sent_call: Call | None = None
+        self._may_start = False  # get_ready: the pool may start its workers from the sender
 
     @classmethod
     def for_run(
@@ -74,24 +75,39 @@ class Processes:
 
         Unlimited, the caller's BLAS pool would take every core while the workers compute on
         them too: scikit-learn fits probed that way ran twice as long as on loky's workers."""
-        cores = cpu_count(self._options.max_cpus)
-        workers = min(self._options.max_workers or cores, cores)
+        cores, workers = self._beside_caller()
         if workers < 2 or registry.warm_workers("process") == 0:
             return None
         return max(1, cores // workers)
 
+    def _beside_caller(self) -> tuple[int, int]:
+        """The usable cores, and how many of them the caller and the workers may use at once."""
+        cores = cpu_count(self._options.max_cpus)
+        return cores, min(self._options.max_workers or cores, cores)
+
+    def get_ready(self) -> bool:
+        """In the caller, between the probe's first and second items, while its other threads
+        wait: let the sender start worker processes if none runs yet (the fork server forked
+        now, the process machinery imported here rather than on the sending thread, where it
+        would hold the GIL while the caller's item is timed)."""
+        if self._beside_caller()[1] < 2:
+            return False
+        self._may_start = registry.warm_workers("process") > 0 or registry.get_ready("process")
+        return self._may_start
+
     def ready(self) -> bool:
         """Lease the pool and pickle the function, on the probe's sending thread. False if no
         core is usable beside the caller's (or ``max_workers=1``), or no worker process runs
-        yet: the first one started here, while the caller runs the item, would have the fork
-        server started as a fresh interpreter rather than forked from the caller (see
-        ``_process.forkserver``), for good; the run starts it as usual."""
+        yet and ``get_ready`` did not make starting them cheap: the first one started here,
+        while the caller runs the item, would have the fork server started as a fresh
+        interpreter rather than forked from the caller (see ``_process.forkserver``), for good;
+        the run starts it as usual."""
         cores = cpu_count(self._options.max_cpus)
         self.workers = min(
             self._options.max_workers or cores, planner.MAX_PROCESSES_PER_CORE * cores
         )
         self.slots = min(cores, self.workers) - 1
-        if self.slots < 1 or registry.warm_workers("process") == 0:
+        if self.slots < 1 or (registry.warm_workers("process") == 0 and not self._may_start):
             return False
         lease = registry.lease("process", self.workers, setup=self._call.setup)
         if not self._adopt(lease):
@@ -126,9 +142,9 @@ class Processes:
         """What happened, for the plan's reasons."""
         sent = len(probe.sent)
         return (
-            f"while the probe timed the first item in the caller (a long one, holding the GIL), "
-            f"{sent} more item{'s' * (sent > 1)} ran on {self.workers} worker processes beside "
-            "it: their results are kept"
+            f"while the probe timed items in the caller (the first a long one, holding the GIL), "
+            f"{sent} more item{'s' * (sent > 1)} ran on {self.workers} worker processes meanwhile: "
+            "their results are kept"
         )
 
     def join(
