@@ -22,7 +22,7 @@ from smartpool._routing import gil_probe as _gil_probe
 from smartpool._routing import probe as _probe
 from smartpool._routing.clock import Span
 from smartpool._routing.measurement import Measurement
-from smartpool._work import chunking as _chunking
+from smartpool._work import feed as _feed
 
 from .workloads import mark_once, nap, sha, spin, spin_where
 
@@ -172,7 +172,7 @@ def test_short_calls_are_sampled_on_two_threads(monkeypatch: pytest.MonkeyPatch)
     items = list(range(3000, 3040))
     for _ in range(10):
         paired.clear()
-        probe = _probe.probe_items(spin, _chunking.Feed(items))
+        probe = _probe.probe_items(spin, _feed.Feed(items))
         assert probe.values == [spin(n) for n in items[: len(probe.values)]]
         if paired:
             break
@@ -204,7 +204,7 @@ def test_an_unclear_gil_sample_is_checked_by_more(
     taken = script_paired_samples(monkeypatch, shares)
     pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
     items = list(range(2000, 2200))
-    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    probe = _probe.probe_items(spin, _feed.Feed(items))
     assert len(taken) == samples_taken
     assert probe.measurement.releases_gil is releases
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
@@ -227,7 +227,7 @@ def test_a_gil_sample_after_a_timing_cut_short_gets_all_its_items(
     taken = script_paired_samples(monkeypatch, [0.02])
     pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
     items = list(range(200))
-    probe = _probe.probe_items(slow_at_two, _chunking.Feed(items))
+    probe = _probe.probe_items(slow_at_two, _feed.Feed(items))
     wanted = 2 * math.ceil(_gil_probe.GIL_SAMPLE_SECONDS / 0.00015)
     assert taken == [wanted]
     assert probe.measurement.releases_gil is True
@@ -245,7 +245,7 @@ def test_the_samplers_baseline_is_measured_before_the_helper_starts(
     # ~50 ms items: the helper runs spin() throughout any calibration made after it started.
     # (Five: on a crowded machine the first may stand far above the second, and a third is
     # timed before the pair; with three, nothing was left to sample in 1 full run.)
-    probe = _probe.probe_items(spin, _chunking.Feed([1_000_000] * 5))
+    probe = _probe.probe_items(spin, _feed.Feed([1_000_000] * 5))
     assert probe.measurement.gil_held is not None
     assert _gil._nap_overshoot and _gil._nap_overshoot[0] < 0.001
 
@@ -301,7 +301,7 @@ def test_a_long_first_item_is_sampled_for_the_gil_while_it_runs(
     for _ in range(3):
         taken = script_paired_samples(monkeypatch, [*paired, *[1.0 if not releases else 0.0] * 5])
         monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([first]))
-        probe = _probe.probe_items(spin, _chunking.Feed(items), gil_matters=lambda _: True)
+        probe = _probe.probe_items(spin, _feed.Feed(items), gil_matters=lambda _: True)
         if len(taken) == len(paired) and len(probe.values) - sum(taken) == 2:
             break
     assert len(taken) == len(paired)
@@ -382,7 +382,7 @@ def test_a_gil_free_first_item_runs_the_next_one_beside_it(monkeypatch: pytest.M
     monkeypatch.setattr(_gil.DuringItem, "_waits", lambda *_: 0.0)
     monkeypatch.setattr(_gil, "HELP_BESIDE_CPU", 0.0)
     for _ in range(3):  # the sampler must get a core during the item: three tries
-        probe = _probe.probe_items(_sha_where, _chunking.Feed([32] * 8))
+        probe = _probe.probe_items(_sha_where, _feed.Feed([32] * 8))
         if len(set(probe.values[:2])) == 2:
             break
     first, second = probe.values[:2]
@@ -393,7 +393,7 @@ def test_a_gil_free_first_item_runs_the_next_one_beside_it(monkeypatch: pytest.M
 def test_a_first_item_that_waits_runs_alone() -> None:
     """Beside an item that waits, a helper would only make the caller wait for the next item:
     waiting work is spread over many threads by the plan anyway."""
-    probe = _probe.probe_items(_nap_where, _chunking.Feed([0.03] * 8))
+    probe = _probe.probe_items(_nap_where, _feed.Feed([0.03] * 8))
     # (The second, too, ran here: timed to compare the first call with.)
     assert probe.values == [threading.get_ident()] * 2
 
@@ -443,7 +443,7 @@ def test_an_error_beside_the_first_item_names_its_item(
     monkeypatch: pytest.MonkeyPatch, bad: int, kept: list[int]
 ) -> None:
     monkeypatch.setattr(_gil, "DuringItem", _HelpAtOnce)
-    probe = _probe.probe_items(_fails_at(bad), _chunking.Feed(list(range(8))))
+    probe = _probe.probe_items(_fails_at(bad), _feed.Feed(list(range(8))))
     assert probe.failed is not None and probe.failed.error_index == bad
     assert str(probe.failed.error) == f"item {bad}"
     assert probe.values == kept
@@ -451,7 +451,7 @@ def test_an_error_beside_the_first_item_names_its_item(
 
 def test_items_run_beside_the_first_are_kept_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_gil, "DuringItem", _HelpAtOnce)
-    feed = _chunking.Feed(iter(range(100)))  # a generator: the item beside was taken from it
+    feed = _feed.Feed(iter(range(100)))  # a generator: the item beside was taken from it
     probe = _probe.probe_items(_fails_at(-1), feed, max_seconds=0.02)
     assert probe.values == [10 * i for i in range(len(probe.values))]
     assert len(probe.values) >= 2
@@ -521,7 +521,7 @@ def test_the_first_items_sample_stands_for_later_items_that_also_compute(
     for _ in range(3):
         taken = script_paired_samples(monkeypatch, [*paired, 1.0, 1.0])
         monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))
-        probe = _probe.probe_items(fn, _chunking.Feed(range(8)), gil_matters=lambda _: True)
+        probe = _probe.probe_items(fn, _feed.Feed(range(8)), gil_matters=lambda _: True)
         assert probe.values == list(range(len(probe.values)))
         assert probe.measurement.releases_gil is False
         # Two items timed one after the other, then as many paired samples as expected.
@@ -541,7 +541,7 @@ def test_a_short_first_item_sampled_only_because_it_lost_its_core_is_not_a_verdi
     monkeypatch.setattr(_gil, "DuringItem", _ScriptedFirstSample)
     monkeypatch.setattr(_ScriptedFirstSample, "shares", iter([1.0]))  # "held", clear-cut
     taken = script_paired_samples(monkeypatch, [0.02])
-    probe = _probe.probe_items(spin, _chunking.Feed(list(range(2000, 2200))))
+    probe = _probe.probe_items(spin, _feed.Feed(list(range(2000, 2200))))
     assert len(taken) == 1  # a paired sample decided, not the first item's
     assert probe.measurement.releases_gil is True
     assert probe.values == [spin(n) for n in range(2000, 2000 + len(probe.values))]
@@ -553,7 +553,7 @@ def test_items_of_two_kinds_are_both_timed() -> None:
     next one too, so a job alternating computing and waiting is seen as both."""
     for _ in range(3):
         probe = _probe.probe_items(
-            _compute_or_wait, _chunking.Feed(range(8)), gil_matters=lambda _: False
+            _compute_or_wait, _feed.Feed(range(8)), gil_matters=lambda _: False
         )
         assert probe.values == list(range(len(probe.values)))
         assert probe.measurement.samples >= 2
@@ -577,7 +577,7 @@ def test_a_large_array_every_item_holds_is_counted_once_per_call(
     # test_first_call.py. Here the first call is never one, so one long item is all it takes.)
     monkeypatch.setattr(_probe.first_item, "far_above", lambda *_: False)
     data = np.zeros(1 << 20)  # 8 MB
-    feed = _chunking.Feed([(data, 600_000)] * 6)  # ~30 ms items: one is timed, and compared
+    feed = _feed.Feed([(data, 600_000)] * 6)  # ~30 ms items: one is timed, and compared
     probe = _probe.probe_items(_spin_beside, feed, gil_matters=lambda _: False)
     assert len(probe.values) == 2  # ...with a second
     assert len(probe.values) + len(feed.take(100)) == 6

@@ -7,7 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartpool._work.chunking import ChunkSizer, Feed
+from smartpool._work.chunking import ChunkSizer
+from smartpool._work.feed import Feed
 
 
 @given(

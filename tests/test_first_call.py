@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import smartpool
 from smartpool._routing import probe as _probe
-from smartpool._work import chunking as _chunking
+from smartpool._work import feed as _feed
 
 from .workloads import nap, spin
 
@@ -45,7 +45,7 @@ def test_a_cache_filled_by_the_first_call_does_not_send_cheap_work_to_processes(
 
 def test_a_first_call_that_sleeps_once_is_left_out_of_the_estimate() -> None:
     fn = slow_once(lambda: time.sleep(0.05), lambda n: spin(2_000))
-    probe = _probe.probe_items(fn, _chunking.Feed(list(range(100))), gil_matters=lambda _: False)
+    probe = _probe.probe_items(fn, _feed.Feed(list(range(100))), gil_matters=lambda _: False)
     m = probe.measurement
     assert m.first_call_seconds is not None and m.first_call_seconds >= 0.04
     assert m.call_seconds < 0.01
@@ -56,7 +56,7 @@ def test_a_first_call_that_sleeps_once_is_left_out_of_the_estimate() -> None:
 def test_long_calls_alike_are_all_counted() -> None:
     """Long items of one kind: a second is timed to compare, and both count."""
     probe = _probe.probe_items(
-        lambda n: spin(n), _chunking.Feed([400_000] * 6), gil_matters=lambda _: False
+        lambda n: spin(n), _feed.Feed([400_000] * 6), gil_matters=lambda _: False
     )
     assert probe.measurement.first_call_seconds is None
     assert probe.measurement.samples == 2
@@ -70,7 +70,7 @@ def test_items_of_two_kinds_a_long_one_first_are_not_taken_for_a_one_time_cost()
     def wait_or_compute(x: float) -> float:
         return nap(x) if x > 0 else float(spin(2_000))
 
-    probe = _probe.probe_items(wait_or_compute, _chunking.Feed(items), gil_matters=lambda _: False)
+    probe = _probe.probe_items(wait_or_compute, _feed.Feed(items), gil_matters=lambda _: False)
     assert probe.measurement.first_call_seconds is None
     assert probe.measurement.samples >= 3
     assert probe.measurement.call_seconds > 0.005  # the waits count

@@ -11,7 +11,7 @@ from smartpool._routing import gil as _gil
 from smartpool._routing import gil_evidence as _gil_evidence
 from smartpool._routing import probe as _probe
 from smartpool._routing.clock import Reading, Span
-from smartpool._work import chunking as _chunking
+from smartpool._work import feed as _feed
 
 from .test_auto import script_paired_samples
 from .workloads import nap, spin
@@ -125,7 +125,7 @@ def test_a_busy_machine_cannot_make_pure_python_look_gil_free(
     turns = _gil.combine(0.0, _gil.Pair(cpu=1.0, waited=0.5), COMPUTES)
     taken = script_paired_samples(monkeypatch, [crowded, crowded, turns, turns])
     items = list(range(2000, 2400))
-    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    probe = _probe.probe_items(spin, _feed.Feed(items))
     assert probe.measurement.releases_gil is False
     assert len(taken) == 4
     assert taken[1] > taken[0]  # after a sample that could not tell, a longer one

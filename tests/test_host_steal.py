@@ -15,7 +15,7 @@ from smartpool._routing import clock as _clock
 from smartpool._routing import gil as _gil
 from smartpool._routing import probe as _probe
 from smartpool._routing.memory import recall
-from smartpool._work import chunking as _chunking
+from smartpool._work import feed as _feed
 from smartpool._work.schedstat import STEAL_STEP, host_stolen_seconds
 
 from .test_auto import pin_first_items, script_paired_samples
@@ -74,7 +74,7 @@ def test_a_gil_sample_taken_while_the_host_stole_is_checked_by_another(
 
     monkeypatch.setattr(_gil, "sample_in_pairs", host_steals_during_the_first)
     items = list(range(2000, 2300))
-    probe = _probe.probe_items(spin, _chunking.Feed(items))
+    probe = _probe.probe_items(spin, _feed.Feed(items))
     assert len(taken) == 2
     assert probe.measurement.releases_gil is False
     assert probe.measurement.stolen >= _clock.HOST_STOLE
@@ -87,7 +87,7 @@ def test_a_gil_sample_with_no_steal_decides_as_before(monkeypatch: pytest.Monkey
     taken = script_paired_samples(monkeypatch, [0.02])
     pin_first_items(monkeypatch, call_seconds=0.00015, cpu_fraction=1.0, crowding=0.0)
     steal_counter(monkeypatch)
-    probe = _probe.probe_items(spin, _chunking.Feed(list(range(2000, 2300))))
+    probe = _probe.probe_items(spin, _feed.Feed(list(range(2000, 2300))))
     assert len(taken) == 1
     assert probe.measurement.releases_gil is True
     assert probe.measurement.stolen == 0.0 and probe.measurement.doubt is None

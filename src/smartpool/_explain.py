@@ -14,7 +14,7 @@ from ._routing.planner import Plan
 from ._routing.probe import probe_items
 from ._run import steering
 from ._run.flight import with_note
-from ._work.chunking import Feed, length_of
+from ._work.feed import Feed, length_of
 from ._work.task import Call
 
 logger = logging.getLogger("smartpool")

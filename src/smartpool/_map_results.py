@@ -16,7 +16,7 @@ from . import _config, _options
 from ._progress import observers_for
 from ._progress.calls import MapProgress
 from ._run.calls import OneCall
-from ._work.chunking import length_of
+from ._work.feed import length_of
 
 if TYPE_CHECKING:
     from ._executor import Executor

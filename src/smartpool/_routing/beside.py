@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from .._errors import ResourceLimitError
 from .._work import deadline as _deadline
-from .._work.chunking import ItemSource
+from .._work.feed import ItemSource
 from .._work.spare_threads import Job, spare
 from .._work.task import ChunkResult
 from .clock import ThreadClock, queued_seconds

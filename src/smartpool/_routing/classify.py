@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from .._errors import SerializationError
 from .._transport.serialize import dump_function
-from .._work.chunking import Feed
+from .._work.feed import Feed
 from .measurement import Measurement
 from .probe import probe_items
 from .transfer_cost import pickling_cost

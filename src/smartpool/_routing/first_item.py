@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._work.chunking import ItemSource
+from .._work.feed import ItemSource
 from .._work.task import ChunkResult, RetryPolicy, run_chunk
 from . import gil as _gil
 from .beside import Sender

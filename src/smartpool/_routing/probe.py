@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._work import deadline as _deadline
-from .._work.chunking import ItemSource
+from .._work.feed import ItemSource
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
 from . import first_item, gil_probe
 from . import gil as _gil

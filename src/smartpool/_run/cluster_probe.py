@@ -24,7 +24,7 @@ from .._routing.probe import ProbeRun, probe_items
 from .._transport.remote import dump_exception, load_exception
 from .._transport.serialize import dump_function, dump_items, dumps, loads
 from .._work import context
-from .._work.chunking import ItemSource
+from .._work.feed import ItemSource
 from .._work.task import NO_RETRY, Call, ChunkResult, RetryPolicy
 
 #: The most items sent with the probe's task (the probe runs a few, or up to a GIL sample's).

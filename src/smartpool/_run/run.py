@@ -39,7 +39,7 @@ from .._routing import planner
 from .._routing.memory import recall
 from .._transport.remote import add_note
 from .._work import blas
-from .._work.chunking import Feed, length_of
+from .._work.feed import Feed, length_of
 from .._work.task import Call, ChunkResult
 from . import steering
 from .beside import Processes

@@ -23,7 +23,8 @@ from .._routing.measurement import Measurement
 from .._routing.memory import remember
 from .._routing.probe import MOST_QUEUED, SATURATED, SATURATED_SECONDS, ProbeRun, probe_items
 from .._work import context
-from .._work.chunking import ChunkSizer, Feed, ItemSource
+from .._work.chunking import ChunkSizer
+from .._work.feed import Feed, ItemSource
 from .._work.task import Call, ChunkResult
 
 logger = logging.getLogger("smartpool")

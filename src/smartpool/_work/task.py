@@ -20,7 +20,7 @@ from typing import Any
 from .._transport.remote import add_note, drop_first_frame
 from . import context
 from . import deadline as deadlines
-from .chunking import Tail
+from .feed import Tail
 from .reporting import REPORTING_CODE, Reporting
 from .schedstat import own_stats, queued_seconds
 from .setup import WorkerSetup
