@@ -128,21 +128,26 @@ def test_threads_are_started_for_waiting_tasks_after_a_burst() -> None:
         pool.shutdown()
 
 
+def _nested(pool: ThreadPool, depth: int) -> int:
+    """A task of ``pool`` that waits on a task of it, ``depth`` deep: returns ``depth``."""
+    if depth == 0:
+        return 0
+    inner = _submit(pool, lambda: _nested(pool, depth - 1))
+    value: int = inner.result(timeout=DEADLINE).values[0]
+    return value + 1
+
+
+def _rounds_of_nested_calls(pool: ThreadPool, rounds: int) -> None:
+    """Each round, 3 tasks each 4 nested calls deep, all at once; every one must finish."""
+    for _ in range(rounds):
+        outer = [_submit(pool, lambda: _nested(pool, 4)) for _ in range(3)]
+        assert [f.result(timeout=DEADLINE).values for f in outer] == [[4]] * 3
+
+
 def test_nested_calls_on_a_full_pool_get_stand_ins_at_every_depth() -> None:
     pool = ThreadPool(1)
-
-    def nested(depth: int) -> int:
-        if depth == 0:
-            return 0
-        inner = _submit(pool, lambda: nested(depth - 1))
-        result = inner.result(timeout=DEADLINE)
-        value: int = result.values[0]
-        return value + 1
-
     try:
-        for _ in range(10):
-            outer = [_submit(pool, lambda: nested(4)) for _ in range(3)]
-            assert [f.result(timeout=DEADLINE).values for f in outer] == [[4]] * 3
+        _rounds_of_nested_calls(pool, 10)
         _at_rest(pool)
         assert pool.live_threads == 1  # the stand-ins left once no longer needed
     finally:
@@ -175,17 +180,8 @@ def test_a_nested_call_that_claims_an_idle_thread_still_counts_its_caller_as_wai
 def test_many_rounds_of_nested_calls_on_a_one_thread_pool_all_finish() -> None:
     """The same race, end to end: it hung within 70 rounds before the fix."""
     pool = ThreadPool(1)
-
-    def nested(depth: int) -> int:
-        if depth == 0:
-            return 0
-        value: int = _submit(pool, lambda: nested(depth - 1)).result(timeout=DEADLINE).values[0]
-        return value + 1
-
     try:
-        for _ in range(300):
-            outer = [_submit(pool, lambda: nested(4)) for _ in range(3)]
-            assert [f.result(timeout=DEADLINE).values for f in outer] == [[4]] * 3
+        _rounds_of_nested_calls(pool, 300)
     finally:
         pool.shutdown()
 
