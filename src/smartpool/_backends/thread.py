@@ -289,7 +289,8 @@ class ThreadPool:
             if self._closed:
                 return
             self._closed = True
-            busy = {work.thread for work in self._running.values()}
+            # (Workers add and remove their running work without the lock: a copy, at once.)
+            busy = {work.thread for work in self._running.copy().values()}
             threads = [t for t in self._live if t not in busy]
             everyone = len(self._live) + len(self._retired)
             self._watch.notify()
