@@ -179,6 +179,7 @@ class Sender:
         self._running = 0
         self._job: Job | None = None
         self._unready = False  # the job ended at once: nowhere was ready to take items
+        self._decided = threading.Event()  # set once the job knows whether to send
         self._token = -1
         self.sent: list[Sent] = []
 
@@ -245,11 +246,18 @@ class Sender:
         computed alone while no worker was running to take items beside it: get workers ready
         (see ``Elsewhere.get_ready``) and begin sending while the caller times its second."""
         with self._lock:
-            if self._stopped or (self._job is not None and not self._unready):
+            if self._stopped:
                 return
-            unready, self._job = self._job, None
-        if unready is not None:
-            unready.join()  # (it has ended, or is about to)
+            job, decided = self._job, self._decided
+        if job is not None:
+            # Sending began while the item ran: wait until that thread knows whether a worker
+            # was there to take items (it ends at once if none was), then start it again.
+            decided.wait()
+            with self._lock:
+                if not self._unready:
+                    return  # it sends (or it gave up for good)
+                self._job = None
+            job.join()
         if not self._elsewhere.get_ready():
             return
         with self._lock:
@@ -260,7 +268,7 @@ class Sender:
 
     def _begin(self) -> None:
         """Under the lock: start sending, on a kept thread."""
-        self._wake = threading.Event()
+        self._wake, self._decided = threading.Event(), threading.Event()
         try:
             self._job = spare.start(self._send)
         except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
@@ -269,7 +277,7 @@ class Sender:
     def _send(self) -> None:
         """On a kept thread: send items as slots free up, until stopped. (Sending only saves
         time: if it fails, the items run as they would have without it.)"""
-        wake = self._wake
+        wake, decided = self._wake, self._decided
         assert wake is not None
         try:
             if not self._elsewhere.ready():
@@ -279,6 +287,8 @@ class Sender:
         except Exception as exc:  # no process to spare, say
             logger.debug("no items sent beside the probe: %r", exc)
             return
+        finally:
+            decided.set()
         while True:
             wake.clear()  # before looking: a wake-up from now on is not missed
             with self._lock:

@@ -1,0 +1,102 @@
+"""The probe's sender (``_routing.beside.Sender``) on its own, with a stand-in for the worker
+processes: when it starts sending items beside the caller's, and when it starts again."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from smartpool._routing.beside import Numbered, Sender
+from smartpool._routing.clock import ThreadClock
+from smartpool._work.feed import Feed
+from smartpool._work.task import ChunkResult
+
+DEADLINE = 30.0
+
+
+class _NoWorkerYet:
+    """Worker processes that are not running when sending first begins (``ready`` says so, once
+    ``decide`` allows it), and can be started from the caller (``get_ready``)."""
+
+    slots = 1
+
+    def __init__(self) -> None:
+        self.deciding, self.decide = threading.Event(), threading.Event()
+        self.readies = self.got_ready = 0
+        self.sent: list[int] = []
+        self.all_sent = threading.Event()  # the three items of the test
+
+    def get_ready(self) -> bool:
+        self.got_ready += 1
+        return True
+
+    def ready(self) -> bool:
+        self.readies += 1
+        if self.readies > 1:
+            return True
+        self.deciding.set()
+        assert self.decide.wait(DEADLINE)
+        return False
+
+    def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:
+        self.sent.append(start)
+        if len(self.sent) == 3:
+            self.all_sent.set()
+        future: Future[ChunkResult] = Future()
+        future.set_result(ChunkResult(start, list(items), None, 1.0, "stand-in", 1.0))
+        return future
+
+
+def _ready_items(count: int) -> Callable[[int], list[int] | None]:
+    """``take_now`` over ``count`` items, all ready at once."""
+    left = list(range(count))
+
+    def take_now(n: int) -> list[int]:
+        taken, left[:] = left[:n], left[n:]
+        return taken
+
+    return take_now
+
+
+def _once_waiting(thread: threading.Thread, then: threading.Event) -> None:
+    """Set ``then`` once ``thread`` waits on a ``threading`` primitive (or after 5 s, if it
+    never does). Looking, not timing: the outcome does not depend on how long anything takes."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or 0)
+        if frame is not None and frame.f_code.co_filename == threading.__file__:
+            break
+        threading.Event().wait(0.001)
+    then.set()
+
+
+def test_starting_now_while_an_earlier_start_is_still_finding_no_worker_sends_items() -> None:
+    """Sending began while the first item ran (the deadline watcher saw it long), and that
+    thread is still finding out that no worker runs when the caller, its first item done, asks
+    to start workers now: it waits for the answer, then starts sending again. (It once returned
+    at once, seeing a sender at work, and nothing was sent for the rest of the probe.)"""
+    elsewhere = _NoWorkerYet()
+    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
+    sender.prepare(lambda: False, 0.01, ThreadClock(), 0.0)
+    with sender._lock:  # as the deadline watcher does once the first item is long
+        sender._begin()
+    assert elsewhere.deciding.wait(DEADLINE)
+    # The sending thread answers only once the caller waits for it.
+    answering = threading.Thread(
+        target=_once_waiting, args=(threading.current_thread(), elsewhere.decide)
+    )
+    answering.start()
+    try:
+        sender.start_now()
+    finally:
+        answering.join(DEADLINE)
+    try:
+        assert elsewhere.all_sent.wait(DEADLINE), "nothing sent after starting again"
+    finally:
+        sent = sender.stop()
+    assert (elsewhere.got_ready, elsewhere.readies) == (1, 2)
+    assert [s.start for s in sent] == elsewhere.sent == [0, 1, 2]
