@@ -33,6 +33,10 @@ class BackendTraits:
     chunk_seconds: float
     #: Chunks kept in flight per worker, so that a worker never waits for the next one.
     window_per_worker: int = 2
+    #: Chunks complete only when the caller waits on their Futures (``smartpool.testing``'s
+    #: scheduled backend): a run then waits through the Futures themselves, not through its
+    #: own (cheaper) count of completed chunks.
+    completes_when_waited: bool = False
 
 
 class Backend(ABC):

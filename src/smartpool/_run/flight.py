@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
@@ -65,7 +66,49 @@ def gather_completed(error: SmartpoolError, pending: deque[Entry]) -> None:
                 found.update(zip(range(start, start + len(values)), values, strict=True))
 
 
-def has_room(pending: deque[Entry], window: int, ordered: bool) -> bool:
+class Completions:
+    """How many of a run's chunks completed: each chunk's Future counts itself when it is done
+    (a callback), so that the caller learns how many still run, and waits for the next one to
+    complete, without polling every chunk in flight (each poll takes that Future's lock) or
+    installing a waiter on each, a few microseconds per chunk in flight that a short chunk's
+    round trip on threads would pay over and over."""
+
+    __slots__ = ("_changed", "_completed", "_watched")
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._watched = self._completed = 0
+
+    def watch(self, future: Future[Any]) -> None:
+        """Count ``future`` once it is done (at once if it is done already)."""
+        with self._changed:
+            self._watched += 1
+        future.add_done_callback(self._one_done)
+
+    def _one_done(self, _: Future[Any]) -> None:
+        with self._changed:
+            self._completed += 1
+            self._changed.notify_all()
+
+    @property
+    def completed(self) -> int:
+        """Chunks watched and done so far."""
+        return self._completed
+
+    @property
+    def running(self) -> int:
+        """Chunks watched and not done yet (running or queued). (A chunk counts as done a moment
+        after its Future is: its callback runs last.)"""
+        return self._watched - self._completed
+
+    def wait_past(self, seen: int) -> None:
+        """Wait until more than ``seen`` chunks completed, or until every chunk watched did."""
+        with self._changed:
+            while self._completed <= seen and self._completed < self._watched:
+                self._changed.wait()
+
+
+def has_room(pending: deque[Entry], window: int, ordered: bool, completions: Completions) -> bool:
     """Whether another chunk may be submitted: fewer than ``window`` chunks pending, or, with
     results in input order while the next one in order is not in (``head_is_late``), fewer
     than ``window`` running or queued: the chunks done behind it are held, and count no more."""
@@ -73,7 +116,7 @@ def has_room(pending: deque[Entry], window: int, ordered: bool) -> bool:
         return True
     if not ordered or not head_is_late(pending, window):
         return False  # what is done can be handed out first
-    return sum(not entry.future.done() for entry in pending) < window
+    return completions.running < window
 
 
 def head_is_late(pending: deque[Entry], window: int) -> bool:
@@ -83,17 +126,26 @@ def head_is_late(pending: deque[Entry], window: int) -> bool:
     return not pending[0].future.done() and len(pending) < HELD_WINDOWS * window
 
 
-def wait_any(pending: deque[Entry]) -> None:
-    """Wait until one of the chunks not done is done."""
-    wait([e.future for e in pending if not e.future.done()], return_when=FIRST_COMPLETED)
+def wait_any(pending: deque[Entry], completions: Completions, paced: bool) -> None:
+    """Wait until one of the chunks not done is done (through their Futures when ``paced``:
+    see ``BackendTraits.completes_when_waited``)."""
+    if paced:
+        wait([e.future for e in pending if not e.future.done()], return_when=FIRST_COMPLETED)
+    else:
+        completions.wait_past(completions.completed)
 
 
-def first_done(pending: deque[Entry]) -> Entry:
-    for entry in pending:
-        if entry.future.done():
-            return entry
-    wait([e.future for e in pending], return_when=FIRST_COMPLETED)
-    return next(e for e in pending if e.future.done())
+def first_done(pending: deque[Entry], completions: Completions, paced: bool) -> Entry:
+    """The first chunk in ``pending`` that is done, waiting for one if none is."""
+    while True:
+        seen = completions.completed  # read first: a chunk done after it wakes the wait below
+        for entry in pending:
+            if entry.future.done():
+                return entry
+        if paced:
+            wait([e.future for e in pending], return_when=FIRST_COMPLETED)
+        else:
+            completions.wait_past(seen)
 
 
 def cancel_chunks(entries: Iterable[Entry]) -> None:

@@ -45,6 +45,7 @@ from . import steering
 from .beside import Processes
 from .events import Observer, Progress
 from .flight import (
+    Completions,
     Entry,
     cancel_chunks,
     first_done,
@@ -87,6 +88,8 @@ class Run:
         self._lock = threading.Lock()
         self._wake = threading.Event()  # a result or an input item arrived (input read ahead)
         self._pending: deque[Entry] = deque()
+        self._completions = Completions()  # of the chunks listed in _pending
+        self._paced = False  # a chunk listed completes only when waited for (see flight)
         self._leases: list[registry.Lease] = []
         self._cancelled = self._ended = False
         self._inner = InnerThreads()
@@ -237,9 +240,9 @@ class Run:
             if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
             if ordered and not exhausted and head_is_late(pending, self._window):
-                wait_any(pending)  # then a worker that finished a chunk gets a new one
-                continue
-            entry = pending[0] if ordered else first_done(pending)
+                wait_any(pending, self._completions, self._paced)  # then a worker that
+                continue  # finished a chunk gets a new one
+            entry = pending[0] if ordered else first_done(pending, self._completions, self._paced)
             try:
                 result = entry.future.result()
             except SmartpoolError as error:
@@ -256,7 +259,7 @@ class Run:
             yield result.values
 
     def _room(self) -> bool:
-        return has_room(self._pending, self._window, self._options.ordered)
+        return has_room(self._pending, self._window, self._options.ordered, self._completions)
 
     def _ready(self, pending: deque[Entry]) -> bool:
         """Wait until the next result is ready (True) or the input read ahead has more (False)."""
@@ -324,6 +327,9 @@ class Run:
         return True
 
     def _list(self, entry: Entry) -> None:
+        self._completions.watch(entry.future)
+        if registry.traits(entry.backend.name).completes_when_waited:
+            self._paced = True
         with self._lock:
             self._pending.append(entry)
             if not self._cancelled and not self._ended:

@@ -134,6 +134,7 @@ TRAITS = BackendTraits(
     needs_pickling=False,
     chunk_seconds=0.002,
     window_per_worker=WINDOW,
+    completes_when_waited=True,
 )
 
 
