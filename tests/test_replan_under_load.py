@@ -75,3 +75,53 @@ def test_pure_python_work_crowded_out_of_its_core_is_not_sent_to_threads(
         results = smartpool.parallel_map(fn, [10_000] * 400)
     assert results == [spin(10_000)] * 400
     assert "-> thread" not in caplog.text, caplog.text
+
+
+# -- other programs that leave the caller its core ------------------------------------------------
+
+
+@pytest.fixture
+def one_spinner() -> Iterator[None]:
+    """One pure-Python loop in another process, running (it says so) until the test ends."""
+    code = "import sys; sys.stdout.write('on\\n'); sys.stdout.flush()\nwhile True: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert spinner.stdout is not None and spinner.stdout.readline() == b"on\n"
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+        if spinner.stdout is not None:
+            spinner.stdout.close()
+
+
+def test_the_machine_counts_a_busy_program_and_the_caller_as_runnable(one_spinner: None) -> None:
+    """A program spinning never sleeps: whenever the caller looks, it and the caller itself
+    are among the threads that want a core."""
+    from smartpool._work.schedstat import runnable_threads
+
+    assert all((runnable_threads() or 0) >= 2 for _ in range(20))
+
+
+def test_a_program_busy_on_another_core_counts_as_crowding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One program spinning on one of two cores leaves the caller its own core: the caller is
+    never queued, yet a second worker would share a core with that program. Counted between the
+    probe's items (the machine's runnable threads, less the caller), it is crowding, and CPU
+    work gets a worker more. The least count stands (a program that ran a moment is no load),
+    and the CPUs this process may not use take their share of the others first."""
+    from smartpool._routing import gil_probe
+    from smartpool._routing import probe as _probe
+    from smartpool._work import feed as _feed
+
+    counts = iter([2, 3, 2, 2, 2, 4, 2, 2] * 100)
+    monkeypatch.setattr(_probe, "runnable_threads", lambda: next(counts))
+    monkeypatch.setattr(gil_probe, "cores", lambda: 2)
+    monkeypatch.setattr(_probe.os, "cpu_count", lambda: 2)
+    probe = _probe.probe_items(spin, _feed.Feed([20_000] * 50), gil_matters=lambda _: False)
+    assert probe.measurement.crowding == 1.0
+    assert probe.values == [spin(20_000)] * len(probe.values)
+
+    assert _probe._others([]) == 0.0  # the system does not tell
+    monkeypatch.setattr(_probe.os, "cpu_count", lambda: 8)  # 6 CPUs beyond this process's
+    assert _probe._others([7, 9, 8]) == 1.0
+    assert _probe._others([5, 6]) == 0.0

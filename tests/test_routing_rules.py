@@ -213,7 +213,7 @@ def test_replan_never_touches_explicit_backends_or_threads() -> None:
     assert replan(threads, slow, slow, AUTO, n_left=5, done=5) is None
 
 
-def test_a_saturated_machine_counts_fewer_cores_for_every_backend() -> None:
+def test_a_busy_machine_counts_fewer_cores_for_every_backend() -> None:
     """Other programs wanting the cores (measured by the probe as ``crowding``) leave fewer
     cores' worth for serial, threads and processes alike; the kind of work is unchanged."""
     from smartpool._routing.cost import effective_cores, process_time, serial_time
@@ -221,15 +221,42 @@ def test_a_saturated_machine_counts_fewer_cores_for_every_backend() -> None:
     quiet = measured(0.01, 1.0, releases_gil=False)
     busy = replace(quiet, crowding=2.0)  # two other threads want the two cores
     assert effective_cores(quiet, TWO_CORES, 2) == 2.0
+    assert effective_cores(quiet, TWO_CORES, 4) == 2.0  # more workers than cores: no gain
     assert effective_cores(busy, TWO_CORES, 1) == pytest.approx(2 / 3)
     assert effective_cores(busy, TWO_CORES, 2) == pytest.approx(1.0)
     assert serial_time(busy, TWO_CORES, 100) == pytest.approx(1.5)
     assert process_time(busy, TWO_CORES, 100, 2) > process_time(quiet, TWO_CORES, 100, 2)
     plan = plan_for(busy, n=100)
-    assert plan.backend == "process"  # still 1.5x over serial
-    assert any("saturated" in reason for reason in plan.reasons), plan.reasons
+    assert plan.backend == "process"  # still 2x over serial, with 4 workers
+    assert any("other programs want ~2 of the 2 cores" in r for r in plan.reasons), plan.reasons
     # GIL-free work stays on threads: fewer cores, not a different kind of work
     assert plan_for(replace(busy, releases_gil=True, gil_held=0.02), n=100).backend == "thread"
+
+
+def test_beside_busy_programs_cpu_work_gets_a_worker_more_for_each() -> None:
+    """The cores are shared thread by thread: beside one busy program, 3 workers on 2 cores
+    get 1.5 cores' worth where 2 get 4/3. CPU-bound plans add a worker for each busy program,
+    up to twice the cores; a quiet machine gets one a core, and I/O-bound plans are unchanged."""
+    from smartpool._routing.cost import effective_cores
+
+    quiet = measured(0.01, 1.0, releases_gil=False)
+    one_busy = replace(quiet, crowding=1.0)
+    assert effective_cores(one_busy, TWO_CORES, 3) == pytest.approx(1.5)
+    assert (plan_for(quiet, n=100).backend, plan_for(quiet, n=100).max_workers) == ("process", 2)
+    assert (plan_for(one_busy, n=100).backend, plan_for(one_busy, n=100).max_workers) == (
+        "process",
+        3,
+    )
+    assert plan_for(replace(quiet, crowding=9.0), n=100).max_workers == 4
+    long_items = replace(one_busy, call_seconds=1.0)
+    assert plan_for(long_items, n=2).max_workers == 2  # no more workers than items
+    gil_free = replace(one_busy, releases_gil=True, gil_held=0.0)
+    assert (plan_for(gil_free, n=100).backend, plan_for(gil_free, n=100).max_workers) == (
+        "thread",
+        3,
+    )
+    waiting = replace(measured(0.02, 0.01), crowding=1.0)
+    assert plan_for(waiting, n=400).max_workers == plan_for(measured(0.02, 0.01), n=400).max_workers
 
 
 def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,7 +316,7 @@ def test_a_run_on_a_saturated_machine_replans_with_fewer_cores() -> None:
     new = replanner.observe(serial, _chunk(100, 0.01, 0.002, 0.008), 100, 100)
     assert new is not None and new.backend == "process", new
     assert "re-planned after 100 items" in new.reasons[0]
-    assert any("saturated" in reason for reason in new.reasons), new.reasons
+    assert any("other programs want" in reason for reason in new.reasons), new.reasons
 
 
 def test_crowding_of_a_runs_workers() -> None:

@@ -184,6 +184,11 @@ class Sender:
         self.sent: list[Sent] = []
 
     @property
+    def running(self) -> int:
+        """Items sent and not back yet (each keeps a worker process computing, or about to)."""
+        return self._running
+
+    @property
     def sending(self) -> bool:
         """Whether sending began and has not stopped."""
         return self._job is not None and not self._stopped

@@ -28,8 +28,9 @@ class Measurement:
     #: Caller-side seconds, once per call, to move large buffers that several items share (one
     #: dataset handed to every item): they go to shared memory once, not with each item.
     shared_transfer_seconds: float = 0.0
-    #: Other programs' threads that wanted a core while the probe ran, counted only when the
-    #: machine was saturated (the calling thread queued for a core): 0.0, it had room.
+    #: Other programs' threads that wanted a core while the probe ran: counted on the machine
+    #: between the caller's items (``/proc/loadavg``), or, when the calling thread was queued
+    #: for a core, from how long it was. 0.0: the machine had room for this program's workers.
     crowding: float = 0.0
     #: Share of the machine's CPU time the host (hypervisor) took while the probe ran, when it
     #: was enough to skew what the probe saw (``clock.HOST_STOLE``); such a measurement is not

@@ -338,8 +338,8 @@ def _decide(
     procs = requested or process_workers(m, env, n)
     if m.crowding > 0.0:
         why.append(
-            f"the machine is saturated (other programs want ~{m.crowding:.2g} cores): estimates "
-            f"count {effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
+            f"other programs want ~{m.crowding:.2g} of the {env.cores} cores: estimates count "
+            f"{effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
             f"{effective_cores(m, env, 1):.2g} for one"
         )
     serial_t = serial_time(m, env, n)

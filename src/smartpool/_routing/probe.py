@@ -9,6 +9,7 @@ measured by :mod:`smartpool._gil` while a few more items run.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 from .._work import deadline as _deadline
 from .._work.feed import ItemSource
+from .._work.schedstat import runnable_threads
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
 from . import first_item, gil_probe
 from . import gil as _gil
@@ -106,6 +108,8 @@ class _Timing:
         # The calling thread's time queued for a core while the items it timed ran (each chunk's
         # own count: not the time between them, nor while the GIL is sampled after them).
         self.queued = 0.0
+        # Other threads wanting a core, counted between the caller's items (see ``_look_around``).
+        self.others: list[int] = []
         self.sample_items: list[Any] = []
         self.rest: Sequence[Any] = ()
         self.first_sample: _gil.DuringItem | None = None
@@ -128,7 +132,17 @@ class _Timing:
         if count:
             self.segments.append((start, count))
 
+    def _look_around(self) -> None:
+        """Count the threads of other programs (or of this one, beside the probe) that want a
+        core now, between two of the caller's items: the machine's runnable threads less the
+        caller and the items it sent to worker processes."""
+        runnable = runnable_threads()
+        if runnable is not None:
+            ours = 1 + (self.sender.running if self.sender is not None else 0)
+            self.others.append(max(0, runnable - ours))
+
     def _run(self) -> ProbeRun | None:
+        self._look_around()
         while True:
             n = min(self.batch, self.limit - len(self.values))
             if n > 1 and self.sender is not None:  # what is given back must come back in turn
@@ -151,6 +165,7 @@ class _Timing:
                 )  # appends
                 ran = len(self.values) - before
                 self.queued += result.queued_seconds
+                self._look_around()
                 if self.sender is not None and result.cpu_seconds < first_item.LONG_ITEM_SECONDS:
                     # Short items: the plan may well be serial, and the next ones are timed
                     # best once the items sent have come back (if they are short too).
@@ -268,7 +283,8 @@ class _Timing:
         # Time spent queued for a core (a busy machine) is not the calls' cost. (Counted within
         # each chunk: read later, the clock would also count the time queued while the GIL was
         # sampled, and on a crowded machine take off more than the items ever took.)
-        crowding = _crowding(self.queued, self.wall)
+        self._look_around()  # (at least two counts, however few items were timed)
+        crowding = max(_crowding(self.queued, self.wall), _others(self.others))
         self.wall = max(self.cpu, self.wall - self.queued)
         self.clock.close()
         timed = len(self.values)
@@ -316,6 +332,16 @@ SATURATED = 0.05
 SATURATED_SECONDS = 0.002
 #: ...and a share above this counts as this (one long preemption is not a hundred programs).
 MOST_QUEUED = 0.8
+
+
+def _others(counted: Sequence[int]) -> float:
+    """Other threads wanting a core while the probe ran (``_Timing._look_around``): the fewest
+    counted (a program that ran for a moment is no load), less those that the CPUs this process
+    may not use can take (they are not shared with it)."""
+    if not counted:
+        return 0.0
+    elsewhere = max(0, (os.cpu_count() or 1) - gil_probe.cores())
+    return float(max(0, min(counted) - elsewhere))
 
 
 def _crowding(queued: float, wall: float) -> float:

@@ -168,10 +168,11 @@ def crowding(queued: float, wall: float, ours: int, cores: int) -> float:
 
 def _runnable(plan: planner.Plan, cores: int) -> int:
     """How many of the run's own threads compete for the ``cores``: the caller's, inline; else
-    the workers, at most one per core (more of them than cores wait for one another)."""
+    the workers, up to twice the cores (a busy machine's share: see ``cost.crowded_cores``;
+    the many threads of I/O-bound work compute seldom, and queue seldom)."""
     if registry.traits(plan.backend).runs_inline:
         return 1
-    return max(1, min(plan.max_workers, cores))
+    return max(1, min(plan.max_workers, 2 * cores))
 
 
 class _Paused:

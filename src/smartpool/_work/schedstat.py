@@ -1,5 +1,6 @@
 """Time a thread spent queued for a core, read from Linux's ``/proc/thread-self/schedstat``,
-and time the host took from the whole machine (``/proc/stat``'s steal time).
+time the host took from the whole machine (``/proc/stat``'s steal time), and how many threads
+want a core right now (``/proc/loadavg``).
 
 On a busy machine a runnable thread loses time waiting for a core: neither computing nor
 waiting of its own accord. Each chunk reports it (``run_chunk``), and the probe's clocks
@@ -71,26 +72,49 @@ def queued_seconds(fd: int | None) -> float:
 
 
 _STAT = "/proc/stat"
-_stat_fd: list[int | None] = []
+_LOADAVG = "/proc/loadavg"
+_kept: dict[str, int | None] = {}
 #: Clock ticks per second, the unit of ``/proc/stat``...
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: ...so one step of the steal counter: the time stolen since a reading is known to within it.
 STEAL_STEP = 1.0 / _TICKS
 
 
+def _kept_open(path: str) -> int | None:
+    """A machine-wide stats file, opened once and kept (None where the system has none)."""
+    if path not in _kept:
+        try:
+            _kept[path] = os.open(path, os.O_RDONLY)
+        except OSError:
+            _kept[path] = None
+    return _kept[path]
+
+
 def host_stolen_seconds() -> float | None:
     """CPU seconds the host (hypervisor) has taken from this machine's CPUs so far, summed over
     them; None where the system does not tell. (A read costs ~5 us: the file stays open.)"""
-    if not _stat_fd:
-        try:
-            _stat_fd.append(os.open(_STAT, os.O_RDONLY))
-        except OSError:
-            _stat_fd.append(None)
-    fd = _stat_fd[0]
+    fd = _kept_open(_STAT)
     if fd is None:
         return None
     try:
         # "cpu  user nice system idle iowait irq softirq steal ...": the first line, all CPUs.
         return int(os.pread(fd, 256, 0).split(b"\n", 1)[0].split()[8]) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def runnable_threads() -> int | None:
+    """Threads on the whole machine running or ready to run right now, the calling one
+    included; None where the system does not tell. (A read costs ~1 us: the file stays open.)
+
+    Time queued for a core shows other programs only once they want more cores than there are
+    beside the caller's; this count shows them from the first: a program spinning on one of
+    two cores leaves the caller its own core, and halves what a second worker would get."""
+    fd = _kept_open(_LOADAVG)
+    if fd is None:
+        return None
+    try:
+        # "0.52 0.61 0.70 2/183 4567": the fourth field is runnable/all threads.
+        return int(os.pread(fd, 128, 0).split()[3].split(b"/")[0])
     except (OSError, IndexError, ValueError):
         return None
