@@ -106,20 +106,29 @@ def test_the_machine_counts_a_busy_program_and_the_caller_as_runnable(one_spinne
 def test_a_program_busy_on_another_core_counts_as_crowding(monkeypatch: pytest.MonkeyPatch) -> None:
     """One program spinning on one of two cores leaves the caller its own core: the caller is
     never queued, yet a second worker would share a core with that program. Counted between the
-    probe's items (the machine's runnable threads, less the caller), it is crowding, and CPU
-    work gets a worker more. The least count stands (a program that ran a moment is no load),
-    and the CPUs this process may not use take their share of the others first."""
-    from smartpool._routing import gil_probe
+    probe's items (the machine's runnable threads, less the caller), it is crowding. The least
+    count stands (a program that ran a moment is no load), and the CPUs this process may not
+    use take their share of the others first."""
+    from smartpool._routing import gil_probe, neighbours
     from smartpool._routing import probe as _probe
+    from smartpool._routing.neighbours import Neighbours
     from smartpool._work import feed as _feed
 
     counts = iter([2, 3, 2, 2, 2, 4, 2, 2] * 100)
     monkeypatch.setattr(_probe, "runnable_threads", lambda: next(counts))
     monkeypatch.setattr(gil_probe, "cores", lambda: 2)
     monkeypatch.setattr(_probe.os, "cpu_count", lambda: 2)
+    # (Time the caller is queued for a core is not under test here: this machine may be busy.)
+    monkeypatch.setattr(_probe, "_crowding", lambda queued, wall: 0.0)
+    # Where /proc does not tell which scheduling group it is in, it shares this program's.
+    monkeypatch.setattr(neighbours, "neighbours", lambda: None)
     probe = _probe.probe_items(spin, _feed.Feed([20_000] * 50), gil_matters=lambda _: False)
-    assert probe.measurement.crowding == 1.0
+    assert (probe.measurement.crowding, probe.measurement.other_groups) == (1.0, ())
     assert probe.values == [spin(20_000)] * len(probe.values)
+    # In another session (or cgroup), it takes its own part of the cores: see test_neighbours.
+    monkeypatch.setattr(neighbours, "neighbours", lambda: Neighbours(0, (1,)))
+    probe = _probe.probe_items(spin, _feed.Feed([20_000] * 50), gil_matters=lambda _: False)
+    assert (probe.measurement.crowding, probe.measurement.other_groups) == (0.0, (1,))
 
     assert _probe._others([]) == 0.0  # the system does not tell
     monkeypatch.setattr(_probe.os, "cpu_count", lambda: 8)  # 6 CPUs beyond this process's

@@ -228,15 +228,16 @@ def test_a_busy_machine_counts_fewer_cores_for_every_backend() -> None:
     assert process_time(busy, TWO_CORES, 100, 2) > process_time(quiet, TWO_CORES, 100, 2)
     plan = plan_for(busy, n=100)
     assert plan.backend == "process"  # still 2x over serial, with 4 workers
-    assert any("other programs want ~2 of the 2 cores" in r for r in plan.reasons), plan.reasons
+    assert any("~2 threads of other programs" in r for r in plan.reasons), plan.reasons
     # GIL-free work stays on threads: fewer cores, not a different kind of work
     assert plan_for(replace(busy, releases_gil=True, gil_held=0.02), n=100).backend == "thread"
 
 
-def test_beside_busy_programs_cpu_work_gets_a_worker_more_for_each() -> None:
+def test_beside_busy_programs_cpu_work_gets_more_workers_than_cores() -> None:
     """The cores are shared thread by thread: beside one busy program, 3 workers on 2 cores
-    get 1.5 cores' worth where 2 get 4/3. CPU-bound plans add a worker for each busy program,
-    up to twice the cores; a quiet machine gets one a core, and I/O-bound plans are unchanged."""
+    get 1.5 cores' worth and 4 get 1.6, where 2 get 4/3. CPU-bound plans add workers while the
+    estimate gains, up to twice the cores; a quiet machine keeps one a core, GIL-bound threads
+    gain nothing from more, and I/O-bound plans are unchanged."""
     from smartpool._routing.cost import effective_cores
 
     quiet = measured(0.01, 1.0, releases_gil=False)
@@ -245,18 +246,31 @@ def test_beside_busy_programs_cpu_work_gets_a_worker_more_for_each() -> None:
     assert (plan_for(quiet, n=100).backend, plan_for(quiet, n=100).max_workers) == ("process", 2)
     assert (plan_for(one_busy, n=100).backend, plan_for(one_busy, n=100).max_workers) == (
         "process",
-        3,
+        4,
     )
-    assert plan_for(replace(quiet, crowding=9.0), n=100).max_workers == 4
-    long_items = replace(one_busy, call_seconds=1.0)
-    assert plan_for(long_items, n=2).max_workers == 2  # no more workers than items
+    assert plan_for(replace(quiet, crowding=9.0), n=100).max_workers == 4  # twice the cores
     gil_free = replace(one_busy, releases_gil=True, gil_held=0.0)
     assert (plan_for(gil_free, n=100).backend, plan_for(gil_free, n=100).max_workers) == (
         "thread",
-        3,
+        4,
     )
+    from smartpool._routing.cost import thread_workers
+
+    assert thread_workers(one_busy, TWO_CORES, 100, parallel_cpu=False) == 2
     waiting = replace(measured(0.02, 0.01), crowding=1.0)
     assert plan_for(waiting, n=400).max_workers == plan_for(measured(0.02, 0.01), n=400).max_workers
+
+
+def test_few_long_items_get_a_worker_each_rather_than_a_last_round_on_one_core() -> None:
+    """3 items of 100 ms on 2 cores: 2 workers take 200 ms (the third item runs alone after the
+    first two), 3 take 150 ms sharing the cores. Up to twice the cores, never more than the
+    items; many items, or short ones, keep one worker a core."""
+    long_items = measured(0.1, 1.0, releases_gil=False)
+    assert plan_for(long_items, n=3).max_workers == 3
+    assert plan_for(long_items, n=2).max_workers == 2
+    assert plan_for(long_items, n=5).max_workers == 3  # 300 ms on 2, 250 on 3 (as on 4)
+    assert plan_for(long_items, n=1000).max_workers == 2
+    assert plan_for(measured(0.001, 1.0, releases_gil=False), n=3000).max_workers == 2
 
 
 def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,7 +330,7 @@ def test_a_run_on_a_saturated_machine_replans_with_fewer_cores() -> None:
     new = replanner.observe(serial, _chunk(100, 0.01, 0.002, 0.008), 100, 100)
     assert new is not None and new.backend == "process", new
     assert "re-planned after 100 items" in new.reasons[0]
-    assert any("other programs want" in reason for reason in new.reasons), new.reasons
+    assert any("threads of other programs" in reason for reason in new.reasons), new.reasons
 
 
 def test_crowding_of_a_runs_workers() -> None:

@@ -32,6 +32,10 @@ class Measurement:
     #: between the caller's items (``/proc/loadavg``), or, when the calling thread was queued
     #: for a core, from how long it was. 0.0: the machine had room for this program's workers.
     crowding: float = 0.0
+    #: Other busy scheduling groups (other sessions, other cgroups) and how many threads each
+    #: wanted a core: they take their equal part of the cores, whatever this program's worker
+    #: count (``neighbours``); ``crowding`` then counts only the threads in this program's group.
+    other_groups: tuple[int, ...] = ()
     #: Share of the machine's CPU time the host (hypervisor) took while the probe ran, when it
     #: was enough to skew what the probe saw (``clock.HOST_STOLE``); such a measurement is not
     #: kept for later calls. 0.0: none (or the system does not tell).

@@ -244,6 +244,8 @@ def replan(
         shared_transfer_seconds=probed.shared_transfer_seconds,
         runs_in_interpreter=probed.runs_in_interpreter,
     )
+    if probed.other_groups:  # the probe saw which groups share the cores: that still stands
+        merged = replace(merged, crowding=probed.crowding, other_groups=probed.other_groups)
     new = make_plan(_no_function, options, hint=None, n_items=n_left, measurement=merged, env=env)
     if new.backend == plan.backend:
         return None
@@ -334,11 +336,11 @@ def _decide(
     parallel_cpu = bool(m.releases_gil) or not env.gil_enabled
     if not env.gil_enabled:
         why.append("free-threaded interpreter: threads run Python code in parallel")
-    threads = requested or thread_workers(m, env, n)
+    threads = requested or thread_workers(m, env, n, parallel_cpu)
     procs = requested or process_workers(m, env, n)
-    if m.crowding > 0.0:
+    if m.crowding > 0.0 or m.other_groups:
         why.append(
-            f"other programs want ~{m.crowding:.2g} of the {env.cores} cores: estimates count "
+            f"{_busy_programs(m)} want the {env.cores} cores too: estimates count "
             f"{effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
             f"{effective_cores(m, env, 1):.2g} for one"
         )
@@ -379,6 +381,18 @@ def _decide(
         return "interpreter", procs, why
     why.append("processes: fastest estimate")
     return "process", procs, why
+
+
+def _busy_programs(m: Measurement) -> str:
+    """Who else wants the cores, for the plan's reasons."""
+    said: list[str] = []
+    if m.crowding > 0.0:
+        said.append(f"~{m.crowding:.2g} threads of other programs sharing this one's group")
+    if m.other_groups:
+        threads = " + ".join(str(n) for n in m.other_groups)
+        groups = len(m.other_groups)
+        said.append(f"{groups} other busy group{'s' * (groups > 1)} ({threads} threads)")
+    return " and ".join(said)
 
 
 def _workers(backend: BackendName, hint: Hint | None, env: Environment) -> int:

@@ -19,7 +19,7 @@ from .._work import deadline as _deadline
 from .._work.feed import ItemSource
 from .._work.schedstat import runnable_threads
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
-from . import first_item, gil_probe
+from . import first_item, gil_probe, neighbours
 from . import gil as _gil
 from .beside import SEND_BESIDE_CPU, Elsewhere, Numbered, Sender
 from .clock import HostSteal, ThreadClock
@@ -284,7 +284,7 @@ class _Timing:
         # each chunk: read later, the clock would also count the time queued while the GIL was
         # sampled, and on a crowded machine take off more than the items ever took.)
         self._look_around()  # (at least two counts, however few items were timed)
-        crowding = max(_crowding(self.queued, self.wall), _others(self.others))
+        crowding, groups = _busy(self.queued, self.wall, self.others)
         self.wall = max(self.cpu, self.wall - self.queued)
         self.clock.close()
         timed = len(self.values)
@@ -321,6 +321,7 @@ class _Timing:
             shared_transfer_seconds=shared,
             first_call_seconds=one_time,
             crowding=crowding,
+            other_groups=groups,
         )
         return measurement
 
@@ -332,6 +333,26 @@ SATURATED = 0.05
 SATURATED_SECONDS = 0.002
 #: ...and a share above this counts as this (one long preemption is not a hundred programs).
 MOST_QUEUED = 0.8
+
+
+def _busy(queued: float, wall: float, counted: Sequence[int]) -> tuple[float, tuple[int, ...]]:
+    """Other programs' threads wanting a core while the probe ran: how many share this
+    program's scheduling group, and how many each other busy group had (see ``neighbours``).
+
+    Counted between the caller's items (``_Timing._look_around``); when any were, ``/proc``
+    tells which groups they are in. Where it cannot (not Linux, or CPUs this process may not
+    use, which take their share of the others first), they count as sharing this program's
+    group, as does what the caller's time queued for a core says."""
+    seen = _others(counted)
+    if seen > 0 and _all_cpus():
+        found = neighbours.neighbours()
+        if found is not None:
+            return float(found.same_group), found.other_groups
+    return max(_crowding(queued, wall), seen), ()
+
+
+def _all_cpus() -> bool:
+    return (os.cpu_count() or 1) <= gil_probe.cores()
 
 
 def _others(counted: Sequence[int]) -> float:

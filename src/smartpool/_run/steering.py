@@ -168,7 +168,7 @@ def crowding(queued: float, wall: float, ours: int, cores: int) -> float:
 
 def _runnable(plan: planner.Plan, cores: int) -> int:
     """How many of the run's own threads compete for the ``cores``: the caller's, inline; else
-    the workers, up to twice the cores (a busy machine's share: see ``cost.crowded_cores``;
+    the workers, up to twice the cores (a busy machine's share: see ``cost.process_workers``;
     the many threads of I/O-bound work compute seldom, and queue seldom)."""
     if registry.traits(plan.backend).runs_inline:
         return 1
