@@ -36,8 +36,9 @@ def _process(proc: Path, pid: int, state: str, ppid: int = 1, **where: str) -> N
 
 
 def test_runnable_threads_are_grouped_by_cgroup_and_session(tmp_path: Path) -> None:
-    """This program (the test's own pid) and its worker processes, however busy, are left out;
-    threads are counted one by one; sleeping ones are not counted."""
+    """This process (the test's own pid) is left out, however busy; its worker processes count
+    in its group (they run items only when asked: the probe takes off those it sent); threads
+    are counted one by one; sleeping ones are not counted."""
     me = os.getpid()
     home = {"group": "/", "session": "/autogroup-1"}
     _process(tmp_path, me, "R", **home)
@@ -51,7 +52,7 @@ def test_runnable_threads_are_grouped_by_cgroup_and_session(tmp_path: Path) -> N
     for tid, state in (("400", "S"), ("401", "R"), ("402", "R")):
         _task(many / "task" / tid, state, 1, threads=3)
     (tmp_path / "self").mkdir()  # not a process
-    assert neighbours.look(str(tmp_path)) == Neighbours(same_group=1, other_groups=(1, 2))
+    assert neighbours.look(str(tmp_path)) == Neighbours(same_group=3, other_groups=(1, 2))
 
 
 def test_without_proc_nothing_is_told(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_beside_a_busy_program_in_another_group_more_workers_gain_nothing() -> N
     assert [effective_cores(other_session, TWO_CORES, w) for w in (1, 2, 4)] == [1.0, 1.0, 1.0]
     plan = make_plan(abs, Options(), hint=None, n_items=100, measurement=other_session)
     assert plan.backend == "serial", plan.reasons
-    assert any("1 other busy group (1 threads)" in reason for reason in plan.reasons)
+    assert any("also wanting the 2 cores: 1 other busy group (1 thread);" in reason for reason in plan.reasons)
     same_session = replace(PURE_PYTHON, crowding=1.0)
     plan = make_plan(abs, Options(), hint=None, n_items=100, measurement=same_session)
     assert (plan.backend, plan.max_workers) == ("process", 4), plan.reasons

@@ -10,8 +10,8 @@ one spinning in its own session, two workers get 4/3 of a core, three get 1.5 (1
 over serial).
 
 The threads that want a core are found in ``/proc`` (a task's state ``R``): about 2 ms for 120
-processes, so the answer is kept for a few seconds. This program's own threads and its worker
-processes (its children and theirs) are left out.
+processes, so the answer is kept for a few seconds. This process's own threads are left out;
+its worker processes are not (they are idle unless they run items, of this call or another).
 """
 
 from __future__ import annotations
@@ -74,37 +74,30 @@ def look(proc: str) -> Neighbours | None:
         return None
     if own_group is None:
         return None
-    parents: dict[int, int] = {}
-    running: list[tuple[int, str]] = []  # (pid, group) of each runnable thread
+    groups: Counter[str] = Counter()
     for name in names:
-        if not name.isdigit():
+        if not name.isdigit() or int(name) == me:
             continue
         stat = _stat(f"{proc}/{name}/stat")
         if stat is None:
             continue
-        state, ppid, threads = stat
-        pid = int(name)
-        parents[pid] = ppid
-        if pid == me:
-            continue
-        runnable = state == "R" if threads <= 1 else _runnable_threads(proc, name)
+        state, threads = stat
+        runnable = int(state == "R") if threads <= 1 else _runnable_threads(proc, name)
         if runnable:
             group = _group(proc, name)
             if group is not None:
-                running.extend((pid, group) for _ in range(int(runnable)))
-    ours = _descendants(me, parents)
-    groups = Counter(group for pid, group in running if pid not in ours)
+                groups[group] += runnable
     same = groups.pop(own_group, 0)
     return Neighbours(same, tuple(sorted(groups.values())))
 
 
-def _stat(path: str) -> tuple[str, int, int] | None:
-    """A task's state, parent pid and thread count, from its ``stat`` file."""
+def _stat(path: str) -> tuple[str, int] | None:
+    """A task's state and thread count, from its ``stat`` file."""
     try:
         with open(path, "rb") as f:
             data = f.read()
         fields = data[data.rindex(b")") + 2 :].split()
-        return fields[0].decode(), int(fields[1]), int(fields[17])
+        return fields[0].decode(), int(fields[17])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -147,20 +140,6 @@ def _cpu_cgroup(text: str) -> str:
         if controllers == "":
             unified = path
     return unified
-
-
-def _descendants(root: int, parents: dict[int, int]) -> set[int]:
-    """``root`` and every process below it (its worker processes, a fork server's workers)."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = {root}, [root]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def fair_share(cores: float, wanted: float, others: tuple[int, ...]) -> float:

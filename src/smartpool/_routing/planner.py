@@ -340,7 +340,7 @@ def _decide(
     procs = requested or process_workers(m, env, n)
     if m.crowding > 0.0 or m.other_groups:
         why.append(
-            f"{_busy_programs(m)} want the {env.cores} cores too: estimates count "
+            f"also wanting the {env.cores} cores: {_busy_programs(m)}; estimates count "
             f"{effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
             f"{effective_cores(m, env, 1):.2g} for one"
         )
@@ -387,11 +387,12 @@ def _busy_programs(m: Measurement) -> str:
     """Who else wants the cores, for the plan's reasons."""
     said: list[str] = []
     if m.crowding > 0.0:
-        said.append(f"~{m.crowding:.2g} threads of other programs sharing this one's group")
+        said.append(f"~{m.crowding:.2g} threads of other programs in this one's group")
     if m.other_groups:
         threads = " + ".join(str(n) for n in m.other_groups)
         groups = len(m.other_groups)
-        said.append(f"{groups} other busy group{'s' * (groups > 1)} ({threads} threads)")
+        plural = "s" * (groups > 1 or m.other_groups[0] > 1)
+        said.append(f"{groups} other busy group{'s' * (groups > 1)} ({threads} thread{plural})")
     return " and ".join(said)
 
 

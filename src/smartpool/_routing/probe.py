@@ -284,7 +284,8 @@ class _Timing:
         # each chunk: read later, the clock would also count the time queued while the GIL was
         # sampled, and on a crowded machine take off more than the items ever took.)
         self._look_around()  # (at least two counts, however few items were timed)
-        crowding, groups = _busy(self.queued, self.wall, self.others)
+        sent = self.sender.running if self.sender is not None else 0
+        crowding, groups = _busy(self.queued, self.wall, self.others, sent)
         self.wall = max(self.cpu, self.wall - self.queued)
         self.clock.close()
         timed = len(self.values)
@@ -335,19 +336,22 @@ SATURATED_SECONDS = 0.002
 MOST_QUEUED = 0.8
 
 
-def _busy(queued: float, wall: float, counted: Sequence[int]) -> tuple[float, tuple[int, ...]]:
+def _busy(
+    queued: float, wall: float, counted: Sequence[int], sent: int
+) -> tuple[float, tuple[int, ...]]:
     """Other programs' threads wanting a core while the probe ran: how many share this
     program's scheduling group, and how many each other busy group had (see ``neighbours``).
 
     Counted between the caller's items (``_Timing._look_around``); when any were, ``/proc``
-    tells which groups they are in. Where it cannot (not Linux, or CPUs this process may not
+    tells which groups they are in (less the ``sent`` items running in this program's worker
+    processes, which are in its group). Where it cannot (not Linux, or CPUs this process may not
     use, which take their share of the others first), they count as sharing this program's
     group, as does what the caller's time queued for a core says."""
     seen = _others(counted)
     if seen > 0 and _all_cpus():
         found = neighbours.neighbours()
         if found is not None:
-            return float(found.same_group), found.other_groups
+            return float(max(0, found.same_group - sent)), found.other_groups
     return max(_crowding(queued, wall), seen), ()
 
 
