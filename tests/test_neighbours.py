@@ -78,7 +78,8 @@ def test_beside_a_busy_program_in_another_group_more_workers_gain_nothing() -> N
     assert [effective_cores(other_session, TWO_CORES, w) for w in (1, 2, 4)] == [1.0, 1.0, 1.0]
     plan = make_plan(abs, Options(), hint=None, n_items=100, measurement=other_session)
     assert plan.backend == "serial", plan.reasons
-    assert any("also wanting the 2 cores: 1 other busy group (1 thread);" in reason for reason in plan.reasons)
+    said = "also wanting the 2 cores: 1 other busy group (1 thread);"
+    assert any(said in reason for reason in plan.reasons), plan.reasons
     same_session = replace(PURE_PYTHON, crowding=1.0)
     plan = make_plan(abs, Options(), hint=None, n_items=100, measurement=same_session)
     assert (plan.backend, plan.max_workers) == ("process", 4), plan.reasons
