@@ -17,6 +17,8 @@ from smartpool._routing.neighbours import Neighbours, fair_share
 from smartpool._routing.planner import make_plan
 
 TWO_CORES = Environment(cores=2, gil_enabled=True, nested=False)
+#: The real look-up (the suite's autouse fixture hides other programs from the planner).
+LOOK_AROUND = neighbours.neighbours
 PURE_PYTHON = Measurement(0.01, 1.0, False, True, 1e-6, 5, gil_held=1.0)  # 10 ms a call
 
 
@@ -95,7 +97,7 @@ def test_a_look_at_the_machine_is_kept_a_moment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(neighbours, "look", look)
     neighbours.forget()
     try:
-        assert neighbours.neighbours() == neighbours.neighbours() == Neighbours(0, (1,))
+        assert LOOK_AROUND() == LOOK_AROUND() == Neighbours(0, (1,))
         assert looks == ["/proc"]
     finally:
         neighbours.forget()
