@@ -156,3 +156,16 @@ def fair_share(cores: float, wanted: float, others: tuple[int, ...]) -> float:
             return min(wanted, level)
         left -= demand
     return min(wanted, cores)  # pragma: no cover - the sum exceeds the cores
+
+
+def described(same_group: float, other_groups: tuple[int, ...]) -> str:
+    """Who else wants the cores, for a plan's reasons."""
+    said: list[str] = []
+    if same_group > 0.0:
+        said.append(f"~{same_group:.2g} threads of other programs in this one's group")
+    if other_groups:
+        threads = " + ".join(str(n) for n in other_groups)
+        groups = len(other_groups)
+        plural = "s" * (groups > 1 or other_groups[0] > 1)
+        said.append(f"{groups} other busy group{'s' * (groups > 1)} ({threads} thread{plural})")
+    return " and ".join(said)

@@ -30,6 +30,7 @@ from .cost import (
 )
 from .measurement import Measurement
 from .memory import remember
+from .neighbours import described
 
 #: A registered backend's name ("serial", "thread", "process", ...).
 BackendName = str
@@ -340,7 +341,8 @@ def _decide(
     procs = requested or process_workers(m, env, n)
     if m.crowding > 0.0 or m.other_groups:
         why.append(
-            f"also wanting the {env.cores} cores: {_busy_programs(m)}; estimates count "
+            f"also wanting the {env.cores} cores: {described(m.crowding, m.other_groups)}; "
+            "estimates count "
             f"{effective_cores(m, env, procs):.2g} cores' worth for {procs} workers, "
             f"{effective_cores(m, env, 1):.2g} for one"
         )
@@ -381,19 +383,6 @@ def _decide(
         return "interpreter", procs, why
     why.append("processes: fastest estimate")
     return "process", procs, why
-
-
-def _busy_programs(m: Measurement) -> str:
-    """Who else wants the cores, for the plan's reasons."""
-    said: list[str] = []
-    if m.crowding > 0.0:
-        said.append(f"~{m.crowding:.2g} threads of other programs in this one's group")
-    if m.other_groups:
-        threads = " + ".join(str(n) for n in m.other_groups)
-        groups = len(m.other_groups)
-        plural = "s" * (groups > 1 or m.other_groups[0] > 1)
-        said.append(f"{groups} other busy group{'s' * (groups > 1)} ({threads} thread{plural})")
-    return " and ".join(said)
 
 
 def _workers(backend: BackendName, hint: Hint | None, env: Environment) -> int:

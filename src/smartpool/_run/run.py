@@ -328,8 +328,6 @@ class Run:
 
     def _list(self, entry: Entry) -> None:
         self._completions.watch(entry.future)
-        if registry.traits(entry.backend.name).completes_when_waited:
-            self._paced = True
         with self._lock:
             self._pending.append(entry)
             if not self._cancelled and not self._ended:
@@ -359,6 +357,7 @@ class Run:
     def _use(self, plan: planner.Plan) -> None:
         """Switch to ``plan``: the next chunk goes to its backend, leased and prepared here."""
         lease = registry.lease(plan.backend, plan.max_workers, setup=self._call.setup)
+        self._paced = self._paced or registry.traits(plan.backend).completes_when_waited
         call = self._inner.call_for(self._call, plan)
         try:  # pickling, unless the probe's items went to that pool already
             prepared = (
