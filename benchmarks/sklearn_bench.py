@@ -3,7 +3,8 @@
 Times ``GridSearchCV`` and ``cross_val_score`` (scikit-learn's own ``n_jobs``, through
 ``joblib.parallel_config``) under the ``smartpool``, ``loky`` and ``threading`` joblib backends,
 in one process: one warm-up run per backend (pools started, modules imported), then
-``--repeats`` rounds, each running every backend once in turn. Prints the median wall time of
+``--repeats`` rounds, each running every backend once, in a different order each round,
+once no other thread of this process is running (see ``settle``). Prints the median wall time of
 each and smartpool's ratio to the better of the other two (the issue's target: at most 1.1).
 
 Needs the ``test`` extra (joblib, scikit-learn).
@@ -12,8 +13,10 @@ Needs the ``test`` extra (joblib, scikit-learn).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from sklearn.svm import SVC
 import smartpool.joblib
 
 BACKENDS = ("smartpool", "loky", "threading")
+ORDERS = list(itertools.permutations(BACKENDS))
 
 
 def grid_search(x: Any, y: Any, n_jobs: int) -> object:
@@ -46,8 +50,36 @@ WORKLOADS: dict[str, Callable[[Any, Any, int], object]] = {
 }
 
 
+def settle(limit: float = 2.0) -> None:
+    """Wait (up to ``limit`` seconds) until no other thread of this process wants a core: after
+    the threading backend, its BLAS threads spin for ~0.1 s, and would slow whichever run comes
+    next. (Linux only; elsewhere, nothing is waited for.)"""
+    deadline, quiet = time.monotonic() + limit, 0
+    while quiet < 3 and time.monotonic() < deadline:
+        quiet = quiet + 1 if _others_running() == 0 else 0
+        time.sleep(0.01)
+
+
+def _others_running() -> int:
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    me = str(threading.get_native_id())
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += task != me and state == "R"
+    return count
+
+
 def timed(backend: str, workload: Callable[[Any, Any, int], object], n_jobs: int) -> float:
     x, y = load_digits(return_X_y=True)
+    settle()
     began = time.perf_counter()
     with joblib.parallel_config(backend=backend):
         workload(x, y, n_jobs)
@@ -68,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for backend in BACKENDS:  # warm-up: pools started, modules imported
             timed(backend, workload, args.n_jobs)
         times: dict[str, list[float]] = {b: [] for b in BACKENDS}
-        for _ in range(args.repeats):
-            for backend in BACKENDS:
+        for round_ in range(args.repeats):
+            # Every order in turn, so that no backend always runs right after the same one.
+            for backend in ORDERS[round_ % len(ORDERS)]:
                 times[backend].append(timed(backend, workload, args.n_jobs))
         median = {b: statistics.median(t) for b, t in times.items()}
         best_other = min(median["loky"], median["threading"])

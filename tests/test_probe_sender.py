@@ -100,3 +100,27 @@ def test_starting_now_while_an_earlier_start_is_still_finding_no_worker_sends_it
         sent = sender.stop()
     assert (elsewhere.got_ready, elsewhere.readies) == (1, 2)
     assert [s.start for s in sent] == elsewhere.sent == [0, 1, 2]
+
+
+def test_looking_ahead_never_waits_for_items_the_input_has_not_given() -> None:
+    """The probe pickles a few items ahead to see whether they share a buffer. An input fed by
+    results (joblib's ``Parallel`` dispatches a batch when one completes) gives nothing more
+    while the probe holds its results back: looking ahead takes only what is ready, at once,
+    and leaves it in place. (It once waited for the input: 10 ms on every joblib call.)"""
+    gate = threading.Event()
+
+    def items() -> Any:
+        yield from (1, 2)
+        gate.wait(DEADLINE)  # the third comes only once a result would have gone out
+        yield 3
+
+    feed = Feed(items())
+    feed.read_ahead(lambda: None)
+    numbered = Numbered(feed, feed.take_ready)
+    assert list(numbered.take(2)) == [1, 2]
+    numbered.give_back([2])
+    ahead = numbered.look_ahead(3)
+    gate.set()
+    assert ahead == [2]  # what the caller gave back, and nothing the input had not given
+    assert list(numbered.take(3)) == [2, 3]
+    assert numbered.close() == 3

@@ -127,6 +127,23 @@ class Numbered:
                 self._source.give_back(items)  # (looked at, not taken)
             return items is not None and len(items) == need
 
+    def look_ahead(self, n: int) -> Sequence[Any]:
+        """Up to ``n`` of the next items, left in place: without ``take_now``, as ``take`` finds
+        them; with it, only those ready now (the input may be fed by the results the probe holds
+        back: waiting for it would only delay the plan)."""
+        if self._take_now is None:
+            items = self.take(n)
+            self.give_back(items)
+            return items
+        with self._lock:
+            items = list(self._front[:n])
+            if len(items) < n:  # (a sample: the order does not matter)
+                more = self._take_now(n - len(items))
+                if more:
+                    self._source.give_back(more)  # (looked at, not taken)
+                    items.extend(more)
+            return items
+
     def send_next(
         self, n: int, send: Callable[[Sequence[Any], int], Future[ChunkResult]]
     ) -> list[Sent] | None:

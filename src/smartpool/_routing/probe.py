@@ -307,8 +307,7 @@ class _Timing:
         # share a large buffer (and pay for it once) shows only across several of them.
         ahead: Sequence[Any] = ()
         if len(self.sample_items) < SHARING_SAMPLE and not self.exhausted:
-            ahead = self.feed.take(SHARING_SAMPLE - len(self.sample_items))
-            self.feed.give_back(ahead)
+            ahead = self.feed.look_ahead(SHARING_SAMPLE - len(self.sample_items))
         picklable, transfer, shared = _pickling_cost(
             [*self.sample_items, *ahead], self.values[: len(self.sample_items)]
         )
