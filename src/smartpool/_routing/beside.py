@@ -118,14 +118,7 @@ class Numbered:
     def more_than(self, n: int) -> bool:
         """Whether more than ``n`` items are left to take, counting only those ready now."""
         assert self._take_now is not None
-        with self._lock:
-            need = n + 1 - len(self._front)
-            if need <= 0:
-                return True
-            items = self._take_now(need)
-            if items:
-                self._source.give_back(items)  # (looked at, not taken)
-            return items is not None and len(items) == need
+        return len(self.look_ahead(n + 1)) == n + 1
 
     def look_ahead(self, n: int) -> Sequence[Any]:
         """Up to ``n`` of the next items, left in place: without ``take_now``, as ``take`` finds
