@@ -112,3 +112,20 @@ def test_a_probe_the_host_skewed_is_not_kept(monkeypatch: pytest.MonkeyPatch) ->
     steal_counter(monkeypatch)  # the host stops: the measurement is kept
     assert smartpool.parallel_map(spin, items) == [spin(n) for n in items]
     assert recall(spin) is not None
+
+
+def test_a_probe_of_short_items_reads_the_counter_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reading costs tens of microseconds, a tenth of a probe of tiny items: it is read when
+    the probe starts and when it ends, and after the first item only if that one was sampled."""
+    reads: list[float] = []
+
+    def counted() -> float:
+        reads.append(100.0)
+        return 100.0
+
+    monkeypatch.setattr(_clock, "host_stolen_seconds", counted)
+    items = list(range(20_000))
+    probe = _probe.probe_items(lambda x: x * 2, _feed.Feed(items))
+    assert probe.values == [x * 2 for x in items[: len(probe.values)]]
+    assert probe.measurement.stolen == 0.0
+    assert len(reads) == 2

@@ -37,6 +37,9 @@ MIN_SECONDS = 0.001
 #: ...or one item that took ``first_item.LONG_ITEM_SECONDS``...
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
+#: Each batch of items timed is at most this many times the last (and aimed at the time still
+#: wanted): few batches, each costing a few system calls, over items that cost nanoseconds.
+GROWTH = 16
 
 
 def probe_items(
@@ -65,8 +68,8 @@ def probe_items(
     _gil.DuringItem.prepare()
     numbered = Numbered(feed, take_now)
     sender = None if elsewhere is None or take_now is None else Sender(elsewhere, numbered)
-    timing = _Timing(fn, numbered, retry, limit, max_seconds, sender)
-    host = HostSteal()
+    host = HostSteal()  # (read once: the first item starts within microseconds)
+    timing = _Timing(fn, numbered, retry, limit, max_seconds, sender, host)
     failed = True
     try:
         ran = timing.run() or sample_gil(
@@ -94,8 +97,10 @@ class _Timing:
         limit: int,
         max_seconds: float,
         sender: Sender | None,
+        host: HostSteal,
     ) -> None:
         self.fn, self.feed, self.retry, self.sender = fn, feed, retry, sender
+        self.host = host  # the host's steal time since the first item started
         self.segments: list[tuple[int, int]] = []  # see ``ProbeRun``
         self.limit, self.max_seconds = limit, max_seconds
         self.values: list[Any] = []
@@ -171,7 +176,6 @@ class _Timing:
                     # best once the items sent have come back (if they are short too).
                     self.sender.stop(settle=first_item.LONG_ITEM_SECONDS)
             else:
-                host = HostSteal()
                 result, self.first_sample, self.first_queued, own = first_item.run_first(
                     self.fn,
                     items,
@@ -183,12 +187,16 @@ class _Timing:
                     self.sender,
                 )
                 ran = 1 if result.error is None else 0
-                self.first_stolen = host.stole()  # its GIL sample then tells nothing
                 self.first_wall, self.first_cpu = (
                     own.seconds,
                     own.cpu_seconds,
                 )  # (not the one beside it)
                 self.queued = self.first_queued
+                # Did the host take the cores meanwhile? Its GIL sample would then tell nothing.
+                # (Asked only of an item long enough to be sampled: a reading costs ~20 us.)
+                self.first_stolen = (
+                    self.first_wall - self.first_queued >= _gil.SAMPLE_AFTER and self.host.stole()
+                )
             self.ran(start, len(self.values) - before)
             self.wall, self.cpu = self.wall + result.seconds, self.cpu + result.cpu_seconds
             if len(self.sample_items) < 16:
@@ -260,7 +268,7 @@ class _Timing:
             )
             per_item = max(timed_wall / timed, 1e-9)
             wanted = int((MIN_SECONDS - elapsed) / per_item * 1.25) + 1
-            self.batch = min(self.batch * 4, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
+            self.batch = min(self.batch * GROWTH, 1 << 16, max(wanted, MIN_ITEMS - timed, 1))
         return None
 
     def _send_from_now(self) -> None:
@@ -362,7 +370,7 @@ def _others(counted: Sequence[int]) -> float:
     """Other threads wanting a core while the probe ran (``_Timing._look_around``): the fewest
     counted (a program that ran for a moment is no load), less those that the CPUs this process
     may not use can take (they are not shared with it)."""
-    if not counted:
+    if not counted or min(counted) == 0:
         return 0.0
     elsewhere = max(0, (os.cpu_count() or 1) - gil_probe.cores())
     return float(max(0, min(counted) - elsewhere))

@@ -61,13 +61,14 @@ def probe(
     if ran.failed is None:
         if not ran.measurement.stolen:  # (else the host skewed it: the next call measures again)
             remember(fn, ran.measurement)
-        logger.debug(
-            "probe: %s on %d items%s: %s",
-            name(fn),
-            len(ran.values),
-            f" ({len(ran.sent)} more sent to worker processes meanwhile)" if ran.sent else "",
-            described(ran.measurement),
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # (its words cost a tiny job's microseconds)
+            logger.debug(
+                "probe: %s on %d items%s: %s",
+                name(fn),
+                len(ran.values),
+                f" ({len(ran.sent)} more sent to worker processes meanwhile)" if ran.sent else "",
+                described(ran.measurement),
+            )
     return ran
 
 
@@ -232,6 +233,8 @@ def log_end(
     replans: int,
 ) -> None:
     """One readable DEBUG line when a call ends: what it did, where, how long."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
     logger.debug(
         "%s %s: %d items read in %.3f s, on %s x%d%s",
         name(fn),
