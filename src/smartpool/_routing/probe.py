@@ -31,9 +31,10 @@ from .transfer_cost import SHARED_MEMORY_SECONDS_PER_BYTE as SHARED_MEMORY_SECON
 from .transfer_cost import SHARING_SAMPLE
 from .transfer_cost import pickling_cost as _pickling_cost
 
-#: The sequential phase stops once it has this many items and this much time...
+#: The sequential phase stops once it has this many items and this much time (half a
+#: millisecond: thousands of tiny items, two of a third of a millisecond, while a core idles)...
 MIN_ITEMS = 2
-MIN_SECONDS = 0.001
+MIN_SECONDS = 0.0005
 #: ...or one item that took ``first_item.LONG_ITEM_SECONDS``...
 #: ...or at this much time, whatever the item count.
 MAX_SECONDS = 0.02
