@@ -29,6 +29,10 @@ _counter = itertools.count()
 #: A deadline this close after the watcher's next wake-up does not wake it early: it is acted on
 #: at that wake-up. Each early wake-up costs the running chunk a GIL hand-over (tens of us).
 SLACK = 0.002
+#: Disarmed deadlines stay queued until due (the watcher keeps waking at the first of them, and
+#: the deadlines armed after it, often the same one, need not wake it): beyond this many more
+#: than twice those armed, they are dropped.
+COMPACT_AT = 256
 
 
 class _Watcher:
@@ -70,6 +74,9 @@ class _Watcher:
                 self._wake_at = deadline
                 self._cond.notify()
             heapq.heappush(self._heap, (deadline, token))
+            if len(self._heap) > COMPACT_AT + 2 * len(self._armed):  # mostly disarmed ones
+                self._heap = [entry for entry in self._heap if entry[1] in self._armed]
+                heapq.heapify(self._heap)
         return token
 
     def disarm(self, token: int) -> None:
@@ -80,8 +87,6 @@ class _Watcher:
         self.native_id = threading.get_native_id()
         with self._cond:
             while True:
-                while self._heap and self._heap[0][1] not in self._armed:
-                    heapq.heappop(self._heap)
                 if not self._heap:
                     self._wake_at = math.inf
                     self._cond.wait()
@@ -89,10 +94,14 @@ class _Watcher:
                 deadline, token = self._heap[0]
                 left = deadline - time.perf_counter()
                 if left > 0:
+                    # (Disarmed or not: it stays the wake-up time until it is due, so that the
+                    # next deadlines armed after it, often the same one, wake nobody early.)
                     self._wake_at = deadline
                     self._cond.wait(left)
                     continue
                 heapq.heappop(self._heap)
+                if token not in self._armed:  # disarmed
+                    continue
                 action, argument = self._armed.pop(token)
                 self._cond.release()  # an action may take a while: arming must not wait for it
                 try:
