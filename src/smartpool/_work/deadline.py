@@ -29,9 +29,8 @@ _counter = itertools.count()
 #: A deadline this close after the watcher's next wake-up does not wake it early: it is acted on
 #: at that wake-up. Each early wake-up costs the running chunk a GIL hand-over (tens of us).
 SLACK = 0.002
-#: Disarmed deadlines stay queued until due (the watcher keeps waking at the first of them, and
-#: the deadlines armed after it, often the same one, need not wake it): beyond this many more
-#: than twice those armed, they are dropped.
+#: Disarmed deadlines are dropped when the watcher comes to them, and when there are this many
+#: more than twice those armed (a disarmed deadline stays queued while an earlier one is armed).
 COMPACT_AT = 256
 
 
@@ -85,23 +84,30 @@ class _Watcher:
 
     def _watch(self) -> None:
         self.native_id = threading.get_native_id()
+        # The latest disarmed deadline dropped: with nothing armed, the watcher waits for it
+        # (not for ever), so that deadlines armed again at or after it (a probe re-arms the
+        # same one for each batch it times) need not wake it. It acts on none of them.
+        idle_until = -math.inf
         with self._cond:
             while True:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    idle_until = max(idle_until, heapq.heappop(self._heap)[0])
+                now = time.perf_counter()
                 if not self._heap:
-                    self._wake_at = math.inf
-                    self._cond.wait()
+                    if idle_until > now:
+                        self._wake_at = idle_until
+                        self._cond.wait(idle_until - now)
+                    else:
+                        self._wake_at = math.inf
+                        self._cond.wait()
                     continue
                 deadline, token = self._heap[0]
-                left = deadline - time.perf_counter()
+                left = deadline - now
                 if left > 0:
-                    # (Disarmed or not: it stays the wake-up time until it is due, so that the
-                    # next deadlines armed after it, often the same one, wake nobody early.)
                     self._wake_at = deadline
                     self._cond.wait(left)
                     continue
                 heapq.heappop(self._heap)
-                if token not in self._armed:  # disarmed
-                    continue
                 action, argument = self._armed.pop(token)
                 self._cond.release()  # an action may take a while: arming must not wait for it
                 try:
