@@ -52,7 +52,7 @@ def test_a_deadline_armed_again_after_a_disarmed_one_wakes_nobody(
     batch = watcher.call_at(later, lambda _: None, None)
     watcher.disarm(batch)
     watcher.disarm(first)
-    wait_until(lambda: watcher._wake_at == later, "waited for the later deadline")
+    wait_until(lambda: watcher._wake_at >= later, "waited for the later deadline")
 
     notified: list[int] = []
     notify = watcher._cond.notify
@@ -72,3 +72,21 @@ def test_disarmed_deadlines_do_not_pile_up(watcher: _deadline._Watcher) -> None:
     done = threading.Event()
     watcher.call_at(time.perf_counter(), lambda _: done.set(), None)  # still acts
     assert done.wait(GENEROUS)
+
+
+def test_a_deadline_armed_before_the_one_waited_for_wakes_the_watcher(
+    watcher: _deadline._Watcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing armed, the watcher waits for the latest deadline it dropped; one armed a
+    little before that (within the slack allowed for armed ones) must still wake it: the probe's
+    GIL sample reads how late the watcher came as how long the item held the GIL."""
+    later = time.perf_counter() + 30.0
+    watcher.disarm(watcher.call_at(later, lambda _: None, None))
+    # (Arming it set ``_wake_at`` to it; the watcher, woken, then waits for it as dropped.)
+    wait_until(lambda: watcher._wake_at > later, "waited for the dropped deadline")
+
+    notified: list[int] = []
+    notify = watcher._cond.notify
+    monkeypatch.setattr(watcher._cond, "notify", lambda n=1: (notified.append(n), notify(n)))
+    watcher.disarm(watcher.call_at(later - _deadline.SLACK / 2, lambda _: None, None))
+    assert notified == [1]

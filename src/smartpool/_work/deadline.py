@@ -95,7 +95,9 @@ class _Watcher:
                 now = time.perf_counter()
                 if not self._heap:
                     if idle_until > now:
-                        self._wake_at = idle_until
+                        # (Any deadline armed before it wakes the watcher: none of them may
+                        # wait for a deadline that is not to be acted on; see ``call_at``.)
+                        self._wake_at = idle_until + SLACK
                         self._cond.wait(idle_until - now)
                     else:
                         self._wake_at = math.inf
