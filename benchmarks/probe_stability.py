@@ -6,7 +6,10 @@ For each load, counts over fresh probes (``smartpool.forget()`` before each):
 - pure-Python loop (~1 ms a call) over 200 items: plans other than processes (wrong: threads
   give GIL-bound work no speed-up, and serial gives up the cores);
 - sha256 over 4 MiB over 32 items: serial plans (wrong: hashlib releases the GIL, threads win).
-It also prints ``classify`` verdicts on the pure-Python loop, and the load average.
+It also prints ``classify`` verdicts on the pure-Python loop, the load average, and for each
+plan off the expected backend what decided it: the GIL verdict the probe came to, and the plan's
+last reason. (``explain`` starts no worker: every probe's estimate for processes counts their
+start, so a plan can be serial because processes would gain too little on a cold start.)
 """
 
 from __future__ import annotations
@@ -33,12 +36,21 @@ def sha256_4mib(_: object) -> str:
     return hash_blocks(4)
 
 
-def _plans(fn: object, items: int, probes: int) -> collections.Counter[str]:
+def _plans(
+    fn: object, items: int, probes: int, expected: str
+) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """The plans of ``probes`` fresh probes, and for those not on ``expected``, the plan's last
+    reason (what decided it: a GIL verdict, or the estimates)."""
     counts: collections.Counter[str] = collections.Counter()
+    why: collections.Counter[str] = collections.Counter()
     for _ in range(probes):
         smartpool.forget()
-        counts[smartpool.explain(fn, range(items)).backend] += 1  # type: ignore[arg-type]
-    return counts
+        plan = smartpool.explain(fn, range(items))  # type: ignore[arg-type]
+        counts[plan.backend] += 1
+        if plan.backend != expected:
+            gil = "holds the GIL" if "holds the GIL" in plan.reasons[0] else "GIL free/unsure"
+            why[f"{plan.backend} ({gil}; {plan.reasons[-1]})"] += 1
+    return counts, why
 
 
 def _gil_verdicts(probes: int) -> int:
@@ -56,8 +68,8 @@ def run(busy: int, spin_probes: int, hash_probes: int) -> dict[str, object]:
     with spinning(busy):
         time.sleep(0.5)  # let the spinners get going (they are timed, not synchronised with)
         load = os.getloadavg()[0]
-        spin_plans = _plans(spin, 200, spin_probes)
-        hash_plans = _plans(sha256_4mib, 32, hash_probes)
+        spin_plans, spin_why = _plans(spin, 200, spin_probes, "process")
+        hash_plans, hash_why = _plans(sha256_4mib, 32, hash_probes, "thread")
         classify_wrong = _gil_verdicts(spin_probes)
     return {
         "busy": busy,
@@ -67,6 +79,7 @@ def run(busy: int, spin_probes: int, hash_probes: int) -> dict[str, object]:
         "hash_serial": hash_plans["serial"],
         "hash_plans": dict(hash_plans),
         "classify_wrong": classify_wrong,
+        "why": spin_why + hash_why,
     }
 
 
@@ -89,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"'releases the GIL' {r['classify_wrong']} of {args.spin_probes}",
             flush=True,
         )
+        why = r["why"]
+        assert isinstance(why, collections.Counter)
+        for reason, count in why.most_common():
+            print(f"    {count} x {reason}", flush=True)
     return 0
 
 

@@ -52,6 +52,7 @@ def test_a_pair_counts_the_callers_wait_only_from_when_the_helper_started() -> N
     # The caller waited for the GIL until 10.002, then computed 1 ms.
     after = Reading(wall=10.003, cpu=5.001, queued=1.0)
     pair = _gil.Pair.of(waiting, after, 10.001, helper)
+    assert pair.seconds == pytest.approx(0.002)
     assert pair.cpu == pytest.approx(1.0)
     assert pair.waited == pytest.approx(1.0)
     assert pair.verdict(COMPUTES) is False
@@ -83,6 +84,20 @@ def test_a_pair_counts_the_callers_wait_only_from_when_the_helper_started() -> N
             _gil.RELEASES_BELOW / 2,
             True,
         ),
+        # Crowded but long, the sampler seldom queued: its many wake-ups tell "held"...
+        (0.8, _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, seconds=0.025), _gil.CLEARLY_HELD, True),
+        (1.0, _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, seconds=0.025), 1.0, True),
+        # ...never "free" (every wake-up can land in a hand-over), nor anything unclear
+        (0.05, _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, seconds=0.025), 0.05, False),
+        (0.3, _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, seconds=0.025), 0.3, False),
+        # Not long enough, or the sampler queued too much of it: untold, as any crowded pair
+        (0.9, _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, seconds=0.015), 0.9, False),
+        (
+            0.9,
+            _gil.Pair(cpu=1.0, waited=0.0, queued=0.6, sampler_queued=0.5, seconds=0.025),
+            0.9,
+            False,
+        ),
     ],
 )
 def test_the_sampler_and_the_pair_are_combined(
@@ -104,6 +119,8 @@ def test_the_sampler_and_the_pair_are_combined(
         # ...unless none of them could: then the last (longest) few decide
         ([_gil.Sample(s, told=False) for s in (0.0, 0.0, 0.9, 0.8, 0.7)], True, False),
         ([_gil.Sample(s, told=False) for s in (0.9, 0.0, 0.01, 0.0, 0.6)], True, True),
+        # Items ran out before a clear verdict: a sample that told, if unclearly, counts first
+        ([_gil.Sample(0.0, told=False)] * 2 + [_gil.Sample(_gil.UNSURE)], False, False),
     ],
 )
 def test_samples_come_to_a_verdict(
@@ -124,12 +141,41 @@ def test_a_busy_machine_cannot_make_pure_python_look_gil_free(
     crowded = _gil.Sample(0.0, told=False)
     turns = _gil.combine(0.0, _gil.Pair(cpu=1.0, waited=0.5), COMPUTES)
     taken = script_paired_samples(monkeypatch, [crowded, crowded, turns, turns])
-    items = list(range(2000, 2400))
+    items = list(range(2000, 3200))
     probe = _probe.probe_items(spin, _feed.Feed(items))
     assert probe.measurement.releases_gil is False
     assert len(taken) == 4
     assert taken[1] > taken[0]  # after a sample that could not tell, a longer one
     assert probe.values == [spin(n) for n in items[: len(probe.values)]]
+
+
+def test_after_a_crowded_sample_the_next_lasts_long_enough_to_tell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Doubling from a ~1 ms pair up to one long enough to tell on a crowded machine took five
+    samples (~90 ms of a pure-Python loop run in the caller beside one spinning program); after
+    an untold sample the next is sized for ``LONG_PAIR_SECONDS`` of items that hold the GIL."""
+    monkeypatch.setattr(_gil, "SAMPLE_AFTER", 3600.0)  # no first-item sample: paired ones
+    crowded = _gil.Sample(0.0, told=False)
+    taken = script_paired_samples(monkeypatch, [crowded, _gil.Sample(1.0)])
+    items = list(range(2000, 3200))
+    probe = _probe.probe_items(spin, _feed.Feed(items))
+    assert probe.measurement.releases_gil is False
+    assert len(taken) == 2
+    per_call = probe.measurement.call_seconds
+    # Half of the items on each thread, one after the other while the GIL is held: the pair
+    # lasts about this long (the ceiling of the count, within one item each side).
+    assert taken[1] * per_call >= _gil.LONG_PAIR_SECONDS - 2 * per_call
+    assert taken[1] > 2 * taken[0]
+
+
+def test_a_told_sample_is_doubled_not_stretched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample that told, unclearly, is checked by one twice as long, as before: only a
+    crowded-out one jumps to the length at which crowding stops mattering."""
+    monkeypatch.setattr(_gil, "SAMPLE_AFTER", 3600.0)
+    taken = script_paired_samples(monkeypatch, [_gil.UNSURE, 1.0])
+    _probe.probe_items(spin, _feed.Feed(list(range(2000, 3200))))
+    assert taken[1] == 2 * taken[0]
 
 
 def test_a_nap_baseline_taken_on_a_busy_moment_is_corrected_by_later_naps(

@@ -22,6 +22,7 @@ from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
 from .clock import CpuClock, Overlap, Reading, Span, ThreadClock, queued_seconds
 from .gil_evidence import CLEARLY_HELD as CLEARLY_HELD
 from .gil_evidence import HOLDS_ABOVE as HOLDS_ABOVE
+from .gil_evidence import LONG_PAIR_SECONDS as LONG_PAIR_SECONDS
 from .gil_evidence import RELEASES_BELOW as RELEASES_BELOW
 from .gil_evidence import TOGETHER_FREE as TOGETHER_FREE
 from .gil_evidence import UNSURE as UNSURE

@@ -36,6 +36,16 @@ CROWDED = 0.3
 #: The share a sample reports when the sampler and the pair disagree: not clear-cut (so
 #: ``settled`` asks for another sample), and "held" unless later samples say otherwise.
 UNSURE = 0.9
+#: A crowded pair (see ``Pair.crowded``) that lasted this long, with the sampler queued for a
+#: core less than ``LONG_SAMPLER_QUEUED`` of it, still tells "held" by the sampler's share when
+#: that is at least ``LONG_HELD``: measured beside one spinning program on 2 cores, crowded
+#: pairs of a pure-Python loop this long mostly read 0.6 to 1.0 held, sha256's 0.0 to 0.31.
+#: Never "free": the wake-ups of a crowded sampler can miss every wait even over 20 ms (one
+#: such pair of the loop read 0.06); that takes the pair's own evidence (both threads computing
+#: at once).
+LONG_PAIR_SECONDS = 0.02
+LONG_HELD = 0.5
+LONG_SAMPLER_QUEUED = 0.5
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class Pair:
     peak: float = 0.0
     #: Seconds the sampler was queued for a core, per wall second: its wake-ups tell little then.
     sampler_queued: float = 0.0
+    #: The pair's wall time, seconds.
+    seconds: float = 0.0
 
     @classmethod
     def of(
@@ -94,6 +106,7 @@ class Pair:
             (mine.queued + helper.queued) / wall,
             peak,
             sampler_queued / wall,
+            wall,
         )
 
     @property
@@ -103,6 +116,12 @@ class Pair:
         sampler's wake-ups show what they would on free cores, and only a longer sample can
         tell."""
         return self.queued >= CROWDED or self.sampler_queued >= CROWDED
+
+    @property
+    def long(self) -> bool:
+        """Whether the pair lasted long enough, the sampler seldom queued, for the sampler's
+        share to tell "held" even though the pair was crowded (see ``LONG_PAIR_SECONDS``)."""
+        return self.seconds >= LONG_PAIR_SECONDS and self.sampler_queued < LONG_SAMPLER_QUEUED
 
     def verdict(self, computes: bool) -> bool | None:
         """True: the GIL was free; False: the threads took turns for it; None: cannot tell.
@@ -136,11 +155,16 @@ def combine(sampled: float, pair: Pair | None, computes: bool) -> Sample:
     wake-ups mislead (they land where code that holds the GIL hands it over). A crowded pair
     that computed at once all the same is free, whatever the sampler's share (with two other
     programs spinning on 2 cores, sha256's paired threads peaked at 1.9 CPU seconds a second
-    while the sampler read 0.28 and 0.34: "held").
+    while the sampler read 0.28 and 0.34: "held"). A crowded pair that lasted long
+    (``Pair.long``) tells "held" when the sampler's share is clearly so (``LONG_HELD``).
     """
     pair_free = None if pair is None else pair.verdict(computes)
     if pair_free is None:
-        return Sample(sampled, told=not (pair is not None and pair.crowded))
+        if pair is None or not pair.crowded:
+            return Sample(sampled)
+        if pair.long and sampled >= LONG_HELD:
+            return Sample(max(sampled, CLEARLY_HELD))
+        return Sample(sampled, told=False)
     if pair_free:
         if pair is not None and pair.crowded:
             return Sample(min(sampled, RELEASES_BELOW / 2))
@@ -166,14 +190,18 @@ def verdict(samples: Sequence[Sample]) -> float:
     thread starting, the host taking the core away) can make a GIL-free call look held, or the
     reverse. A first sample that is not clear-cut is checked by a second; two that disagree are
     settled by a third (the median). Samples that could not tell (``Sample.told``) are left
-    out; if those that could are no verdict, the median of the last (longest) few samples is
+    out; if those that could are no verdict, the median of the last (longest) few that told,
+    or else of the last few samples, is
     (held or free: then no share in between, which would say "holds it part of the time").
     """
     told = _told_verdict(samples)
     if told is not None:
         return told
-    # Samples that hardly told cannot say "part of the time" either: held or free.
-    last = median([s.held for s in samples][-LAST_SAMPLES:])
+    # Samples that told, if not clearly, still count for more than those that could not (the
+    # items can run out before a clear verdict). Samples that hardly told cannot say "part of
+    # the time" either: held or free.
+    shares = [s.held for s in samples if s.told] or [s.held for s in samples]
+    last = median(shares[-LAST_SAMPLES:])
     return last if releases(last) else max(last, HOLDS_ABOVE)
 
 

@@ -106,8 +106,18 @@ def sample_gil(
         samples.append(held)
         if _gil.settled(samples) or len(values) >= limit:
             break
-        count = min(4 * MAX_SAMPLE_ITEMS, 2 * count)  # more evidence: a longer sample
+        count = min(4 * MAX_SAMPLE_ITEMS, _next_count(count, held, call_seconds, paired))
     return ProbeRun(values, with_gil(measurement, samples), None, False)
+
+
+def _next_count(count: int, last: _gil.Sample, call_seconds: float, paired: bool) -> int:
+    """Items for the next sample: twice as many (more evidence, a longer sample); after a pair
+    crowded out by other programs (untold), enough for a pair of items that hold the GIL to
+    last ``LONG_PAIR_SECONDS`` at once, the length at which a crowded pair still tells (see
+    ``gil_evidence.Pair.long``), rather than doubling up to it one sample at a time."""
+    if last.told or not paired:
+        return 2 * count
+    return max(2 * count, math.ceil(_gil.LONG_PAIR_SECONDS / (2 * call_seconds)))
 
 
 def with_gil(measurement: Measurement, samples: list[_gil.Sample]) -> Measurement:
