@@ -124,3 +124,77 @@ def test_looking_ahead_never_waits_for_items_the_input_has_not_given() -> None:
     assert ahead == [2]  # what the caller gave back, and nothing the input had not given
     assert list(numbered.take(3)) == [2, 3]
     assert numbered.close() == 3
+
+
+class _Warm:
+    """Worker processes already running: ``ready`` at once; every item sent is recorded."""
+
+    slots = 1
+
+    def __init__(self) -> None:
+        self.ready_called = threading.Event()
+        self.got_ready = 0
+        self.sent: list[int] = []
+        self.first_sent = threading.Event()
+
+    def get_ready(self) -> bool:
+        self.got_ready += 1
+        return True
+
+    def ready(self) -> bool:
+        self.ready_called.set()
+        return True
+
+    def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:
+        self.sent.append(start)
+        self.first_sent.set()
+        future: Future[ChunkResult] = Future()
+        future.set_result(ChunkResult(start, list(items), None, 1.0, "stand-in", 1.0))
+        return future
+
+
+def test_armed_it_gets_ready_at_once_and_sends_once_the_item_is_long() -> None:
+    """Once the first item is known to hold the GIL (``arm``, from the deadline watcher), the
+    sending thread leases and pickles while the item runs, and sends as soon as the item has
+    computed ``long`` seconds: one GIL hand-over then, not two or three."""
+    elsewhere = _Warm()
+    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
+    long = 0.05
+    sender.prepare(lambda: False, long, ThreadClock(), 0.0)
+    began = time.thread_time()
+    sender.arm()
+    try:
+        assert elsewhere.ready_called.wait(DEADLINE)
+        # The caller's "item": it computes (holding the GIL, as pure Python does) until an item
+        # has been sent beside it, for at most the deadline.
+        deadline = time.monotonic() + DEADLINE
+        while not elsewhere.first_sent.is_set() and time.monotonic() < deadline:
+            pass
+        computed = time.thread_time() - began
+    finally:
+        sent = sender.stop()
+    assert elsewhere.sent, "nothing sent beside a long item"
+    assert computed >= long  # not before the item was long
+    assert elsewhere.got_ready == 0
+    assert [s.start for s in sent] == elsewhere.sent
+
+
+def test_an_item_that_ends_before_it_is_long_sends_nothing_until_started_again() -> None:
+    """Armed, the sending thread waits for the item to be long; the item ends first (``disarm``):
+    nothing is sent, and the thread ends. Asked to start now (the caller found the item long
+    after all, counting differently), sending starts again rather than finding a sender at work
+    and doing nothing for the rest of the probe."""
+    elsewhere = _Warm()
+    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
+    sender.prepare(lambda: False, 3600.0, ThreadClock(), 0.0)  # never long while armed
+    sender.arm()
+    try:
+        assert elsewhere.ready_called.wait(DEADLINE)
+        sender.disarm()
+        assert not elsewhere.sent
+        sender.start_now()
+        assert elsewhere.first_sent.wait(DEADLINE), "nothing sent after starting again"
+    finally:
+        sent = sender.stop()
+    assert elsewhere.got_ready == 1
+    assert [s.start for s in sent] == elsewhere.sent and elsewhere.sent[0] == 0

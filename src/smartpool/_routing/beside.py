@@ -14,6 +14,7 @@ the caller's items turn out short (the plan may then be serial: dispatch would n
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,6 @@ from concurrent.futures import Future, wait
 from typing import Any, NamedTuple, Protocol
 
 from .._errors import ResourceLimitError
-from .._work import deadline as _deadline
 from .._work.feed import ItemSource
 from .._work.spare_threads import Job, spare
 from .._work.task import ChunkResult
@@ -190,18 +190,14 @@ class Sender:
         self._job: Job | None = None
         self._unready = False  # the job ended at once: nowhere was ready to take items
         self._decided = threading.Event()  # set once the job knows whether to send
-        self._token = -1
+        self._until_long = False  # the job waits until the first item is long, then sends
+        self._sends = False  # the job began sending
         self.sent: list[Sent] = []
 
     @property
     def running(self) -> int:
         """Items sent and not back yet (each keeps a worker process computing, or about to)."""
         return self._running
-
-    @property
-    def sending(self) -> bool:
-        """Whether sending began and has not stopped."""
-        return self._job is not None and not self._stopped
 
     def prepare(
         self, helped: Callable[[], bool], long_seconds: float, clock: ThreadClock, queued: float
@@ -216,45 +212,59 @@ class Sender:
         self._began = time.perf_counter()
 
     def arm(self) -> None:
-        """On the deadline watcher's thread, once the first item has run a while (see
-        ``gil.DuringItem``'s ``then``): look at it again when it may have become long."""
+        """On the deadline watcher's thread, once the first item has run a while holding the GIL
+        (see ``gil.DuringItem``): start the sending thread now. It gets ready (leases the
+        workers, pickles the function) while the item runs on, and sends once the item is long.
+        (Looking again only once it was long, from the watcher, then getting ready on another
+        thread, took two or three GIL hand-overs against the caller's pure Python, up to a
+        switch interval each: items went out ~20 ms into the first item, not ~10.)"""
         with self._lock:
-            if not self._item_ended and not self._stopped:
-                when = self._began + self._long
-                self._token = _deadline.watcher.call_at(when, Sender._check, self)
+            if not self._item_ended and not self._stopped and self._job is None:
+                self._begin(until_long=True)
 
     def disarm(self) -> None:
         """The first item ended: if sending has not begun, it never does."""
         with self._lock:
             self._item_ended = True
-            if self._token >= 0:
-                _deadline.watcher.disarm(self._token)
+            wake = self._wake
+        if wake is not None:
+            wake.set()  # a sending thread waiting for the item to be long stops waiting
 
-    def _check(self) -> None:
-        """On the deadline watcher's thread (briefly): is the item long, computing, alone?"""
-        with self._lock:
-            if self._item_ended or self._stopped:
-                return
-            if self._helped():
-                logger.debug("probe: a long first item, none sent beside it (a thread is)")
-                return
-            try:  # (the caller's clocks, read from here)
-                cpu = time.clock_gettime(time.pthread_getcpuclockid(self._thread)) - self._cpu
-            except (AttributeError, OSError):  # pragma: no cover - not on this platform
-                return
-            queued = queued_seconds(self._stats) - self._queued
-            now = time.perf_counter()
-            active = now - self._began - queued
-            if active < self._long:  # it was queued for a core meanwhile: not long yet
-                again = now + self._long - active
-            elif cpu < SEND_BESIDE_CPU * active:
-                # It waits, or it is queued for a core right now (that wait is counted only once
-                # it runs again): look again, as late again.
-                again = 2 * now - self._began
-            else:
-                self._begin()
-                return
-            self._token = _deadline.watcher.call_at(again, Sender._check, self)
+    def _due(self) -> float | None:
+        """Under the lock: None if the first item is long and computes alone (send now), else
+        when to look again (``math.inf``: never)."""
+        if self._item_ended or self._stopped:
+            return math.inf
+        if self._helped():
+            logger.debug("probe: a long first item, none sent beside it (a thread is)")
+            return math.inf
+        try:  # (the caller's clocks, read from here)
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(self._thread)) - self._cpu
+        except (AttributeError, OSError):  # pragma: no cover - not on this platform
+            return math.inf
+        queued = queued_seconds(self._stats) - self._queued
+        now = time.perf_counter()
+        active = now - self._began - queued
+        if active < self._long:  # (not long yet, or it was queued for a core meanwhile)
+            return now + self._long - active
+        if cpu < SEND_BESIDE_CPU * active:
+            # It waits, or it is queued for a core right now (that wait is counted only once
+            # it runs again): look again, as late again.
+            return 2 * now - self._began
+        return None
+
+    def _until_item_long(self, wake: threading.Event) -> bool:
+        """On the sending thread: wait until the first item is long (True), or ended or the
+        sending stopped first (False)."""
+        while True:
+            with self._lock:
+                due = self._due()
+                if due is None:
+                    self._sends = True  # (before the caller can look: see ``start_now``)
+                    return True
+            if due == math.inf:
+                return False
+            wake.wait(max(0.0, due - time.perf_counter()))
 
     def start_now(self) -> None:
         """From the caller, between its first and second items, after a long first item that
@@ -266,13 +276,17 @@ class Sender:
             job, decided = self._job, self._decided
         if job is not None:
             # Sending began while the item ran: wait until that thread knows whether a worker
-            # was there to take items (it ends at once if none was), then start it again.
+            # was there to take items (it ends at once if none was), and start it again if it
+            # sends nothing: none was, or the item ended before that thread saw it long.
             decided.wait()
             with self._lock:
-                if not self._unready:
+                if self._sends or not (self._unready or self._until_long):
                     return  # it sends (or it gave up for good)
+            job.join()  # (the item has ended: a thread waiting for it to be long stops)
+            with self._lock:
+                if self._sends:
+                    return
                 self._job = None
-            job.join()
         if not self._elsewhere.get_ready():
             return
         with self._lock:
@@ -281,9 +295,11 @@ class Sender:
             self._unready = False
             self._begin()
 
-    def _begin(self) -> None:
-        """Under the lock: start sending, on a kept thread."""
+    def _begin(self, until_long: bool = False) -> None:
+        """Under the lock: start sending, on a kept thread (``until_long``: once the first item
+        is long, see ``arm``)."""
         self._wake, self._decided = threading.Event(), threading.Event()
+        self._until_long = until_long
         try:
             self._job = spare.start(self._send)
         except ResourceLimitError:  # no thread to spare: the items run in turn, as usual
@@ -304,6 +320,10 @@ class Sender:
             return
         finally:
             decided.set()
+        if self._until_long and not self._until_item_long(wake):
+            return
+        with self._lock:
+            self._sends = True
         while True:
             wake.clear()  # before looking: a wake-up from now on is not missed
             with self._lock:
@@ -349,8 +369,6 @@ class Sender:
         with self._lock:
             self._stopped = True
             job = self._job
-        if self._token >= 0:
-            _deadline.watcher.disarm(self._token)
         if self._wake is not None:
             self._wake.set()
         if job is not None:
