@@ -198,3 +198,64 @@ def test_an_item_that_ends_before_it_is_long_sends_nothing_until_started_again()
         sent = sender.stop()
     assert elsewhere.got_ready == 1
     assert [s.start for s in sent] == elsewhere.sent and elsewhere.sent[0] == 0
+
+
+class _Handled:
+    """Worker processes whose results come back on a thread of their own, as a process pool's
+    result handler settles them; ``send`` records the thread each item was sent from."""
+
+    slots = 1
+
+    def __init__(self) -> None:
+        self.ready_called = threading.Event()
+        self.senders: list[int] = []
+        self.futures: list[Future[ChunkResult]] = []
+        self.two_sent = threading.Event()
+
+    def get_ready(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        self.ready_called.set()
+        return True
+
+    def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:
+        self.senders.append(threading.get_ident())
+        future: Future[ChunkResult] = Future()
+        self.futures.append(future)
+        if len(self.futures) == 2:
+            self.two_sent.set()
+        return future
+
+
+def test_the_next_item_is_sent_from_where_the_last_came_back() -> None:
+    """When an item sent comes back, the next goes out from the thread that settled it (a
+    process pool's result handler, holding the GIL): the sending thread would first have to
+    get the GIL from the caller's pure Python while the worker process idled."""
+    elsewhere = _Handled()
+    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
+    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
+    with sender._lock:  # as ``start_now`` does: send at once
+        sender._begin()
+    handler_ident: list[int] = []
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not elsewhere.futures and time.monotonic() < deadline:
+            threading.Event().wait(0.001)  # (polling for the first send, not timing it)
+        assert elsewhere.futures, "nothing sent"
+
+        def settle_first() -> None:  # the result handler
+            handler_ident.append(threading.get_ident())
+            first = elsewhere.futures[0]
+            first.set_result(ChunkResult(0, [0], None, 1.0, "stand-in", 1.0))
+
+        handler = threading.Thread(target=settle_first)
+        handler.start()
+        handler.join(DEADLINE)
+        assert elsewhere.two_sent.wait(DEADLINE)
+    finally:
+        for future in elsewhere.futures[1:]:
+            future.set_result(ChunkResult(1, [1], None, 1.0, "stand-in", 1.0))
+        sent = sender.stop()
+    assert elsewhere.senders[1] == handler_ident[0]
+    assert [s.start for s in sent][:2] == [0, 1]
