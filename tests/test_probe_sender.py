@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from smartpool._routing.beside import Numbered, Sender
+from smartpool._routing.beside import Sender
 from smartpool._routing.clock import ThreadClock
+from smartpool._routing.numbered import Numbered
 from smartpool._work.feed import Feed
 from smartpool._work.task import ChunkResult
 

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from .._work.task import RetryPolicy
 from . import first_item
 from . import gil as _gil
-from .beside import Numbered
 from .clock import HOST_STOLE, HostSteal
 from .measurement import Measurement
+from .numbered import Numbered
 from .probe_run import ProbeRun, failed_run
 
 #: Calls shorter than this are not sampled for the GIL: dispatch to threads would cost more

@@ -21,10 +21,11 @@ from .._work.schedstat import runnable_threads
 from .._work.task import NO_RETRY, RetryPolicy, run_chunk
 from . import first_item, gil_probe, neighbours
 from . import gil as _gil
-from .beside import SEND_BESIDE_CPU, Elsewhere, Numbered, Sender
+from .beside import SEND_BESIDE_CPU, Elsewhere, Sender
 from .clock import HostSteal, ThreadClock
 from .gil_probe import ALIKE_CPU, sample_gil, with_steal
 from .measurement import Measurement
+from .numbered import Numbered
 from .probe_run import ProbeRun as ProbeRun
 from .probe_run import failed_run
 from .transfer_cost import SHARED_MEMORY_SECONDS_PER_BYTE as SHARED_MEMORY_SECONDS_PER_BYTE

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._work.task import ChunkResult
-from .beside import Sent
 from .measurement import Measurement
+from .numbered import Sent
 
 
 @dataclass
