@@ -226,6 +226,7 @@ class Sender:
                 )
                 with self._lock:
                     self._running -= free
+                    self._stopped = True  # (nor from where results come back: ``_send_here``)
                 return
             with self._lock:
                 self._running -= max(free, 0) - len(sent or ())
