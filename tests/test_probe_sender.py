@@ -260,3 +260,74 @@ def test_the_next_item_is_sent_from_where_the_last_came_back() -> None:
         sent = sender.stop()
     assert elsewhere.senders[1] == handler_ident[0]
     assert [s.start for s in sent][:2] == [0, 1]
+
+
+class _FailsAt(_Handled):
+    """``_Handled``, but sending the item at input index ``bad`` raises (it does not pickle)."""
+
+    def __init__(self, bad: int, once: bool = False) -> None:
+        super().__init__()
+        self.bad, self.once = bad, once
+        self.failed = threading.Event()
+
+    def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:
+        if start == self.bad and not (self.once and self.failed.is_set()):
+            self.failed.set()
+            raise TypeError("cannot pickle")
+        return super().send(items, start)
+
+
+def _settle(future: Future[ChunkResult], start: int) -> None:
+    """Settle ``future`` from a thread of its own, as a process pool's result handler does."""
+    handler = threading.Thread(
+        target=future.set_result, args=(ChunkResult(start, [start], None, 1.0, "stand-in", 1.0),)
+    )
+    handler.start()
+    handler.join(DEADLINE)
+
+
+def test_an_item_that_cannot_be_sent_from_the_result_handler_ends_the_sending() -> None:
+    """The next item, sent from where the last came back, does not pickle: nothing more is sent
+    from anywhere, and the item goes back to the input, to run in the caller or the plan."""
+    elsewhere = _FailsAt(bad=1)
+    feed = Feed(list(range(4)))
+    numbered = Numbered(feed, feed.take_ready)
+    sender = Sender(elsewhere, numbered)
+    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
+    with sender._lock:
+        sender._begin()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not elsewhere.futures and time.monotonic() < deadline:
+            threading.Event().wait(0.001)  # (polling for the first send, not timing it)
+        _settle(elsewhere.futures[0], 0)
+        assert elsewhere.failed.wait(DEADLINE)
+    finally:
+        sent = sender.stop()
+    assert [s.start for s in sent] == [0]
+    assert list(numbered.take(3)) == [1, 2, 3]  # the unsent item first, in its place
+
+
+def test_an_item_that_cannot_be_sent_from_the_sending_thread_ends_the_sending() -> None:
+    """The same failure on the sending thread: the result handler sends nothing after it, even
+    what would go now (a failure that would not happen twice)."""
+    elsewhere = _FailsAt(bad=0, once=True)
+    feed = Feed(list(range(3)))
+    numbered = Numbered(feed, feed.take_ready)
+    sender = Sender(elsewhere, numbered)
+    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
+    with sender._lock:
+        sender._begin()
+    try:
+        assert elsewhere.failed.wait(DEADLINE)
+        sender._finished(_done_future())  # as if an earlier item came back now
+    finally:
+        sent = sender.stop()
+    assert sent == [] and elsewhere.futures == []
+    assert list(numbered.take(3)) == [0, 1, 2]
+
+
+def _done_future() -> Future[ChunkResult]:
+    future: Future[ChunkResult] = Future()
+    future.set_result(ChunkResult(9, [9], None, 1.0, "stand-in", 1.0))
+    return future
