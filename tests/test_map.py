@@ -79,7 +79,7 @@ def test_imap_streams_an_endless_generator_with_bounded_input(backend: str) -> N
     # ``HELD_WINDOWS`` of them while the next result in order is late (results done behind it
     # are held, so that the other workers go on), plus one chunk being read. (The bound once
     # counted one window past the 10th item: on a quiet machine that held; beside one program
-    # spinning, the first worker process started late, and 64 to 68 items were read.)
+    # spinning, the head was often late, and 64 to 68 items were read.)
     handed_out = -(-10 // 4) * 4
     window = registry.traits(backend).window_per_worker * 2
     assert consumed <= handed_out + (HELD_WINDOWS * window + 1) * 4
