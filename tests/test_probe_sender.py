@@ -229,25 +229,38 @@ class _Handled:
         return future
 
 
+def _sending_now(elsewhere: Any, count: int) -> tuple[Sender, Numbered]:
+    """A sender over ``count`` items, all ready, sending at once (as ``start_now`` has it)."""
+    feed = Feed(list(range(count)))
+    numbered = Numbered(feed, feed.take_ready)
+    sender = Sender(elsewhere, numbered)
+    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
+    with sender._lock:
+        sender._begin()
+    return sender, numbered
+
+
+def _first_send(elsewhere: _Handled) -> Future[ChunkResult]:
+    """The Future of the first item sent, once it is (polling for it, not timing it)."""
+    deadline = time.monotonic() + DEADLINE
+    while not elsewhere.futures and time.monotonic() < deadline:
+        threading.Event().wait(0.001)
+    assert elsewhere.futures, "nothing sent"
+    return elsewhere.futures[0]
+
+
 def test_the_next_item_is_sent_from_where_the_last_came_back() -> None:
     """When an item sent comes back, the next goes out from the thread that settled it (a
     process pool's result handler, holding the GIL): the sending thread would first have to
     get the GIL from the caller's pure Python while the worker process idled."""
     elsewhere = _Handled()
-    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
-    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
-    with sender._lock:  # as ``start_now`` does: send at once
-        sender._begin()
+    sender, _ = _sending_now(elsewhere, 3)
     handler_ident: list[int] = []
     try:
-        deadline = time.monotonic() + DEADLINE
-        while not elsewhere.futures and time.monotonic() < deadline:
-            threading.Event().wait(0.001)  # (polling for the first send, not timing it)
-        assert elsewhere.futures, "nothing sent"
+        first = _first_send(elsewhere)
 
         def settle_first() -> None:  # the result handler
             handler_ident.append(threading.get_ident())
-            first = elsewhere.futures[0]
             first.set_result(ChunkResult(0, [0], None, 1.0, "stand-in", 1.0))
 
         handler = threading.Thread(target=settle_first)
@@ -290,17 +303,9 @@ def test_an_item_that_cannot_be_sent_from_the_result_handler_ends_the_sending() 
     """The next item, sent from where the last came back, does not pickle: nothing more is sent
     from anywhere, and the item goes back to the input, to run in the caller or the plan."""
     elsewhere = _FailsAt(bad=1)
-    feed = Feed(list(range(4)))
-    numbered = Numbered(feed, feed.take_ready)
-    sender = Sender(elsewhere, numbered)
-    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
-    with sender._lock:
-        sender._begin()
+    sender, numbered = _sending_now(elsewhere, 4)
     try:
-        deadline = time.monotonic() + DEADLINE
-        while not elsewhere.futures and time.monotonic() < deadline:
-            threading.Event().wait(0.001)  # (polling for the first send, not timing it)
-        _settle(elsewhere.futures[0], 0)
+        _settle(_first_send(elsewhere), 0)
         assert elsewhere.failed.wait(DEADLINE)
     finally:
         sent = sender.stop()
@@ -312,12 +317,7 @@ def test_an_item_that_cannot_be_sent_from_the_sending_thread_ends_the_sending() 
     """The same failure on the sending thread: the result handler sends nothing after it, even
     what would go now (a failure that would not happen twice)."""
     elsewhere = _FailsAt(bad=0, once=True)
-    feed = Feed(list(range(3)))
-    numbered = Numbered(feed, feed.take_ready)
-    sender = Sender(elsewhere, numbered)
-    sender.prepare(lambda: False, 0.0, ThreadClock(), 0.0)
-    with sender._lock:
-        sender._begin()
+    sender, numbered = _sending_now(elsewhere, 3)
     try:
         assert elsewhere.failed.wait(DEADLINE)
         sender._finished(_done_future())  # as if an earlier item came back now

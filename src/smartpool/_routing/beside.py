@@ -213,30 +213,46 @@ class Sender:
             self._sends = True
         while True:
             wake.clear()  # before looking: a wake-up from now on is not missed
-            with self._lock:
-                if self._stopped:
-                    return
-                free = self._elsewhere.slots - self._running
-                self._running += max(free, 0)  # (given back below for what is not sent)
-            try:
-                sent = self._items.send_next(free, self._elsewhere.send) if free > 0 else []
-            except Exception as exc:  # an item that does not pickle, say: it runs later
-                logger.debug(
-                    "items no longer sent beside the probe: %s: %s", type(exc).__name__, exc
-                )
-                with self._lock:
-                    self._running -= free
-                    self._stopped = True  # (nor from where results come back: ``_send_here``)
+            done = self._send_free()
+            if done is None:
                 return
-            with self._lock:
-                self._running -= max(free, 0) - len(sent or ())
-                self.sent.extend(sent or ())
-            for item in sent or ():
-                item.future.add_done_callback(self._finished)
+            free, sent = done
             if sent:
                 continue
             # Nothing to do until a slot frees up, an item comes (polled), or the stop.
             wake.wait(POLL_SECONDS if free > 0 and sent is None else None)
+
+    def _send_free(self, here: bool = False) -> tuple[int, list[Sent] | None] | None:
+        """Send an item into each free slot: (how many slots were free, what was sent, None if
+        no item was ready now); None once sending has stopped, or stops here because an item
+        could not be sent. ``here``: from where a result came back (see ``_send_here``): only
+        into a free slot, once the sending thread began, and ``stop`` waits for it."""
+        with self._lock:
+            free = self._elsewhere.slots - self._running
+            if self._stopped or (here and (not self._sends or free <= 0)):
+                return None
+            free = max(free, 0)
+            self._running += free  # (given back below for what is not sent)
+            if here:
+                self._sending_here += 1
+        sent: list[Sent] | None = None
+        try:
+            sent = self._items.send_next(free, self._elsewhere.send) if free > 0 else []
+        except Exception as exc:  # an item that does not pickle, say: it runs later
+            logger.debug("items no longer sent beside the probe: %s: %s", type(exc).__name__, exc)
+            with self._lock:
+                self._stopped = True  # (from the sending thread and from where results come back)
+            return None
+        finally:
+            with self._lock:
+                self._running -= free - len(sent or ())
+                self.sent.extend(sent or ())
+                if here:
+                    self._sending_here -= 1
+                    self._here_done.notify_all()
+        for item in sent or ():
+            item.future.add_done_callback(self._finished)
+        return free, sent
 
     def _finished(self, future: Future[ChunkResult]) -> None:
         result = None if future.cancelled() or future.exception() else future.result()
@@ -261,29 +277,9 @@ class Sender:
         still sends whatever this does not (from an input with nothing ready yet, say)."""
         if getattr(self._here, "active", False):  # (an item sent from here came back at once)
             return
-        with self._lock:
-            free = self._elsewhere.slots - self._running
-            if self._stopped or not self._sends or free <= 0:
-                return
-            self._running += free
-            self._sending_here += 1
         self._here.active = True
-        sent: list[Sent] | None = None
         try:
-            sent = self._items.send_next(free, self._elsewhere.send)
-        except Exception as exc:  # an item that does not pickle, say: it runs later
-            logger.debug("items no longer sent beside the probe: %s: %s", type(exc).__name__, exc)
-            with self._lock:
-                self._stopped = True
-        finally:
-            with self._lock:
-                self._running -= free - len(sent or ())
-                self.sent.extend(sent or ())
-                self._sending_here -= 1
-                self._here_done.notify_all()
-        try:
-            for item in sent or ():
-                item.future.add_done_callback(self._finished)
+            self._send_free(here=True)
         finally:
             self._here.active = False
 
