@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import pytest
+
 from smartpool._routing.beside import Sender
 from smartpool._routing.clock import ThreadClock
 from smartpool._routing.numbered import Numbered
@@ -331,3 +333,83 @@ def _done_future() -> Future[ChunkResult]:
     future: Future[ChunkResult] = Future()
     future.set_result(ChunkResult(9, [9], None, 1.0, "stand-in", 1.0))
     return future
+
+
+def _compute(seconds: float) -> None:
+    """Pure Python (holding the GIL but for the interpreter's switches) for ``seconds`` of this
+    thread's CPU time."""
+    began = time.thread_time()
+    while time.thread_time() - began < seconds:
+        pass
+
+
+class _SlowToGetReady(_Warm):
+    """Worker processes whose ``ready`` computes in Python (leasing, pickling, starting workers
+    on a first call) for ``seconds`` of CPU time before it says no worker can take items;
+    ``getting_ready`` is set while it does, ``let_go`` ends it once it has."""
+
+    def __init__(self, seconds: float, hold: bool = False) -> None:
+        super().__init__()
+        self.seconds, self.hold = seconds, hold
+        self.getting_ready, self.computed, self.let_go = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
+
+    def ready(self) -> bool:
+        self.getting_ready.set()
+        _compute(self.seconds)
+        self.computed.set()
+        if self.hold:
+            assert self.let_go.wait(DEADLINE)
+        return False
+
+
+def test_the_cpu_time_spent_sending_is_counted_while_the_sending_thread_runs() -> None:
+    """``cpu_spent`` reads the sending thread's CPU clock from another thread while it is still
+    at work, and keeps what it took once its job has ended."""
+    elsewhere = _SlowToGetReady(0.03, hold=True)
+    sender = Sender(elsewhere, Numbered(Feed(range(3)), _ready_items(3)))
+    assert sender.cpu_spent == 0.0
+    sender.start_now()
+    try:
+        assert elsewhere.computed.wait(DEADLINE)
+        assert sender.cpu_spent >= 0.03  # read while its job still runs
+    finally:
+        elsewhere.let_go.set()
+        sender.stop()
+    assert sender.cpu_spent >= 0.03
+
+
+def _spin_for(seconds: float) -> float:
+    _compute(seconds)
+    return seconds
+
+
+def test_python_the_sender_runs_does_not_read_as_the_calls_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the caller times its items (pure Python, ~15 ms each), the sender gets ready on
+    another thread, computing 40 ms in Python: the caller's items wait for the GIL meanwhile.
+    That is the probe's own doing, not the function's: it still reads as computing all along
+    (before, ~0.5 of its time; a first call's 93 % planned three workers on two cores)."""
+    from smartpool._routing import gil
+    from smartpool._routing import probe as _probe
+
+    # No thread beside the first item (on a loaded machine the sampler can take it for one that
+    # frees the GIL, and the sender then stays out of the way: see test_probe_beside.py).
+    monkeypatch.setattr(gil, "HELPER_AFTER", sys.maxsize)
+    elsewhere = _SlowToGetReady(0.04)
+    items = [0.015] * 6
+    feed = Feed(items)
+    ran = _probe.probe_items(
+        _spin_for,
+        feed,
+        gil_matters=lambda _: False,
+        elsewhere=elsewhere,
+        take_now=_ready_items(0),
+    )
+    assert elsewhere.getting_ready.is_set(), "the sender never started: nothing under test"
+    assert elsewhere.computed.is_set()
+    assert ran.measurement.cpu_fraction >= 0.9, ran.measurement

@@ -109,7 +109,7 @@ def test_a_program_busy_on_another_core_counts_as_crowding(monkeypatch: pytest.M
     probe's items (the machine's runnable threads, less the caller), it is crowding. The least
     count stands (a program that ran a moment is no load), and the CPUs this process may not
     use take their share of the others first."""
-    from smartpool._routing import gil_probe, neighbours
+    from smartpool._routing import gil_probe, load, neighbours
     from smartpool._routing import probe as _probe
     from smartpool._routing.neighbours import Neighbours
     from smartpool._work import feed as _feed
@@ -117,9 +117,9 @@ def test_a_program_busy_on_another_core_counts_as_crowding(monkeypatch: pytest.M
     counts = iter([2, 3, 2, 2, 2, 4, 2, 2] * 100)
     monkeypatch.setattr(_probe, "runnable_threads", lambda: next(counts))
     monkeypatch.setattr(gil_probe, "cores", lambda: 2)
-    monkeypatch.setattr(_probe.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(load.os, "cpu_count", lambda: 2)
     # (Time the caller is queued for a core is not under test here: this machine may be busy.)
-    monkeypatch.setattr(_probe, "_crowding", lambda queued, wall: 0.0)
+    monkeypatch.setattr(load, "from_queued", lambda queued, wall: 0.0)
     # Where /proc does not tell which scheduling group it is in, it shares this program's.
     monkeypatch.setattr(neighbours, "neighbours", lambda: None)
     probe = _probe.probe_items(spin, _feed.Feed([20_000] * 50), gil_matters=lambda _: False)
@@ -130,7 +130,28 @@ def test_a_program_busy_on_another_core_counts_as_crowding(monkeypatch: pytest.M
     probe = _probe.probe_items(spin, _feed.Feed([20_000] * 50), gil_matters=lambda _: False)
     assert (probe.measurement.crowding, probe.measurement.other_groups) == (0.0, (1,))
 
-    assert _probe._others([]) == 0.0  # the system does not tell
-    monkeypatch.setattr(_probe.os, "cpu_count", lambda: 8)  # 6 CPUs beyond this process's
-    assert _probe._others([7, 9, 8]) == 1.0
-    assert _probe._others([5, 6]) == 0.0
+    assert load.others([]) == 0.0  # the system does not tell
+    monkeypatch.setattr(load.os, "cpu_count", lambda: 8)  # 6 CPUs beyond this process's
+    assert load.others([7, 9, 8]) == 1.0
+    assert load.others([5, 6]) == 0.0
+
+
+def test_time_queued_is_no_crowding_when_a_look_found_no_other_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller queued for a core a fifth of its time, yet one look between its items found
+    no other thread wanting one: it was queued behind passing wake-ups (this program's own
+    threads, its worker processes starting or finishing), not a load. No crowding (it planned
+    three or four workers on two cores). Where no look could be taken, the time queued still
+    tells; where every look found others, they count."""
+    from smartpool._routing import gil_probe, load, neighbours
+
+    monkeypatch.setattr(gil_probe, "cores", lambda: 2)
+    monkeypatch.setattr(load.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(neighbours, "neighbours", lambda: None)
+    queued, wall = 0.005, 0.025
+    assert load.busy(queued, wall, [1, 0, 2], sent=0) == (0.0, ())
+    by_queued = load.from_queued(queued, wall)
+    assert by_queued > 1.0
+    assert load.busy(queued, wall, [], sent=0)[0] == pytest.approx(by_queued)
+    assert load.busy(0.0, wall, [1, 2, 1], sent=0) == (1.0, ())

@@ -279,13 +279,13 @@ def test_saturation_is_read_only_from_enough_time_queued(monkeypatch: pytest.Mon
     threads wanted them. A few microseconds preempted once, or a little queueing, say nothing;
     one long preemption is not a hundred programs."""
     from smartpool._routing import gil_probe as _gil_probe
-    from smartpool._routing import probe as _probe
+    from smartpool._routing import load
 
     monkeypatch.setattr(_gil_probe, "cores", lambda: 2)
-    assert _probe._crowding(0.005, 0.01) == pytest.approx(3.0)
-    assert _probe._crowding(0.0009, 0.001) == 0.0  # too little timed
-    assert _probe._crowding(0.0002, 0.01) == 0.0  # a wake-up here and there
-    assert _probe._crowding(0.0099, 0.01) == pytest.approx(9.0)  # capped
+    assert load.from_queued(0.005, 0.01) == pytest.approx(3.0)
+    assert load.from_queued(0.0009, 0.001) == 0.0  # too little timed
+    assert load.from_queued(0.0002, 0.01) == 0.0  # a wake-up here and there
+    assert load.from_queued(0.0099, 0.01) == pytest.approx(9.0)  # capped
 
 
 # -- re-planning from what a run's chunks report -------------------------------------------------
@@ -340,3 +340,15 @@ def test_crowding_of_a_runs_workers() -> None:
     assert crowding(1.0, 2.0, ours=1, cores=2) == pytest.approx(3.0)  # the caller alone
     assert crowding(0.01, 2.0, ours=2, cores=2) == 0.0  # a wake-up here and there
     assert crowding(0.001, 0.001, ours=1, cores=2) == 0.0  # too little timed
+
+
+def test_a_few_percent_of_waits_gets_no_worker_beyond_one_a_core() -> None:
+    """A probe can read pure computation as a few percent of waits (GIL hand-overs to its own
+    threads, the timer): that gets one worker process a core, as 100 % does. Waits of a tenth
+    of the time are worth a third worker on two cores (it computes while the others wait)."""
+    warm = Environment(cores=2, gil_enabled=True, nested=False, warm_processes=4)
+    for cpu in (1.0, 0.97, 0.96):
+        plan = plan_for(measured(0.01, cpu, releases_gil=False), n=100, env=warm)
+        assert (plan.backend, plan.max_workers) == ("process", 2), (cpu, plan)
+    plan = plan_for(measured(0.01, 0.9, releases_gil=False), n=100, env=warm)
+    assert (plan.backend, plan.max_workers) == ("process", 3)

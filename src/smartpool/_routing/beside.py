@@ -79,12 +79,30 @@ class Sender:
         self._sending_here = 0
         self._here_done = threading.Condition(self._lock)
         self._here = threading.local()  # ``active`` on a thread sending from there now
+        # CPU time spent sending: the sending thread's clock while its job runs (and its base),
+        # what its ended jobs and the sends from elsewhere took (see ``cpu_spent``).
+        self._clock: int | None = None
+        self._clock_base = self._cpu_done = 0.0
         self.sent: list[Sent] = []
 
     @property
     def running(self) -> int:
         """Items sent and not back yet (each keeps a worker process computing, or about to)."""
         return self._running
+
+    @property
+    def cpu_spent(self) -> float:
+        """CPU time this process spent on sending so far (getting ready, pickling and sending
+        items), on whichever thread: Python that held the GIL while the caller's items may have
+        been timed (see ``probe``). Read from the caller while the sending thread runs."""
+        with self._lock:
+            spent, clock = self._cpu_done, self._clock
+            if clock is not None:
+                try:
+                    spent += time.clock_gettime(clock) - self._clock_base
+                except OSError:  # pragma: no cover - the thread is gone: see ``_send``
+                    pass
+        return spent
 
     def prepare(
         self, helped: Callable[[], bool], long_seconds: float, clock: ThreadClock, queued: float
@@ -197,6 +215,17 @@ class Sender:
         time: if it fails, the items run as they would have without it.)"""
         wake, decided = self._wake, self._decided
         assert wake is not None
+        base = time.thread_time()
+        with self._lock:
+            self._clock, self._clock_base = _own_clock(), base
+        try:
+            self._send_items(wake, decided)
+        finally:
+            with self._lock:
+                self._clock = None
+                self._cpu_done += time.thread_time() - base
+
+    def _send_items(self, wake: threading.Event, decided: threading.Event) -> None:
         try:
             if not self._elsewhere.ready():
                 with self._lock:
@@ -236,6 +265,7 @@ class Sender:
             if here:
                 self._sending_here += 1
         sent: list[Sent] | None = None
+        cpu = time.thread_time() if here else 0.0
         try:
             sent = self._items.send_next(free, self._elsewhere.send) if free > 0 else []
         except Exception as exc:  # an item that does not pickle, say: it runs later
@@ -248,6 +278,7 @@ class Sender:
                 self._running -= free - len(sent or ())
                 self.sent.extend(sent or ())
                 if here:
+                    self._cpu_done += time.thread_time() - cpu
                     self._sending_here -= 1
                     self._here_done.notify_all()
         for item in sent or ():
@@ -299,3 +330,11 @@ class Sender:
             if settle > 0.0:
                 wait([sent.future for sent in self.sent], timeout=settle)
         return self.sent
+
+
+def _own_clock() -> int | None:
+    """This thread's CPU clock, which other threads can read; None where there is none."""
+    try:
+        return time.pthread_getcpuclockid(threading.get_ident())
+    except (AttributeError, OSError):  # pragma: no cover - not on this platform
+        return None

@@ -73,8 +73,10 @@ def cpu_count(max_cpus: int | None = None) -> int:
     return cpu_limit(max_cpus).count
 
 
-#: A worker beyond one a core is added only while the estimate with it is this much shorter.
-MORE_WORKERS_GAIN = 0.97
+#: A worker beyond one a core is added only while the estimate with it is this much shorter:
+#: more than the few percent by which the probe can read pure computation as waits (GIL
+#: hand-overs to its own threads, the timer), which a worker more would not fill.
+MORE_WORKERS_GAIN = 0.95
 
 
 def thread_workers(m: Measurement, env: Environment, n: int, parallel_cpu: bool = True) -> int:

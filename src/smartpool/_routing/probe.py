@@ -9,7 +9,6 @@ measured by :mod:`smartpool._gil` while a few more items run.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +17,8 @@ from typing import Any
 from .._work import deadline as _deadline
 from .._work.feed import ItemSource
 from .._work.schedstat import runnable_threads
-from .._work.task import NO_RETRY, RetryPolicy, run_chunk
-from . import first_item, gil_probe, neighbours
+from .._work.task import NO_RETRY, ChunkResult, RetryPolicy, run_chunk
+from . import first_item, load
 from . import gil as _gil
 from .beside import SEND_BESIDE_CPU, Elsewhere, Sender
 from .clock import HostSteal, ThreadClock
@@ -115,6 +114,10 @@ class _Timing:
         # The calling thread's time queued for a core while the items it timed ran (each chunk's
         # own count: not the time between them, nor while the GIL is sampled after them).
         self.queued = 0.0
+        # The CPU time the probe's sender (see ``beside``) took while the caller's items ran, up
+        # to what those items did not compute nor spend queued: GIL it may have taken from
+        # them, not the calls' own waits. (The first item's share apart.)
+        self.helped = self.first_helped = 0.0
         # Other threads wanting a core, counted between the caller's items (see ``_look_around``).
         self.others: list[int] = []
         self.sample_items: list[Any] = []
@@ -138,6 +141,22 @@ class _Timing:
             start, count = self.segments[-1][0], self.segments.pop()[1] + count
         if count:
             self.segments.append((start, count))
+
+    def _sender_cpu(self) -> float | None:
+        return None if self.sender is None else self.sender.cpu_spent
+
+    def _count_helped(self, result: ChunkResult, since: float | None, first: bool) -> None:
+        """Count the CPU time the sender used ``since`` against the caller's ``result``: while
+        it ran Python (getting ready, pickling and sending items) the caller's items could not,
+        and read as waits (a first call's items read 93 % CPU, not 100, and got three workers
+        on two cores). No more than the items did not compute nor spend queued for a core."""
+        if since is None or self.sender is None:
+            return
+        idle = max(0.0, result.seconds - result.cpu_seconds - result.queued_seconds)
+        helped = min(idle, max(0.0, self.sender.cpu_spent - since))
+        self.helped += helped
+        if first:
+            self.first_helped = helped
 
     def _look_around(self) -> None:
         """Count the threads of other programs (or of this one, beside the probe) that want a
@@ -166,6 +185,7 @@ class _Timing:
                 else None
             )
             before = len(self.values)
+            spent = self._sender_cpu()
             if before:
                 result = run_chunk(
                     self.fn, items, start, self.retry, budget, after=self.values
@@ -201,6 +221,7 @@ class _Timing:
                 )
             self.ran(start, len(self.values) - before)
             self.wall, self.cpu = self.wall + result.seconds, self.cpu + result.cpu_seconds
+            self._count_helped(result, spent, first=not before)
             if len(self.sample_items) < 16:
                 self.sample_items.extend(list(items[: 16 - len(self.sample_items)]))
             if result.error is not None:
@@ -295,12 +316,12 @@ class _Timing:
         # sampled, and on a crowded machine take off more than the items ever took.)
         self._look_around()  # (at least two counts, however few items were timed)
         sent = self.sender.running if self.sender is not None else 0
-        crowding, groups = _busy(self.queued, self.wall, self.others, sent)
-        self.wall = max(self.cpu, self.wall - self.queued)
+        crowding, groups = load.busy(self.queued, self.wall, self.others, sent)
+        self.wall = max(self.cpu, self.wall - self.queued - self.helped)
         self.clock.close()
         timed = len(self.values)
         later = timed - 1
-        first_active = self.first_wall - self.first_queued
+        first_active = self.first_wall - self.first_queued - self.first_helped
         one_time: float | None = None
         if later and first_item.far_above(first_active, self.wall - first_active, later):
             one_time, self.first_stands = first_active, False  # a one-time cost: left out
@@ -334,55 +355,3 @@ class _Timing:
             other_groups=groups,
         )
         return measurement
-
-
-#: The calling thread must have been queued for a core this share of its items' time for the
-#: machine to count as saturated (less is noise: a wake-up here and there), over items that
-#: took this long at least (over a few microseconds, one preemption would say anything)...
-SATURATED = 0.05
-SATURATED_SECONDS = 0.002
-#: ...and a share above this counts as this (one long preemption is not a hundred programs).
-MOST_QUEUED = 0.8
-
-
-def _busy(
-    queued: float, wall: float, counted: Sequence[int], sent: int
-) -> tuple[float, tuple[int, ...]]:
-    """Other programs' threads wanting a core while the probe ran: how many share this
-    program's scheduling group, and how many each other busy group had (see ``neighbours``).
-
-    Counted between the caller's items (``_Timing._look_around``); when any were, ``/proc``
-    tells which groups they are in (less the ``sent`` items running in this program's worker
-    processes, which are in its group). Where it cannot (not Linux, or CPUs this process may not
-    use, which take their share of the others first), they count as sharing this program's
-    group, as does what the caller's time queued for a core says."""
-    seen = _others(counted)
-    if seen > 0 and _all_cpus():
-        found = neighbours.neighbours()
-        if found is not None:
-            return float(max(0, found.same_group - sent)), found.other_groups
-    return max(_crowding(queued, wall), seen), ()
-
-
-def _all_cpus() -> bool:
-    return (os.cpu_count() or 1) <= gil_probe.cores()
-
-
-def _others(counted: Sequence[int]) -> float:
-    """Other threads wanting a core while the probe ran (``_Timing._look_around``): the fewest
-    counted (a program that ran for a moment is no load), less those that the CPUs this process
-    may not use can take (they are not shared with it)."""
-    if not counted or min(counted) == 0:
-        return 0.0
-    elsewhere = max(0, (os.cpu_count() or 1) - gil_probe.cores())
-    return float(max(0, min(counted) - elsewhere))
-
-
-def _crowding(queued: float, wall: float) -> float:
-    """Other programs' threads wanting a core, from the share of ``wall`` the calling thread
-    spent ``queued`` for one: with ``C`` cores shared evenly by it and ``S`` others, it runs
-    ``C / (1 + S)`` of the time. 0.0 when the machine had room (or too little was timed)."""
-    share = queued / wall if wall >= SATURATED_SECONDS else 0.0
-    if share < SATURATED:
-        return 0.0
-    return max(0.0, gil_probe.cores() / (1.0 - min(share, MOST_QUEUED)) - 1.0)

@@ -19,9 +19,10 @@ from .._options import Options
 from .._routing import planner
 from .._routing.beside import Elsewhere
 from .._routing.cost import Environment, cpu_count
+from .._routing.load import MOST_QUEUED, SATURATED, SATURATED_SECONDS
 from .._routing.measurement import Measurement
 from .._routing.memory import remember
-from .._routing.probe import MOST_QUEUED, SATURATED, SATURATED_SECONDS, ProbeRun, probe_items
+from .._routing.probe import ProbeRun, probe_items
 from .._work import context
 from .._work.chunking import ChunkSizer
 from .._work.feed import Feed, ItemSource
