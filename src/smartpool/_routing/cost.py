@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._backends import registry
 from .._work import context
@@ -73,17 +73,19 @@ def cpu_count(max_cpus: int | None = None) -> int:
     return cpu_limit(max_cpus).count
 
 
-#: A worker beyond one a core is added only while the estimate with it is this much shorter:
-#: more than the few percent by which the probe can read pure computation as waits (GIL
+#: A worker beyond one a core is added only while the estimate with it is this much shorter.
+MORE_WORKERS_GAIN = 0.97
+#: Calls that computed for this share of their time or more compute all along, as far as
+#: worker counts go: the probe can read pure computation as a few percent of waits (GIL
 #: hand-overs to its own threads, the timer), which a worker more would not fill.
-MORE_WORKERS_GAIN = 0.95
+COMPUTES = 0.95
 
 
 def thread_workers(m: Measurement, env: Environment, n: int, parallel_cpu: bool = True) -> int:
     """Threads for the job: for I/O, enough to keep the cores busy while the others wait; for
     CPU work, one a core, and more if the estimate gains (see ``_fewest_fastest``) when the
     threads compute in parallel (GIL-free code, or a free-threaded build)."""
-    if m.cpu_fraction < 0.95:
+    if m.cpu_fraction < COMPUTES:
         wanted = math.ceil(env.cores / max(m.cpu_fraction, 1 / MAX_IO_THREADS))
         return max(1, min(MAX_IO_THREADS, wanted, n))
     if not parallel_cpu:
@@ -96,6 +98,8 @@ def process_workers(m: Measurement, env: Environment, n: int) -> int:
     and more where the estimate gains (see ``_fewest_fastest``)."""
     if m.cpu_fraction < 0.8:
         return max(1, min(4 * env.cores, math.ceil(env.cores / max(m.cpu_fraction, 0.05)), n))
+    if m.cpu_fraction >= COMPUTES:  # (a third worker on two cores gained 3 % on paper, lost)
+        m = replace(m, cpu_fraction=1.0)
     return _fewest_fastest(lambda p: process_time(m, env, n, p), env, n)
 
 

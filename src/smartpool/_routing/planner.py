@@ -18,6 +18,7 @@ from .._transport.serialize import dump_function
 from .._work import context
 from . import on_cluster
 from .cost import (
+    COMPUTES,
     Environment,
     effective_cores,
     fmt_seconds,
@@ -155,7 +156,7 @@ def make_plan(
     chunksize = 1 if options.timeout is not None else options.chunksize
     workers = 1 if backend == "serial" else _capped(backend, workers, env, reasons)
     inner = _inner_threads(options.inner_threads, backend, workers, env)
-    cpu_bound = hint == "cpu" or (measurement is not None and measurement.cpu_fraction >= 0.95)
+    cpu_bound = hint == "cpu" or (measurement is not None and measurement.cpu_fraction >= COMPUTES)
     if backend == "process" or (backend == "thread" and cpu_bound):  # the CPUs count here
         reasons.append(f"{env.cores} usable CPU(s), limited by {env.cores_reason or 'the caller'}")
         if inner is not None:
