@@ -57,6 +57,7 @@ from .flight import (
     with_note,
 )
 from .inner import InnerThreads
+from .tail import Tail
 
 logger = logging.getLogger("smartpool")
 
@@ -100,6 +101,7 @@ class Run:
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
         self._beside: Processes | None = None  # where the probe sent items, if it did
+        self._tail: Tail | None = None  # last chunks the caller may take (see ``tail``)
         self.plan: planner.Plan | None = None
         self._began, self._replans, self._outcome = time.perf_counter(), 0, "finished"
         if standalone:
@@ -239,6 +241,9 @@ class Run:
                 return
             if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
+            tail = self._tail if exhausted and not self._any_done(pending) else None
+            if tail is not None and tail.run_one():
+                continue  # the caller ran a chunk no worker had taken yet (see ``tail``)
             if ordered and not exhausted and head_is_late(pending, self._window):
                 wait_any(pending, self._completions, self._paced)  # then a worker that
                 continue  # finished a chunk gets a new one
@@ -257,6 +262,11 @@ class Run:
                 raise with_note(result, entry.backend.name)
             self._learn(result, entry.size)
             yield result.values
+
+    def _any_done(self, pending: deque[Entry]) -> bool:
+        if self._options.ordered:
+            return pending[0].future.done()
+        return any(entry.future.done() for entry in pending)
 
     def _room(self) -> bool:
         return has_room(self._pending, self._window, self._options.ordered, self._completions)
@@ -316,6 +326,8 @@ class Run:
             # The entry's start is that of its values, which include ``done`` when joined.
             self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
+        if self._tail is not None:
+            future = self._tail.future(items, start)
         if self._progress is not None:
             self._progress.watch(future)
         if self._feed.reading:  # the caller may wait for this result or for more input
@@ -375,6 +387,9 @@ class Run:
         replanned = self.plan is not None
         self._replans += replanned
         self.plan, self._backend, self._prepared = plan, lease.backend, prepared
+        probed = self._replanner is not None
+        allowed = plan.backend == "process" and Tail.allowed(self._options, call, probed)
+        self._tail = Tail(call) if allowed else None
         left = None if self._n_items is None else max(0, self._n_items - self._next_index)
         self._sizer, self._window = steering.sizing(plan, lease.backend, left)
         if self._replanner is not None:
