@@ -59,28 +59,30 @@ def _two_cores_and_warm_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 WORK = 4
 
 
-def _held(folder: Path, n: int) -> list[tasks.Item]:
-    """``n`` items: four that take ~20 ms each (the probe's, in the caller or sent beside it,
-    and a few more), then items that keep a worker busy until the last item has started, then
-    the last (~20 ms)."""
+def _held(folder: Path) -> list[tasks.Item]:
+    """Four items of ~20 ms (the probe's, in the caller or sent beside it, and a few more), two
+    that keep both workers busy until the last item has started, one more of ~20 ms, and the
+    last: two chunks wait for a worker, as many as there are."""
+    n = WORK + 4
     (folder / "last").write_text(str(n - 1))
-    return tasks.items(folder, {i: "hold" for i in range(WORK, n - 1)}, n)
+    return tasks.items(folder, {WORK: "hold", WORK + 1: "hold"}, n)
 
 
 def test_the_last_chunk_no_worker_took_runs_in_the_caller(tmp_path: Path) -> None:
-    """Both workers are held until the last item starts: it can only start in the caller (before,
-    it waited for a worker, and the held items failed at their deadline)."""
-    n = 7
-    results = smartpool.parallel_map(tasks.run, _held(tmp_path, n), max_workers=2, chunksize=1)
-    assert [index for index, _ in results] == list(range(n))
+    """Both workers are held until the last item starts, and two chunks wait: the last starts
+    in the caller (before, it waited for a worker, and the held items failed at their
+    deadline)."""
+    items = _held(tmp_path)
+    results = smartpool.parallel_map(tasks.run, items, max_workers=2, chunksize=1)
+    assert [index for index, _ in results] == list(range(len(items)))
     ran = tasks.ran_in(tmp_path)
-    assert ran[n - 1] == os.getpid()
-    assert {ran[i] for i in range(WORK, n - 1)} != {os.getpid()}  # held workers elsewhere
+    assert ran[len(items) - 1] == os.getpid()
+    assert ran[WORK] != os.getpid() and ran[WORK + 1] != os.getpid()  # the held workers
 
 
 def test_an_item_failing_in_a_chunk_the_caller_took_says_so(tmp_path: Path) -> None:
-    n = 7
-    items = _held(tmp_path, n)
+    items = _held(tmp_path)
+    n = len(items)
     items[-1] = (items[-1][0], n - 1, "fail")
     with pytest.raises(ValueError, match=f"item {n - 1} fails") as caught:
         smartpool.parallel_map(tasks.run, items, max_workers=2, chunksize=1)
@@ -115,6 +117,24 @@ def test_the_caller_may_take_chunks_only_of_a_probed_call_without_timeout_or_ini
     assert not Tail.allowed(Options(timeout=1.0), call, probed=True)
     assert not Tail.allowed(Options(initializer=abs), call, probed=True)
     assert not Tail.allowed(Options(max_tasks_per_child=1), call, probed=True)
+
+
+def test_the_caller_takes_a_chunk_only_when_a_round_of_workers_would_pass_first() -> None:
+    """With fewer chunks waiting than workers, the last starts as soon as a worker is free:
+    the caller takes none (three processes computing on two cores took longer than two workers
+    and the chunk after them). With as many, it takes the last, then looks again."""
+    ran: list[int] = []
+    tail = Tail(Call(ran.append), 2)
+    first = tail.future([6], 6)
+    assert not tail.run_one()
+    assert not first.running() and ran == []
+    last = tail.future([7], 7)
+    assert tail.run_one()
+    assert ran == [7] and last.result().values == [None]
+    assert not first.running()  # (left for a worker)
+    assert not tail.run_one()  # one waits, for two workers
+    assert first.set_running_or_notify_cancel()  # a worker takes it
+    assert not tail.run_one()
 
 
 def test_a_chunk_runs_where_it_was_taken_first() -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from .._errors import ResourceLimitError
 from .._work.spare_threads import Job, spare
+from .._work.switching import fast_switching
 from .._work.task import ChunkResult
 from .clock import ThreadClock, queued_seconds
 from .numbered import Numbered, Sent
@@ -219,7 +220,8 @@ class Sender:
         with self._lock:
             self._clock, self._clock_base = _own_clock(), base
         try:
-            self._send_items(wake, decided)
+            with fast_switching():  # (getting ready takes many GIL hand-overs: see the module)
+                self._send_items(wake, decided)
         finally:
             with self._lock:
                 self._clock = None

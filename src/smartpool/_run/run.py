@@ -188,7 +188,7 @@ class Run:
         """
         fn, options, n_items = self._fn, self._options, self._n_items
         measurement = recall(fn)
-        done, note = 0, None
+        done, running, note = 0, 0, None
         if measurement is None:
             beside = Processes.for_run(fn, self._call, options, self._sent, self._adopt)
             with blas.limited(None if beside is None else beside.caller_threads()):
@@ -199,6 +199,7 @@ class Run:
             if probe.sent and beside is not None:  # the caller's items join those sent
                 self._beside = beside
                 yield from beside.join(probe, self._pending, self._lock)  # or raise its error
+                running = sum(sent.size for sent in probe.sent if not sent.future.done())
                 probe, note = replace(probe, values=[], exhausted=False), beside.reason(probe)
             if probe.failed is not None:
                 if probe.values:
@@ -210,7 +211,8 @@ class Run:
                     yield probe.values
                 return False
             self._done = probe.values or None
-        n_left = None if n_items is None else n_items - done
+        # (Items sent that still run count: they want cores as much as those left.)
+        n_left = None if n_items is None else n_items - done + running
         plan, probed = steering.plan_measured(fn, options, n_left, measurement)
         if note is not None:
             plan = replace(plan, reasons=(*plan.reasons, note))
@@ -241,7 +243,8 @@ class Run:
                 return
             if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
-            tail = self._tail if exhausted and not self._any_done(pending) else None
+            all_sent = exhausted or self._next_index == self._n_items
+            tail = self._tail if all_sent and not self._any_done(pending) else None
             if tail is not None and tail.run_one():
                 continue  # the caller ran a chunk no worker had taken yet (see ``tail``)
             if ordered and not exhausted and head_is_late(pending, self._window):
@@ -387,9 +390,7 @@ class Run:
         replanned = self.plan is not None
         self._replans += replanned
         self.plan, self._backend, self._prepared = plan, lease.backend, prepared
-        probed = self._replanner is not None
-        allowed = plan.backend == "process" and Tail.allowed(self._options, call, probed)
-        self._tail = Tail(call) if allowed else None
+        self._tail = Tail.for_plan(plan, self._options, call, self._replanner is not None)
         left = None if self._n_items is None else max(0, self._n_items - self._next_index)
         self._sizer, self._window = steering.sizing(plan, lease.backend, left)
         if self._replanner is not None:

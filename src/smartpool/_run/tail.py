@@ -1,13 +1,17 @@
 """The last chunks of an automatic run on worker processes, taken by the caller when no worker
-has taken them yet.
+has taken them yet and a round of workers would pass before one did.
 
-Once the input is used up, the caller has nothing left to do but wait for results, while the
-last chunks wait for a worker to finish the one it runs: a core idles meanwhile where the
-caller's time was the probe's (six items of ~70 ms on two cores: the caller timed two, the
-workers took the next two, and the last one waited ~25 ms for a worker, then ran alone). The
-caller takes such a chunk instead, from the end of the queue, and runs it as the probe ran the
-first items: the function already ran here, so nothing changes for it. A chunk's Future stays
-pending until a worker takes it (``Claimable``), so each chunk runs in one place only.
+Once the input is used up, the caller has nothing left to do but wait for results. When at
+least as many chunks still wait for a worker as the run has workers, the last of them would
+start only after every worker finished another, then run alone at the end while the other
+cores idle (six items of ~70 ms on two cores, a first call: the workers started late, and the
+last item began 70 ms after the caller's probe ended). The caller takes that chunk instead,
+from the end of the queue, and runs it as the probe ran the first items: the function already
+ran here, so nothing changes for it. With fewer waiting, a chunk starts as soon as a worker is
+free, and one more in the caller would only share the workers' cores (three processes on two
+cores took longer than two workers and the chunk after them: long items, traced, 266 ms
+against ~248). A chunk's Future stays pending until a worker takes it (``Claimable``), so each
+chunk runs in one place only.
 
 Only where the caller's running a chunk changes nothing the call asked for: a plan made from a
 probe (the function already ran in the caller), no ``timeout`` (a chunk here cannot be
@@ -23,6 +27,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._options import Options
+from .._routing.planner import Plan
 from .._work import blas
 from .._work.task import Call, ChunkResult, run_chunk, settle
 
@@ -60,9 +65,17 @@ class Claimable(Future[ChunkResult]):
 class Tail:
     """The chunks of one plan that the caller may still take, the last submitted last."""
 
-    def __init__(self, call: Call) -> None:
-        self._call = call
+    def __init__(self, call: Call, workers: int) -> None:
+        self._call, self._workers = call, workers
         self._chunks: deque[tuple[Claimable, Sequence[Any], int]] = deque()
+
+    @classmethod
+    def for_plan(cls, plan: Plan, options: Options, call: Call, probed: bool) -> Tail | None:
+        """The tail of a run following ``plan`` (``probed``: made from the probe's items), or
+        None where the caller takes no chunk."""
+        if plan.backend != "process" or not cls.allowed(options, call, probed):
+            return None
+        return cls(call, plan.max_workers)
 
     @staticmethod
     def allowed(options: Options, call: Call, probed: bool) -> bool:
@@ -85,17 +98,19 @@ class Tail:
         return future
 
     def run_one(self) -> bool:
-        """Take the last chunk no worker has taken yet and run it here; False if none is left
-        (the ones before it were taken first)."""
-        while self._chunks:
-            future, items, start = self._chunks.pop()
-            if not future.claim():
-                self._chunks.clear()  # taken in order: the ones before it were taken too
-                return False
-            with blas.limited(self._call.inner_threads):
-                result = run_chunk(self._call.fn, items, start, self._call.retry)
-            if result.error is not None:
-                result.worker = IN_CALLER
-            settle(future, result)  # (unless the run was cancelled meanwhile)
-            return True
-        return False
+        """Take the last chunk no worker has taken yet and run it here, if at least as many
+        wait as the run has workers (see the module); False if none was taken."""
+        chunks = self._chunks
+        while chunks and (chunks[0][0].running() or chunks[0][0].done()):
+            chunks.popleft()  # taken in order: what is left waits for a worker
+        if len(chunks) < self._workers:
+            return False
+        future, items, start = chunks.pop()
+        if not future.claim():
+            return False  # (taken since: the next call looks again)
+        with blas.limited(self._call.inner_threads):
+            result = run_chunk(self._call.fn, items, start, self._call.retry)
+        if result.error is not None:
+            result.worker = IN_CALLER
+        settle(future, result)  # (unless the run was cancelled meanwhile)
+        return True
