@@ -107,11 +107,6 @@ class Backend(ABC):
         """Workers already started and idle or busy: no start-up cost to pay for them."""
         return 0
 
-    def start_workers(self) -> None:
-        """Start every worker now rather than as chunks come (nothing where workers cost
-        nothing to start): a run that will need them all starts them while it does other work."""
-        return None
-
     @classmethod
     def runs_function(cls, fn: Callable[..., Any]) -> bool:
         """Whether ``fn`` can run on this backend at all, checked before automatic routing picks

@@ -134,11 +134,6 @@ class ProcessBackend(Backend):
     def warm_workers(self) -> int:
         return self._pool.live_workers
 
-    def start_workers(self) -> None:
-        if self._pool.closed:
-            self._pool = self._new_pool()
-        self._pool.start_workers()
-
     def cancel(self, futures: Collection[Future[ChunkResult]]) -> None:
         self._pool.cancel(futures)
 

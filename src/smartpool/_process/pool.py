@@ -112,8 +112,17 @@ class ProcessPool:
                 self._assign(worker, task)
             else:
                 return
-            failed = self._ensure_manager()
-            start_new = start_new and failed is None
+            if self._manager is None:
+                manager = threading.Thread(
+                    target=self._manage, name="smartpool-process-manager", daemon=True
+                )
+                try:
+                    manager.start()
+                except RuntimeError as exc:  # out of threads: the next submit tries again
+                    start_new = False
+                    failed = start_error(exc, "the process pool's manager thread", self.workers)
+                else:
+                    self._manager = manager
         if spent is not None:
             self._let_go(spent)
         if failed is not None:
@@ -125,16 +134,6 @@ class ProcessPool:
         elif start_new:
             self._start_worker()
 
-    def start_workers(self) -> None:
-        """Start the workers not running yet, on this thread, one after the other."""
-        while True:
-            with self._lock:
-                if self._closed or len(self._all) >= self.workers:
-                    return
-                if self._ensure_manager() is not None:
-                    return  # out of threads: the workers start with the chunks, if they can
-            self._start_worker()
-
     def _fits(self, worker: _Worker, n_items: int) -> bool:
         """Whether ``worker`` may run ``n_items`` more items (``max_tasks``)."""
         return self.max_tasks is None or worker.items_done + n_items <= self.max_tasks
@@ -143,21 +142,6 @@ class ProcessPool:
         """Close the socket of a worker taken out of the pool, idle: it exits, and is reaped."""
         worker.proc.close()
         worker.proc.exitcode()
-
-    def _ensure_manager(self) -> Exception | None:
-        """Under the lock: start the manager thread if none runs yet; the error if it cannot
-        (out of threads: the next submit tries again)."""
-        if self._manager is not None:
-            return None
-        manager = threading.Thread(
-            target=self._manage, name="smartpool-process-manager", daemon=True
-        )
-        try:
-            manager.start()
-        except RuntimeError as exc:
-            return start_error(exc, "the process pool's manager thread", self.workers)
-        self._manager = manager
-        return None
 
     def _idle_worker(self) -> _Worker | None:
         for worker in self._all:

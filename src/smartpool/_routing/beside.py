@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from .._errors import ResourceLimitError
 from .._work.spare_threads import Job, spare
-from .._work.switching import fast_switching
 from .._work.task import ChunkResult
 from .clock import ThreadClock, queued_seconds
 from .numbered import Numbered, Sent
@@ -220,8 +219,7 @@ class Sender:
         with self._lock:
             self._clock, self._clock_base = _own_clock(), base
         try:
-            with fast_switching():  # (getting ready takes many GIL hand-overs: see the module)
-                self._send_items(wake, decided)
+            self._send_items(wake, decided)
         finally:
             with self._lock:
                 self._clock = None

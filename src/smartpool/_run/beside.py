@@ -120,9 +120,6 @@ class Processes:
         except SerializationError:  # the plan finds that out, and says so
             return False
         self.backend, self._sent_call = lease.backend, call
-        # Every worker, not only the one items go to now: a plan on processes, likely after a
-        # long first item that held the GIL, would otherwise start the others after the probe.
-        lease.backend.start_workers()
         return True
 
     def send(self, items: Sequence[Any], start: int) -> Future[ChunkResult]:

@@ -57,7 +57,6 @@ from .flight import (
     with_note,
 )
 from .inner import InnerThreads
-from .tail import Tail
 
 logger = logging.getLogger("smartpool")
 
@@ -101,7 +100,6 @@ class Run:
         self._done: list[Any] | None = None  # the probe's results, not yet handed out
         self._replanner: steering.Replanner | None = None  # when the plan came from a measurement
         self._beside: Processes | None = None  # where the probe sent items, if it did
-        self._tail: Tail | None = None  # last chunks the caller may take (see ``tail``)
         self.plan: planner.Plan | None = None
         self._began, self._replans, self._outcome = time.perf_counter(), 0, "finished"
         if standalone:
@@ -188,7 +186,7 @@ class Run:
         """
         fn, options, n_items = self._fn, self._options, self._n_items
         measurement = recall(fn)
-        done, running, note = 0, 0, None
+        done, note = 0, None
         if measurement is None:
             beside = Processes.for_run(fn, self._call, options, self._sent, self._adopt)
             with blas.limited(None if beside is None else beside.caller_threads()):
@@ -199,7 +197,6 @@ class Run:
             if probe.sent and beside is not None:  # the caller's items join those sent
                 self._beside = beside
                 yield from beside.join(probe, self._pending, self._lock)  # or raise its error
-                running = sum(sent.size for sent in probe.sent if not sent.future.done())
                 probe, note = replace(probe, values=[], exhausted=False), beside.reason(probe)
             if probe.failed is not None:
                 if probe.values:
@@ -211,8 +208,7 @@ class Run:
                     yield probe.values
                 return False
             self._done = probe.values or None
-        # (Items sent that still run count: they want cores as much as those left.)
-        n_left = None if n_items is None else n_items - done + running
+        n_left = None if n_items is None else n_items - done
         plan, probed = steering.plan_measured(fn, options, n_left, measurement)
         if note is not None:
             plan = replace(plan, reasons=(*plan.reasons, note))
@@ -243,10 +239,6 @@ class Run:
                 return
             if not exhausted and self._room() and not self._ready(pending):
                 continue  # the input gave more before a result came: submit it first
-            all_sent = exhausted or self._next_index == self._n_items
-            tail = self._tail if all_sent and not self._any_done(pending) else None
-            if tail is not None and tail.run_one():
-                continue  # the caller ran a chunk no worker had taken yet (see ``tail``)
             if ordered and not exhausted and head_is_late(pending, self._window):
                 wait_any(pending, self._completions, self._paced)  # then a worker that
                 continue  # finished a chunk gets a new one
@@ -265,11 +257,6 @@ class Run:
                 raise with_note(result, entry.backend.name)
             self._learn(result, entry.size)
             yield result.values
-
-    def _any_done(self, pending: deque[Entry]) -> bool:
-        if self._options.ordered:
-            return pending[0].future.done()
-        return any(entry.future.done() for entry in pending)
 
     def _room(self) -> bool:
         return has_room(self._pending, self._window, self._options.ordered, self._completions)
@@ -329,8 +316,6 @@ class Run:
             # The entry's start is that of its values, which include ``done`` when joined.
             self._list(Entry(start - len(done) if done else start, ran, future, backend))
             return True
-        if self._tail is not None:
-            future = self._tail.future(items, start)
         if self._progress is not None:
             self._progress.watch(future)
         if self._feed.reading:  # the caller may wait for this result or for more input
@@ -390,7 +375,6 @@ class Run:
         replanned = self.plan is not None
         self._replans += replanned
         self.plan, self._backend, self._prepared = plan, lease.backend, prepared
-        self._tail = Tail.for_plan(plan, self._options, call, self._replanner is not None)
         left = None if self._n_items is None else max(0, self._n_items - self._next_index)
         self._sizer, self._window = steering.sizing(plan, lease.backend, left)
         if self._replanner is not None:
