@@ -32,7 +32,7 @@ def busy(
     group, as does what the caller's time queued for a core says: unless a count found no
     thread of any other program wanting a core. The caller was then queued behind passing
     wake-ups (its own threads', its worker processes' as they start or finish), not a load:
-    on a quiet machine, 7 of 30 probes read 1.3 to 1.7 threads that way, from 11 to 25 % of
+    on a quiet machine, 7 of 25 probes read 1.3 to 1.7 threads that way, from 11 to 25 % of
     the caller's time queued, and planned three or four worker processes on two cores."""
     if counted and min(counted) == 0:
         return 0.0, ()
