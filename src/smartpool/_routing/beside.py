@@ -22,6 +22,7 @@ from concurrent.futures import Future, wait
 from typing import Any, Protocol
 
 from .._errors import ResourceLimitError
+from .._work.schedstat import own_stats
 from .._work.spare_threads import Job, spare
 from .._work.task import ChunkResult
 from .clock import ThreadClock, queued_seconds
@@ -79,10 +80,12 @@ class Sender:
         self._sending_here = 0
         self._here_done = threading.Condition(self._lock)
         self._here = threading.local()  # ``active`` on a thread sending from there now
-        # CPU time spent sending: the sending thread's clock while its job runs (and its base),
-        # what its ended jobs and the sends from elsewhere took (see ``cpu_spent``).
+        # Time spent sending: the sending thread's CPU clock and stats file (time queued for a
+        # core) while its job runs, their bases, and what its ended jobs and the sends from
+        # elsewhere took (see ``cpu_spent``).
         self._clock: int | None = None
-        self._clock_base = self._cpu_done = 0.0
+        self._stats: int | None = None
+        self._clock_base = self._queued_base = self._cpu_done = 0.0
         self.sent: list[Sent] = []
 
     @property
@@ -92,9 +95,11 @@ class Sender:
 
     @property
     def cpu_spent(self) -> float:
-        """CPU time this process spent on sending so far (getting ready, pickling and sending
-        items), on whichever thread: Python that held the GIL while the caller's items may have
-        been timed (see ``probe``). Read from the caller while the sending thread runs."""
+        """Time this process spent on sending so far (getting ready, pickling and sending items),
+        on whichever thread: computing, or queued for a core on the sending thread (it may hold
+        the GIL meanwhile: beside two busy programs, that doubled what the caller waited for it).
+        The GIL the caller's items may have waited for (see ``probe``). Read from the caller
+        while the sending thread runs."""
         with self._lock:
             spent, clock = self._cpu_done, self._clock
             if clock is not None:
@@ -102,6 +107,7 @@ class Sender:
                     spent += time.clock_gettime(clock) - self._clock_base
                 except OSError:  # pragma: no cover - the thread is gone: see ``_send``
                     pass
+                spent += queued_seconds(self._stats) - self._queued_base
         return spent
 
     def prepare(
@@ -215,15 +221,17 @@ class Sender:
         time: if it fails, the items run as they would have without it.)"""
         wake, decided = self._wake, self._decided
         assert wake is not None
-        base = time.thread_time()
+        stats = own_stats()
+        base, queued = time.thread_time(), queued_seconds(stats)
         with self._lock:
             self._clock, self._clock_base = _own_clock(), base
+            self._stats, self._queued_base = stats, queued
         try:
             self._send_items(wake, decided)
         finally:
             with self._lock:
                 self._clock = None
-                self._cpu_done += time.thread_time() - base
+                self._cpu_done += time.thread_time() - base + queued_seconds(stats) - queued
 
     def _send_items(self, wake: threading.Event, decided: threading.Event) -> None:
         try:
