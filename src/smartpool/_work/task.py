@@ -25,6 +25,15 @@ from .reporting import REPORTING_CODE, Reporting
 from .schedstat import own_stats, queued_seconds
 from .setup import WorkerSetup
 
+#: Under a time budget, a chunk's first ``CHECK_FIRST`` items run with a clock check after each;
+#: if they took at least ``CHECKED_ITEM_SECONDS`` each on average, so do the rest (the check
+#: then costs under 1 %). Shorter items go to the deadline watcher, which stops the chunk at no
+#: cost per item; but the watcher must take the GIL from the chunk to act, and beside a busy
+#: program each such hand-over could leave the chunk's thread without its core for a scheduler
+#: time slice: serial pure-Python items ran 13 % slower than a plain loop, stopped that way.
+CHECK_FIRST = 8
+CHECKED_ITEM_SECONDS = 20e-6
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -211,22 +220,35 @@ def run_chunk(
 def _run_within(
     fn: Callable[[Any], Any], items: Iterable[Any], values: list[Any], deadline: float
 ) -> BaseException | None:
-    """``values.extend(map(fn, items))``, stopped by the deadline watcher when time is up."""
+    """``values.extend(map(fn, items))``, stopped after the item in hand once ``deadline`` has
+    passed: by a clock check after each item when the first ones are long enough for it to
+    cost nothing measurable, else by the deadline watcher, which costs nothing per item."""
     if isinstance(items, Tail):  # the end of a list: iterate it in place, stop at its end
         iterator, end = iter(items), len(items.sequence)
     else:
         sequence = items if isinstance(items, (list, tuple, range)) else list(items)
         iterator, end = iter(sequence), len(sequence)
-    token = deadlines.watcher.arm(iterator, end, deadline)
-    try:
-        values.extend(map(fn, iterator))
+    append, clock = values.append, time.perf_counter
+    token = None
+    try:  # (the loop is here: a frame of its own would show in the item's traceback)
+        began = clock()
+        for checked, item in enumerate(iterator, 1):
+            append(fn(item))
+            now = clock()
+            if now >= deadline:
+                break
+            if checked == CHECK_FIRST and now - began < CHECK_FIRST * CHECKED_ITEM_SECONDS:
+                token = deadlines.watcher.arm(iterator, end, deadline)
+                values.extend(map(fn, iterator))
+                break
     except BaseException as exc:
         if _may_be_ctrl_c(exc):
             raise
         _drop_own_frames(exc)
         return exc
     finally:
-        deadlines.watcher.disarm(token)
+        if token is not None:
+            deadlines.watcher.disarm(token)
     return None
 
 
