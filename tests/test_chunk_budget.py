@@ -98,6 +98,15 @@ def test_short_items_hand_the_rest_of_the_chunk_to_the_watcher(
     assert list(iterator) == []  # the same iterator, used up by the map
 
 
+def test_a_chunk_of_short_items_that_ends_with_its_checked_ones_arms_nothing(
+    clock: FakeClock, arms: list[tuple[Any, int, float]]
+) -> None:
+    """Nothing left after the checked items: no deadline armed (it would wake the watcher)."""
+    result = run_chunk(clock.taking(1e-9), list(range(CHECK_FIRST)), 0, budget=1.0)
+    assert result.values == [2 * x for x in range(CHECK_FIRST)]
+    assert arms == []
+
+
 def test_the_watcher_ends_the_same_iterator_the_checked_items_came_from(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
